@@ -1,0 +1,1 @@
+"""Authentication: bearer extraction, keys, token verification, the authenticator."""

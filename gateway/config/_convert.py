@@ -1,0 +1,128 @@
+"""Pure converters for config values: each returns the typed value or raises ``ValueError``
+with a message for the operator."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import yarl
+
+from gateway.auth.keys import SUPPORTED_ALGORITHMS
+from gateway.config.models import ScopeMode, ScopeRule
+from gateway.paths import TargetError, canonicalize_path
+
+# RFC 9110 token characters, upper-case only: methods are case-sensitive.
+_METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~")
+_NEVER_PROXIED_METHODS = frozenset({"CONNECT", "TRACE"})
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def string_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("must be a list of non-empty strings")
+    return tuple(value)
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ValueError("must be a port number from 0 to 65535")
+    return value
+
+
+def host(value: Any) -> str:
+    host = string(value)
+    if any(ch.isspace() or ch in "/@" for ch in host):
+        raise ValueError(f"'{host}' is not a host name or address")
+    return host
+
+
+def log_level(value: Any) -> str:
+    level = string(value).lower()
+    if level not in {"debug", "info", "warning", "error"}:
+        raise ValueError("must be one of debug, info, warning, error")
+    return level
+
+
+def algorithms(value: Any) -> frozenset[str]:
+    names = string_list(value)
+    if not names:
+        raise ValueError("must list at least one algorithm")
+    for name in names:
+        if name.lower() == "none":
+            raise ValueError("'none' is never accepted")
+        if name not in SUPPORTED_ALGORITHMS:
+            raise ValueError(
+                f"unsupported algorithm '{name}' ({', '.join(sorted(SUPPORTED_ALGORITHMS))})"
+            )
+    return frozenset(names)
+
+
+def methods(value: Any) -> frozenset[str]:
+    methods = string_list(value)
+    if not methods:
+        raise ValueError("must list at least one method (leave 'methods' out to allow all)")
+    for method in methods:
+        if not set(method) <= _METHOD_CHARS:
+            raise ValueError(f"'{method}' is not a method (methods are case-sensitive: GET, POST)")
+        if method in _NEVER_PROXIED_METHODS:
+            raise ValueError(f"{method} is never proxied")
+    return frozenset(methods)
+
+
+def route_path(value: Any) -> str:
+    path = string(value)
+    try:
+        canonical = canonicalize_path(path)
+    except TargetError as exc:
+        raise ValueError(f"'{path}' is not a valid path ({exc.problem.value})") from None
+    wanted = canonical.rstrip("/") or "/"
+    if path != wanted:
+        raise ValueError(f"'{path}' is not in canonical form; write '{wanted}'")
+    return wanted
+
+
+def scope_rule(value: Any) -> ScopeRule:
+    if isinstance(value, dict):
+        if set(value) != {"any"}:
+            raise ValueError("write a list (all of them) or {any: [a, b]} (at least one)")
+        scopes = string_list(value["any"])
+        if not scopes:
+            raise ValueError("'any' must list at least one scope")
+        return ScopeRule(ScopeMode.ANY, scopes)
+    scopes = string_list(value)
+    if any(" " in scope for scope in scopes):
+        raise ValueError("a scope cannot contain a space")
+    return ScopeRule(ScopeMode.ALL, scopes)
+
+
+def upstream_url(value: Any) -> yarl.URL:
+    text = string(value)
+    url = yarl.URL(text)
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ValueError(f"'{text}' must be an http:// or https:// URL with a host")
+    if url.query_string or url.fragment or url.user:
+        raise ValueError(f"'{text}' must not carry credentials, a query or a fragment")
+    return url
+
+
+def describe_overlap(a: frozenset[str] | None, b: frozenset[str] | None) -> str:
+    if a is None or b is None:
+        return "one of them allows every method"
+    return "both allow " + ", ".join(sorted(a & b))
+
+
+def did_you_mean(key: str, allowed: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

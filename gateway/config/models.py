@@ -1,0 +1,184 @@
+"""The frozen value objects that a validated configuration is made of."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yarl
+
+from gateway.auth.keys import KeySet
+
+__all__ = [
+    "AdminConfig",
+    "AuthMode",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "IssuerConfig",
+    "ListenConfig",
+    "Route",
+    "RoutesConfig",
+    "ScopeMode",
+    "ScopeRule",
+    "TlsConfig",
+    "TokensConfig",
+    "Upstream",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration is not usable; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        super().__init__("\n".join(str(issue) for issue in issues))
+        self.issues = tuple(issues)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenConfig:
+    """A host and port to listen on."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminConfig:
+    """The admin listener (/healthz, /readyz): never on the public port."""
+
+    host: str = "127.0.0.1"
+    port: int = 9090
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsConfig:
+    """HTTPS on the public listener."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuerConfig:
+    """A trusted token issuer with its algorithm allowlist and its keys."""
+
+    name: str
+    issuer: str
+    algorithms: frozenset[str]
+    audiences: tuple[str, ...] = ()
+    keys: KeySet = field(default_factory=KeySet)
+    key_files: tuple[Path, ...] = ()
+    require_typ: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokensConfig:
+    """Rules for every token, whatever its issuer."""
+
+    leeway: float = 30.0
+    max_lifetime: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upstream:
+    """A service behind the gateway."""
+
+    name: str
+    url: yarl.URL
+    timeout: float = 30.0
+
+
+class AuthMode(enum.Enum):
+    """Whether a route needs a token."""
+
+    REQUIRED = "required"
+    NONE = "none"
+
+
+class ScopeMode(enum.Enum):
+    """How a route's scope list is read: all of them, or at least one."""
+
+    ALL = "all"
+    ANY = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRule:
+    """The scopes a route needs."""
+
+    mode: ScopeMode = ScopeMode.ALL
+    scopes: tuple[str, ...] = ()
+
+    def satisfied_by(self, granted: frozenset[str]) -> bool:
+        """Exact string matching: ``orders:readX`` does not satisfy ``orders:read``."""
+        if self.mode is ScopeMode.ANY:
+            return any(scope in granted for scope in self.scopes)
+        return all(scope in granted for scope in self.scopes)
+
+    def __str__(self) -> str:
+        joined = " ".join(self.scopes)
+        return f"any of: {joined}" if self.mode is ScopeMode.ANY else joined
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """One entry of the route table."""
+
+    path: str
+    upstream: str
+    methods: frozenset[str] | None = None
+    auth: AuthMode = AuthMode.REQUIRED
+    scopes: ScopeRule = ScopeRule()
+    issuers: frozenset[str] | None = None
+    strip_prefix: bool = False
+    forward_token: bool = False
+    exact: bool = False
+    line: int = 0
+
+    def matches_path(self, path: str) -> bool:
+        """Whole-segment prefix match (``/orders`` matches ``/orders/7``, never ``/ordersX``)."""
+        if path == self.path:
+            return True
+        if self.exact:
+            return False
+        prefix = self.path if self.path.endswith("/") else self.path + "/"
+        return path.startswith(prefix)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutesConfig:
+    """The contents of routes.yaml."""
+
+    upstreams: Mapping[str, Upstream]
+    routes: tuple[Route, ...]
+    file: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole, validated configuration."""
+
+    file: Path
+    listen: ListenConfig
+    admin: AdminConfig
+    tls: TlsConfig | None
+    issuers: tuple[IssuerConfig, ...]
+    tokens: TokensConfig
+    log_level: str
+    drain_timeout: float
+    routes: RoutesConfig

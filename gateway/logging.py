@@ -1,0 +1,141 @@
+"""Structured JSON output: one object per line on stdout, for every event the gateway prints.
+
+`configure` sets structlog (and the standard library's root logger, where aiohttp and asyncio
+write) to render JSON lines. `access_record` is pure: it turns what happened to one request into
+the access-log fields (Elastic Common Schema / OpenTelemetry names).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import structlog
+
+__all__ = ["AccessEntry", "access_record", "configure", "get_logger"]
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def _timestamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event.setdefault("@timestamp", _rfc3339(datetime.now(UTC)))
+    return event
+
+
+def _ecs_fields(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Rename structlog's keys to ECS names and put the common fields first."""
+    head = {
+        "@timestamp": event.pop("@timestamp", None),
+        "log.level": event.pop("log.level", None) or event.pop("level", method),
+        "event.action": event.pop("event.action", None) or event.get("event"),
+    }
+    event.pop("level", None)
+    event.pop("event", None)
+    return {**head, **event}
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def configure(level: str = "info", stream: TextIO | None = None) -> None:
+    """Render every event, ours and the standard library's, as one JSON object per line."""
+    numeric = _LEVELS[level]
+    output = stream or sys.stdout
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        _timestamp,
+        structlog.processors.format_exc_info,
+    ]
+    structlog.configure(
+        processors=[*shared, _ecs_fields, structlog.processors.JSONRenderer(sort_keys=False)],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(output),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(output)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, _logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _ecs_fields,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # aiohttp's own access log would be a second, unstructured line per request.
+    logging.getLogger("aiohttp.access").disabled = True
+
+
+def _logger_name(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    record = event.get("_record")
+    if record is not None:
+        event["log.logger"] = record.name
+    return event
+
+
+def get_logger(**bound: Any) -> Any:
+    """A structlog logger, optionally with bound context."""
+    return structlog.get_logger(**bound)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessEntry:
+    """What happened to one request, gathered while it was handled."""
+
+    started: datetime
+    duration_ns: int
+    request_id: str
+    client_ip: str | None
+    method: str
+    path: str | None
+    route: str | None
+    status: int
+    upstream: str | None
+    upstream_duration_ns: int | None
+    request_bytes: int
+    response_bytes: int
+    user_agent: str | None
+    user_id: str | None
+    client_id: str | None
+    auth_result: str
+    auth_reason: str | None
+
+
+def access_record(entry: AccessEntry) -> dict[str, Any]:
+    """The access-log fields for one request (the query string is never logged)."""
+    return {
+        "@timestamp": _rfc3339(entry.started),
+        "log.level": "info",
+        "event.action": "access",
+        "http.request.id": entry.request_id,
+        "client.ip": entry.client_ip,
+        "http.request.method": entry.method,
+        "url.path": entry.path,
+        "http.route": entry.route,
+        "http.response.status_code": entry.status,
+        "event.duration": entry.duration_ns,
+        "upstream.name": entry.upstream,
+        "upstream.duration": entry.upstream_duration_ns,
+        "http.request.body.bytes": entry.request_bytes,
+        "http.response.body.bytes": entry.response_bytes,
+        "user_agent.original": entry.user_agent,
+        "user.id": entry.user_id,
+        "client.id": entry.client_id,
+        "auth.result": entry.auth_result,
+        "auth.reason": entry.auth_reason,
+    }

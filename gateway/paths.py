@@ -1,0 +1,128 @@
+"""The one canonical form of a request target.
+
+The path the router matches, the path the authoriser checks and the path the upstream receives
+are the same string, built here once from the raw request target. aiohttp's ``request.path`` is
+already percent-decoded (``%2F`` becomes ``/``) and ``yarl.URL`` resolves ``..`` again when built
+from a string, so neither may be used for routing or forwarding: a path matched in one form and
+forwarded in another is the classic gateway bypass (``/public/%2e%2e/admin``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["CanonicalTarget", "TargetError", "TargetProblem", "canonicalize", "canonicalize_path"]
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_HEX = frozenset("0123456789abcdefABCDEF")
+# RFC 3986 pchar minus ';' (path parameters are refused: Tomcat/Spring strip them upstream).
+_PATH_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@/%"
+)
+_QUERY_FORBIDDEN = frozenset(chr(c) for c in range(0x21)) | {"\x7f", "#"}
+
+
+class TargetProblem(enum.Enum):
+    """Why a request target was refused; the value is the access log's ``auth.reason``."""
+
+    NOT_ORIGIN_FORM = "not_origin_form"
+    FRAGMENT = "fragment"
+    BACKSLASH = "backslash"
+    ENCODED_SLASH = "encoded_slash"
+    PATH_PARAMETER = "path_parameter"
+    CONTROL_CHARACTER = "control_character"
+    BAD_CHARACTER = "bad_character"
+    BAD_ESCAPE = "bad_escape"
+    ESCAPES_ROOT = "escapes_root"
+
+
+class TargetError(ValueError):
+    """The request target is not acceptable (answered with 400 ``bad_request``)."""
+
+    def __init__(self, problem: TargetProblem) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalTarget:
+    """A request target split into its canonical path and its query exactly as sent."""
+
+    path: str
+    query: str | None
+
+    def __str__(self) -> str:
+        return self.path if self.query is None else f"{self.path}?{self.query}"
+
+
+def canonicalize(raw_target: str) -> CanonicalTarget:
+    """Split and canonicalise a raw origin-form request target, or raise `TargetError`."""
+    if "#" in raw_target:
+        raise TargetError(TargetProblem.FRAGMENT)
+    raw_path, sep, query = raw_target.partition("?")
+    if sep and any(ch in _QUERY_FORBIDDEN or ord(ch) > 0x7E for ch in query):
+        raise TargetError(TargetProblem.BAD_CHARACTER)
+    return CanonicalTarget(canonicalize_path(raw_path), query if sep else None)
+
+
+def canonicalize_path(raw_path: str) -> str:
+    """Return the canonical form of an encoded path.
+
+    Unreserved percent-escapes are decoded, other escapes keep their bytes (upper-case hex),
+    duplicate slashes are merged and dot segments resolved; anything that could be read two
+    ways by the next server is refused.
+    """
+    if not raw_path.startswith("/"):
+        raise TargetError(TargetProblem.NOT_ORIGIN_FORM)
+    decoded = _decode_unreserved(raw_path)
+    segments: list[str] = []
+    trailing_slash = False
+    for segment in decoded.split("/")[1:]:
+        trailing_slash = segment in {"", ".", ".."}
+        if segment in {"", "."}:
+            continue
+        if segment == "..":
+            if not segments:
+                raise TargetError(TargetProblem.ESCAPES_ROOT)
+            segments.pop()
+            continue
+        segments.append(segment)
+    path = "/" + "/".join(segments)
+    if trailing_slash and segments:
+        path += "/"
+    return path
+
+
+def _decode_unreserved(raw_path: str) -> str:
+    out: list[str] = []
+    i = 0
+    length = len(raw_path)
+    while i < length:
+        ch = raw_path[i]
+        if ch == "%":
+            hex_digits = raw_path[i + 1 : i + 3]
+            if len(hex_digits) != 2 or not set(hex_digits) <= _HEX:
+                raise TargetError(TargetProblem.BAD_ESCAPE)
+            byte = int(hex_digits, 16)
+            _refuse_byte(byte)
+            out.append(chr(byte) if byte in _UNRESERVED else "%" + hex_digits.upper())
+            i += 3
+            continue
+        if ch not in _PATH_CHARS:
+            _refuse_byte(ord(ch) if ord(ch) < 0x100 else 0x80)
+            raise TargetError(TargetProblem.BAD_CHARACTER)
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _refuse_byte(byte: int) -> None:
+    if byte < 0x20 or byte == 0x7F:
+        raise TargetError(TargetProblem.CONTROL_CHARACTER)
+    if byte == 0x2F:
+        raise TargetError(TargetProblem.ENCODED_SLASH)
+    if byte == 0x5C:
+        raise TargetError(TargetProblem.BACKSLASH)
+    if byte == 0x3B:
+        raise TargetError(TargetProblem.PATH_PARAMETER)

@@ -1,0 +1,181 @@
+"""The streaming forwarder: one pooled aiohttp client session, bodies never buffered.
+
+The client is set up for a proxy, not for a browser: no cookie jar shared between users, no
+automatic decompression, no redirects followed, and no headers the client did not send (aiohttp
+would add ``User-Agent``, ``Accept`` and ``Accept-Encoding`` of its own).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import yarl
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.config import Route, Upstream
+from gateway.headers import response_headers
+from gateway.paths import CanonicalTarget
+
+__all__ = ["ProxyOutcome", "UpstreamClient", "UpstreamFailure", "upstream_url"]
+
+_CHUNK = 64 * 1024
+_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+
+
+class UpstreamFailure(Exception):
+    """The upstream could not answer: ``timed_out`` picks 504 over 502."""
+
+    def __init__(self, upstream: str, *, timed_out: bool, detail: str) -> None:
+        super().__init__(detail)
+        self.upstream = upstream
+        self.timed_out = timed_out
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class ProxyOutcome:
+    """What the forwarder did, for the access log."""
+
+    response: web.StreamResponse
+    upstream_ns: int
+    request_bytes: int
+    response_bytes: int
+    completed: bool
+
+
+def upstream_url(upstream: Upstream, route: Route, target: CanonicalTarget) -> yarl.URL:
+    """The URL the upstream receives: the canonical path, unchanged unless the route strips its
+    prefix, under the upstream's base path, with the query exactly as sent.
+
+    Built with ``encoded=True`` so that yarl does not decode or resolve anything again.
+    """
+    path = target.path
+    if route.strip_prefix and route.path != "/":
+        path = path[len(route.path) :] or "/"
+        if not path.startswith("/"):
+            path = "/" + path
+    base = upstream.url.raw_path.rstrip("/")
+    return yarl.URL.build(
+        scheme=upstream.url.scheme,
+        host=upstream.url.raw_host or "",
+        port=upstream.url.explicit_port,
+        path=base + path,
+        query_string=target.query or "",
+        encoded=True,
+    )
+
+
+class UpstreamClient:
+    """One pooled client session per process, for every upstream."""
+
+    def __init__(self, *, pool_size: int = 1000, pool_size_per_host: int = 0) -> None:
+        self._pool_size = pool_size
+        self._pool_size_per_host = pool_size_per_host
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the pooled session (call on the serving loop)."""
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size,
+            limit_per_host=self._pool_size_per_host,
+            enable_cleanup_closed=True,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=_NO_AUTO_HEADERS,
+            trust_env=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    async def close(self) -> None:
+        """Close the session and its pooled connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def forward(
+        self,
+        request: web.Request,
+        upstream: Upstream,
+        url: yarl.URL,
+        headers: CIMultiDict[str],
+    ) -> ProxyOutcome:
+        """Send the request upstream and stream the answer back to the client."""
+        assert self._session is not None, "UpstreamClient.start() was not awaited"
+        counter = _ByteCounter()
+        body: AsyncIterator[bytes] | None = None
+        if request.body_exists:
+            body = counter.count(request.content)
+            if request.content_length is not None:
+                headers["Content-Length"] = str(request.content_length)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=upstream.timeout, sock_read=upstream.timeout
+        )
+        started = time.perf_counter_ns()
+        try:
+            upstream_response = await self._session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=timeout,
+                compress=None,
+            )
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamFailure(
+                upstream.name, timed_out=True, detail=type(exc).__name__
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure(
+                upstream.name, timed_out=False, detail=type(exc).__name__
+            ) from None
+        async with upstream_response:
+            response = web.StreamResponse(
+                status=upstream_response.status,
+                reason=upstream_response.reason,
+                headers=response_headers(upstream_response.headers),
+            )
+            await response.prepare(request)
+            sent, completed = await _relay(upstream_response, response, request)
+        return ProxyOutcome(
+            response=response,
+            upstream_ns=time.perf_counter_ns() - started,
+            request_bytes=counter.total,
+            response_bytes=sent,
+            completed=completed,
+        )
+
+
+class _ByteCounter:
+    def __init__(self) -> None:
+        self.total = 0
+
+    async def count(self, reader: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+        async for chunk in reader.iter_chunked(_CHUNK):
+            self.total += len(chunk)
+            yield chunk
+
+
+async def _relay(
+    source: aiohttp.ClientResponse, sink: web.StreamResponse, request: web.Request
+) -> tuple[int, bool]:
+    sent = 0
+    try:
+        async for chunk in source.content.iter_chunked(_CHUNK):
+            await sink.write(chunk)
+            sent += len(chunk)
+        await sink.write_eof()
+    except (TimeoutError, aiohttp.ClientError, ConnectionError):
+        # Headers are gone already: the only honest signal left is to cut the connection,
+        # never to finish a chunked body that would look complete.
+        if request.transport is not None:
+            request.transport.abort()
+        return sent, False
+    return sent, True
