@@ -71,7 +71,7 @@ def create_app(
         await client.close()
 
     app.cleanup_ctx.append(upstream_session)
-    app.router.add_route("*", "/{tail:.*}", door)
+    app.router.add_route("*", "/{tail:.*}", door.handle)
     return app
 
 

@@ -49,7 +49,7 @@ class Door:
         self.policy = policy
         self._client = client
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         """Handle one request (aiohttp handler)."""
         record = request[ACCESS]
         policy = self.policy  # one snapshot for the whole request, whatever a reload does

@@ -144,7 +144,7 @@ class Reader:
         admin_default = ListenConfig(host="127.0.0.1", port=9090)
         admin_listen = self._listen(document, "admin", admin_default)
         admin = AdminConfig(host=admin_listen.host, port=admin_listen.port)
-        if (admin.host, admin.port) == (listen.host, listen.port):
+        if (admin.host, admin.port) == (listen.host, listen.port) and listen.port != 0:
             self._problem(
                 document.key_lines.get("admin", 1), "admin must not share the public port"
             )

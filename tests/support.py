@@ -1,0 +1,239 @@
+"""Test support: real keys, a token factory, a recording upstream and config writers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec as _ec
+from cryptography.hazmat.primitives.asymmetric import ed25519 as _ed25519
+from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
+from multidict import CIMultiDictProxy
+
+from gateway.auth.keys import public_jwk
+
+ISSUER = "https://auth.example.test"
+AUDIENCE = "example-api"
+DEV_ISSUER = "dev"
+DEV_SECRET = "dev-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url, as JWS segments are written."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class TestKeys:
+    """Every key the tests sign with: the configured ones and an attacker's."""
+
+    rsa: _rsa.RSAPrivateKey
+    ec: _ec.EllipticCurvePrivateKey
+    ed: _ed25519.Ed25519PrivateKey
+    pem_rsa: _rsa.RSAPrivateKey  # configured as a PEM file (kid = its thumbprint)
+    attacker: _rsa.RSAPrivateKey
+
+    @classmethod
+    def generate(cls) -> TestKeys:
+        """Fresh keys (RSA 2048, P-256, Ed25519)."""
+        return cls(
+            rsa=_rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            ec=_ec.generate_private_key(_ec.SECP256R1()),
+            ed=_ed25519.Ed25519PrivateKey.generate(),
+            pem_rsa=_rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            attacker=_rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        )
+
+    def jwks(self) -> dict[str, Any]:
+        """The configured JWKS: k1 (RS256), e1 (ES256), o1 (EdDSA)."""
+        return {
+            "keys": [
+                {**public_jwk(self.rsa.public_key()), "kid": "k1", "alg": "RS256", "use": "sig"},
+                {**public_jwk(self.ec.public_key()), "kid": "e1", "alg": "ES256", "use": "sig"},
+                {**public_jwk(self.ed.public_key()), "kid": "o1", "alg": "EdDSA", "use": "sig"},
+            ]
+        }
+
+    def public_pem(self, key: _rsa.RSAPrivateKey | None = None) -> bytes:
+        """The PEM public key of ``key`` (default: the PEM-configured RSA key)."""
+        return (
+            (key or self.pem_rsa)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+
+@dataclass
+class TokenFactory:
+    """Mints tokens; the defaults make the spec's good token G."""
+
+    keys: TestKeys
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        """G's claims with overrides applied (a value of ``...`` removes the claim)."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "alice",
+            "iat": now,
+            "exp": now + 300,
+            "scope": "orders:read",
+        }
+        claims.update(overrides)
+        return {name: value for name, value in claims.items() if value is not ...}
+
+    def good(self, **overrides: Any) -> str:
+        """G (RS256, kid k1) with claim overrides."""
+        return self.sign(self.claims(**overrides))
+
+    def sign(
+        self,
+        claims: Mapping[str, Any],
+        *,
+        alg: str = "RS256",
+        key: Any = None,
+        headers: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Sign ``claims`` with PyJWT (default key: RSA k1)."""
+        default_kid = {"RS256": "k1", "ES256": "e1", "EdDSA": "o1"}.get(alg)
+        signing_key = key
+        if signing_key is None:
+            signing_key = {
+                "RS256": self.keys.rsa,
+                "ES256": self.keys.ec,
+                "EdDSA": self.keys.ed,
+            }.get(alg, DEV_SECRET.encode())
+        header: dict[str, Any] = {"kid": default_kid} if default_kid and key is None else {}
+        header.update(headers or {})
+        return jwt.encode(dict(claims), signing_key, algorithm=alg, headers=header or None)
+
+    def dev(self, **overrides: Any) -> str:
+        """An HS256 token for the ``dev`` issuer."""
+        claims = self.claims(iss=DEV_ISSUER, aud=..., **overrides)
+        return jwt.encode(claims, DEV_SECRET.encode(), algorithm="HS256")
+
+    @staticmethod
+    def raw(header: Mapping[str, Any], claims: Mapping[str, Any], signature: bytes = b"") -> str:
+        """A compact JWS built by hand (for forgeries PyJWT would refuse to write)."""
+        return ".".join(
+            [
+                b64url(json.dumps(header).encode()),
+                b64url(json.dumps(claims).encode()),
+                b64url(signature),
+            ]
+        )
+
+
+@dataclass
+class Recorded:
+    """One request as the upstream saw it."""
+
+    method: str
+    raw_path: str
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+@dataclass
+class RecordingUpstream:
+    """A real upstream that records every request and echoes what it saw as JSON."""
+
+    requests: list[Recorded] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        """The aiohttp application to serve."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(Recorded(request.method, request.raw_path, request.headers, body))
+        return web.json_response(
+            {"path": request.raw_path, "headers": dict(request.headers), "body_bytes": len(body)},
+            headers={"X-Upstream": "recording"},
+        )
+
+    @property
+    def last(self) -> Recorded:
+        """The most recent request (fails the test when there is none)."""
+        assert self.requests, "the upstream received no request"
+        return self.requests[-1]
+
+
+DEFAULT_ROUTES = """\
+upstreams:
+  orders: {{url: "{upstream}", timeout: 2s}}
+routes:
+  - path: /orders
+    upstream: orders
+    methods: [GET, HEAD]
+    scopes: [orders:read]
+  - path: /orders
+    upstream: orders
+    methods: [POST, PUT, PATCH, DELETE]
+    scopes: [orders:write]
+  - path: /orders/health
+    upstream: orders
+    auth: none
+"""
+
+DEFAULT_GATEWAY = """\
+listen: {{host: 127.0.0.1, port: 0}}
+admin: {{host: 127.0.0.1, port: 0}}
+routes: routes.yaml
+issuers:
+  - name: local
+    issuer: {issuer}
+    audiences: [{audience}]
+    algorithms: [RS256, ES256, EdDSA]
+    keys: [keys/public.pem, keys/jwks.json]
+  - name: dev
+    issuer: {dev_issuer}
+    algorithms: [HS256]
+    secret: ${{ACCESS_TOKEN_SECRET}}
+tokens:
+  leeway: 30s
+"""
+
+
+def write_config(
+    directory: Path,
+    keys: TestKeys,
+    *,
+    upstream: str = "http://127.0.0.1:9",
+    routes: str = DEFAULT_ROUTES,
+    gateway: str = DEFAULT_GATEWAY,
+) -> Path:
+    """Write gateway.yaml, routes.yaml and key files; return gateway.yaml's path.
+
+    ``routes`` and ``gateway`` are format strings: ``{upstream}``, ``{issuer}``, ``{audience}``
+    and ``{dev_issuer}`` are filled in.
+    """
+    (directory / "keys").mkdir(exist_ok=True)
+    (directory / "keys" / "public.pem").write_bytes(keys.public_pem())
+    (directory / "keys" / "jwks.json").write_text(json.dumps(keys.jwks()))
+    values = {
+        "upstream": upstream,
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "dev_issuer": DEV_ISSUER,
+    }
+    (directory / "routes.yaml").write_text(routes.format(**values))
+    path = directory / "gateway.yaml"
+    path.write_text(gateway.format(**values))
+    return path
+
+
+ENVIRON = {"ACCESS_TOKEN_SECRET": DEV_SECRET}
