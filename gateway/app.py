@@ -21,6 +21,7 @@ from gateway.door import Door, Policy
 from gateway.logging import get_logger
 from gateway.proxy import UpstreamClient
 from gateway.routes import RouteTable
+from gateway.server import GatewayRunner
 
 __all__ = ["DOOR", "GatewayServer", "build_policy", "create_admin_app", "create_app", "serve"]
 
@@ -101,7 +102,7 @@ class GatewayServer:
     ) -> None:
         self.config = config
         self._ready = asyncio.Event()
-        self._public = web.AppRunner(
+        self._public = GatewayRunner(
             create_app(config, key_sources=key_sources),
             access_log=None,
             shutdown_timeout=config.drain_timeout,

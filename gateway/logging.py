@@ -101,7 +101,7 @@ class AccessEntry:
     duration_ns: int
     request_id: str
     client_ip: str | None
-    method: str
+    method: str | None
     path: str | None
     route: str | None
     status: int

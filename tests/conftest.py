@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.app import create_app
+from gateway.server import GatewayRunner
 from gateway.config import Config, load
 from gateway.logging import configure
 from tests.support import (
@@ -27,6 +28,13 @@ from tests.support import (
 )
 
 GatewayFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+class GatewayTestServer(TestServer):
+    """A test server that runs the application the way `gateway run` does (GatewayRunner)."""
+
+    async def _make_runner(self, **kwargs: Any) -> GatewayRunner:
+        return GatewayRunner(self.app, **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +88,7 @@ def gateway(
     ) -> TestClient[web.Request, web.Application]:
         upstream = str(upstream_server.make_url("")).rstrip("/")
         config = make_config(upstream=upstream, routes=routes, gateway=gateway)
-        return await aiohttp_client(create_app(config))
+        return await aiohttp_client(GatewayTestServer(create_app(config)))
 
     return start
 

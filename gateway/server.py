@@ -1,0 +1,88 @@
+"""The HTTP server layer under the application: requests aiohttp's parser rejects are ours too.
+
+aiohttp answers a request its parser refuses before any middleware runs, with a text body that
+quotes the offending bytes (an ``Authorization`` line among them) and an error log entry that
+does the same. `GatewayRunner` serves the application with a protocol whose error responses are
+the gateway's JSON refusal, quote nothing the client sent, and are logged as one access line.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from gateway.headers import request_id
+from gateway.logging import AccessEntry, access_record, get_logger
+from gateway.refusals import Refusal, render
+
+__all__ = ["GatewayRunner"]
+
+_log = get_logger()
+_REFUSALS = {
+    400: Refusal(400, "bad_request", "The request could not be parsed", "unparseable_request"),
+    500: Refusal(500, "internal_error", "The gateway failed to handle this request", "error"),
+    504: Refusal(504, "gateway_timeout", "The request took too long to handle", None),
+}
+
+
+class _GatewayProtocol(RequestHandler):
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; closing the connection")
+        refusal = _REFUSALS.get(status) or Refusal(status, "bad_request", "Request refused", None)
+        rid = request_id([])
+        response = render(refusal, rid)
+        response.force_close()
+        if status >= 500 and exc is not None:
+            _log.error(
+                "request_failed", **{"error.type": type(exc).__name__, "http.request.id": rid}
+            )
+        entry = AccessEntry(
+            started=datetime.now(UTC),
+            duration_ns=0,
+            request_id=rid,
+            client_ip=request.remote,
+            method=None,
+            path=None,
+            route=None,
+            status=status,
+            upstream=None,
+            upstream_duration_ns=None,
+            request_bytes=0,
+            response_bytes=len(response.body or b""),  # type: ignore[arg-type]
+            user_agent=None,
+            user_id=None,
+            client_id=None,
+            auth_result="denied",
+            auth_reason=refusal.reason,
+        )
+        _log.info("access", **access_record(entry))
+        return response
+
+
+class _GatewayHTTPServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _GatewayProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """An `AppRunner` whose connections answer parser errors in the gateway's own shape."""
+
+    __slots__ = ()
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # aiohttp builds its Server inside Application; swapping the class only changes which
+        # protocol each new connection gets (covered by the parser-error tests).
+        server.__class__ = _GatewayHTTPServer
+        return server

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install into a fresh virtual environment (.venv) and run every check CI runs:
+# lint, format, types, then the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+echo "== ruff check"
+.venv/bin/ruff check gateway tests
+echo "== ruff format --check"
+.venv/bin/ruff format --check gateway tests
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+set +e
+.venv/bin/pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit "$status"
