@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "KeySet",
     "SkippedKey",
     "VerificationKey",
+    "build_key_set",
     "hmac_key",
     "key_algorithms",
     "keys_from_jwks",
@@ -77,12 +78,16 @@ class KeySet:
     ambiguous_kids: frozenset[str] = frozenset()
 
     def with_kid(self, kid: str | None) -> tuple[VerificationKey, ...]:
-        """The keys a token naming ``kid`` may be checked against (all keys when it names none)."""
+        """The keys a token naming ``kid`` may be checked against.
+
+        A token without a kid may use any key; a token with one may use the keys with that kid and
+        the keys that have none (PEM files, HMAC secrets), as Envoy's jwt_authn does.
+        """
         if kid is None:
             return self.keys
         if kid in self.ambiguous_kids:
             return ()
-        return tuple(key for key in self.keys if key.kid == kid)
+        return tuple(key for key in self.keys if key.kid == kid or key.kid is None)
 
     @property
     def kids(self) -> tuple[str, ...]:
@@ -112,7 +117,7 @@ def public_jwk(key: PublicKey) -> dict[str, str]:
 
 
 def thumbprint(key: PublicKey) -> str:
-    """The RFC 7638 JWK thumbprint (SHA-256, base64url): the default ``kid`` of a PEM key."""
+    """The RFC 7638 JWK thumbprint (SHA-256, base64url): the kid `gateway keys generate` gives."""
     jwk = public_jwk(key)
     required = {
         "RSA": ("e", "kty", "n"),
@@ -142,8 +147,8 @@ def keys_from_pem(data: bytes, allowed: frozenset[str], source: str) -> Verifica
             f"{source} is a {_describe(public_key)}, which none of the issuer's algorithms "
             f"({', '.join(sorted(allowed))}) can use"
         )
-    kid = thumbprint(public_key)  # type: ignore[arg-type]
-    return VerificationKey(kid=kid, algorithms=algorithms, key=public_key, source=source)
+    # No kid: a PEM key is tried for any token, whatever kid its issuer stamps on it.
+    return VerificationKey(kid=None, algorithms=algorithms, key=public_key, source=source)
 
 
 def keys_from_jwks(
@@ -164,7 +169,8 @@ def keys_from_jwks(
             skipped.append(result)
         else:
             loaded.append(result)
-    return _drop_ambiguous(loaded, skipped)
+    key_set, ambiguous = build_key_set(loaded)
+    return key_set, (*skipped, *ambiguous)
 
 
 def hmac_key(secret: str, allowed: frozenset[str], source: str) -> VerificationKey:
@@ -203,9 +209,9 @@ def _key_from_jwk(
     return VerificationKey(kid=kid, algorithms=algorithms, key=public_key, source=source)
 
 
-def _drop_ambiguous(
-    loaded: Iterable[VerificationKey], skipped: list[SkippedKey]
-) -> tuple[KeySet, tuple[SkippedKey, ...]]:
+def build_key_set(loaded: Sequence[VerificationKey]) -> tuple[KeySet, tuple[SkippedKey, ...]]:
+    """A key set from loaded keys; a kid shared by two different keys is ambiguous and fails
+    closed (no token naming it verifies)."""
     by_kid: dict[str, list[VerificationKey]] = {}
     for key in loaded:
         if key.kid is not None:
@@ -216,8 +222,8 @@ def _drop_ambiguous(
         if len({json.dumps(public_jwk(k.key), sort_keys=True) for k in keys}) > 1
     }
     kept = tuple(key for key in loaded if key.kid not in ambiguous)
-    skipped.extend(SkippedKey(kid, "duplicate_kid") for kid in sorted(ambiguous))
-    return KeySet(keys=kept, ambiguous_kids=frozenset(ambiguous)), tuple(skipped)
+    skipped = tuple(SkippedKey(kid, "duplicate_kid") for kid in sorted(ambiguous))
+    return KeySet(keys=kept, ambiguous_kids=frozenset(ambiguous)), skipped
 
 
 def _is_private(key: object) -> bool:

@@ -15,6 +15,7 @@ from gateway.auth.keys import (
     KeyLoadError,
     KeySet,
     VerificationKey,
+    build_key_set,
     hmac_key,
     keys_from_jwks,
     keys_from_pem,
@@ -274,10 +275,19 @@ class Reader:
             issuer=identifier,
             algorithms=algorithms,
             audiences=audiences,
-            keys=KeySet(keys=tuple(keys)),
+            keys=self._key_set(entry, keys),
             key_files=key_files,
             require_typ=require_typ,
         )
+
+    def _key_set(self, entry: YamlMap, keys: list[VerificationKey]) -> KeySet:
+        key_set, ambiguous = build_key_set(keys)
+        for skipped in ambiguous:
+            self._problem(
+                entry.key_lines.get("keys", entry.line),
+                f"kid '{skipped.kid}' names two different keys; no token naming it would verify",
+            )
+        return key_set
 
     def _load_keys(
         self, entry: YamlMap, files: tuple[Path, ...], algorithms: frozenset[str]
