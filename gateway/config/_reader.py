@@ -285,7 +285,7 @@ class Reader:
         for skipped in ambiguous:
             self._problem(
                 entry.key_lines.get("keys", entry.line),
-                f"kid '{skipped.kid}' names two different keys; no token naming it would verify",
+                f"kid '{skipped.kid}' names two different keys; no token naming it verifies",
             )
         return key_set
 
