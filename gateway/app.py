@@ -7,6 +7,7 @@ validated `Config` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import ssl
 import time
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from gateway.access import access_log_middleware
 from gateway.auth.authenticator import Authenticator, KeySource
+from gateway.auth.jwks import RemoteKeys
 from gateway.config import Config
 from gateway.door import Door, Policy
 from gateway.logging import get_logger
@@ -23,10 +25,18 @@ from gateway.proxy import UpstreamClient
 from gateway.routes import RouteTable
 from gateway.server import GatewayRunner
 
-__all__ = ["DOOR", "GatewayServer", "build_policy", "create_admin_app", "create_app", "serve"]
+__all__ = [
+    "DOOR",
+    "REMOTE_KEYS",
+    "GatewayServer",
+    "build_policy",
+    "create_admin_app",
+    "create_app",
+    "serve",
+]
 
 DOOR = web.AppKey("door", Door)
-READY = web.AppKey("ready", asyncio.Event)
+REMOTE_KEYS = web.AppKey("remote_keys", RemoteKeys)
 _log = get_logger()
 
 # Passed to every listener: explicit, so that no default of aiohttp's decides it for us.
@@ -57,37 +67,45 @@ def build_policy(
 def create_app(
     config: Config,
     *,
-    key_sources: Mapping[str, KeySource] | None = None,
+    remote_keys: RemoteKeys | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The public application: the door in front of every upstream."""
+    keys = remote_keys or RemoteKeys(config.issuers, config.jwks)
     client = UpstreamClient()
-    door = Door(build_policy(config, key_sources=key_sources, clock=clock), client)
+    door = Door(build_policy(config, key_sources=keys.sources, clock=clock), client)
     app = web.Application(middlewares=[access_log_middleware], handler_args=SERVER_SETTINGS)
     app[DOOR] = door
+    app[REMOTE_KEYS] = keys
 
-    async def upstream_session(_: web.Application) -> AsyncIterator[None]:
+    async def resources(_: web.Application) -> AsyncIterator[None]:
         await client.start()
+        await keys.start()
         yield
+        await keys.stop()
         await client.close()
 
-    app.cleanup_ctx.append(upstream_session)
+    app.cleanup_ctx.append(resources)
     app.router.add_route("*", "/{tail:.*}", door.handle)
     return app
 
 
-def create_admin_app(ready: asyncio.Event) -> web.Application:
+def create_admin_app(serving: asyncio.Event, keys: RemoteKeys) -> web.Application:
     """The admin application: liveness and readiness, never on the public port."""
     app = web.Application()
-    app[READY] = ready
 
     async def healthz(_: web.Request) -> web.Response:
+        # Liveness never checks dependencies: an IdP outage must not get the process killed.
         return web.json_response({"status": "ok"})
 
-    async def readyz(request: web.Request) -> web.Response:
-        if request.app[READY].is_set():
-            return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not_ready"}, status=503)
+    async def readyz(_: web.Request) -> web.Response:
+        ready = serving.is_set() and keys.ready
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "serving": serving.is_set(),
+            "issuers": [dataclasses.asdict(state) for state in keys.states()],
+        }
+        return web.json_response(body, status=200 if ready else 503)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -97,20 +115,17 @@ def create_admin_app(ready: asyncio.Event) -> web.Application:
 class GatewayServer:
     """The public and admin listeners of one gateway process."""
 
-    def __init__(
-        self, config: Config, *, key_sources: Mapping[str, KeySource] | None = None
-    ) -> None:
+    def __init__(self, config: Config, *, remote_keys: RemoteKeys | None = None) -> None:
         self.config = config
-        self._ready = asyncio.Event()
-        self._public = GatewayRunner(
-            create_app(config, key_sources=key_sources),
-            access_log=None,
-            shutdown_timeout=config.drain_timeout,
+        self._serving = asyncio.Event()
+        app = create_app(config, remote_keys=remote_keys)
+        self._public = GatewayRunner(app, access_log=None, shutdown_timeout=config.drain_timeout)
+        self._admin = web.AppRunner(
+            create_admin_app(self._serving, app[REMOTE_KEYS]), access_log=None
         )
-        self._admin = web.AppRunner(create_admin_app(self._ready), access_log=None)
 
     async def start(self) -> None:
-        """Bind both listeners and mark the gateway ready."""
+        """Bind both listeners and mark the gateway as serving."""
         await self._public.setup()
         await self._admin.setup()
         config = self.config
@@ -119,7 +134,7 @@ class GatewayServer:
             self._public, config.listen.host, config.listen.port, ssl_context=ssl_context
         ).start()
         await web.TCPSite(self._admin, config.admin.host, config.admin.port).start()
-        self._ready.set()
+        self._serving.set()
         _log.info(
             "startup",
             listen=_addresses(self._public),
@@ -141,7 +156,7 @@ class GatewayServer:
     async def stop(self) -> None:
         """Turn not-ready, stop accepting, let in-flight requests finish (up to the drain
         timeout), then close."""
-        self._ready.clear()
+        self._serving.clear()
         _log.info("shutdown", drain_timeout_s=self.config.drain_timeout)
         await self._public.cleanup()
         await self._admin.cleanup()

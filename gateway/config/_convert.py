@@ -107,6 +107,20 @@ def scope_rule(value: Any) -> ScopeRule:
     return ScopeRule(ScopeMode.ALL, scopes)
 
 
+def positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def http_url(value: Any) -> yarl.URL:
+    text = string(value)
+    url = yarl.URL(text)
+    if url.scheme not in {"http", "https"} or not url.host or url.user or url.fragment:
+        raise ValueError(f"'{text}' must be an http:// or https:// URL with a host")
+    return url
+
+
 def upstream_url(value: Any) -> yarl.URL:
     text = string(value)
     url = yarl.URL(text)

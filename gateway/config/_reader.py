@@ -7,7 +7,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yarl
+
 from gateway._interpolate import MissingVariable, interpolate
+from gateway._net import https_or_loopback
 from gateway._yaml import YamlError, YamlList, YamlMap, load_yaml
 from gateway.auth.keys import (
     HMAC_ALGORITHMS,
@@ -27,6 +30,7 @@ from gateway.config.models import (
     Config,
     ConfigIssue,
     IssuerConfig,
+    JwksSettings,
     ListenConfig,
     Route,
     RoutesConfig,
@@ -38,6 +42,10 @@ from gateway.config.models import (
 from gateway.durations import parse_duration
 
 __all__ = ["Reader"]
+
+_GATEWAY_KEYS = {
+    "listen", "admin", "tls", "routes", "issuers", "tokens", "jwks", "logging", "drain_timeout",
+}  # fmt: skip
 
 _T = TypeVar("_T")
 
@@ -135,11 +143,7 @@ class Reader:
         document = self._read_document(self.path)
         if document is None:
             return None
-        self._unknown_keys(
-            document,
-            {"listen", "admin", "tls", "routes", "issuers", "tokens", "logging", "drain_timeout"},
-            "in gateway.yaml",
-        )
+        self._unknown_keys(document, _GATEWAY_KEYS, "in gateway.yaml")
         base = self.path.parent
         listen = self._listen(document, "listen", ListenConfig(host="127.0.0.1", port=8080))
         admin_default = ListenConfig(host="127.0.0.1", port=9090)
@@ -168,6 +172,7 @@ class Reader:
             tls=tls,
             issuers=issuers,
             tokens=tokens,
+            jwks=self._jwks(document),
             log_level=log_level,
             drain_timeout=drain_timeout,
             routes=routes,
@@ -201,6 +206,26 @@ class Reader:
             leeway=self._get(section, "leeway", parse_duration, 30.0),
             max_lifetime=self._get(section, "max_lifetime", parse_duration, None),
         )
+
+    def _jwks(self, document: YamlMap) -> JwksSettings:
+        names = {
+            "timeout", "max_bytes", "default_ttl", "min_ttl", "max_ttl", "max_stale",
+            "kid_miss_cooldown", "kid_miss_wait", "retry_min", "retry_max",
+        }  # fmt: skip
+        section = self._mapping(document, "jwks", names)
+        defaults = JwksSettings()
+        if section is None:
+            return defaults
+        values: dict[str, float | int] = {}
+        for name in names - {"max_bytes"}:
+            values[name] = self._get(section, name, parse_duration, getattr(defaults, name))
+        values["max_bytes"] = self._get(
+            section, "max_bytes", convert.positive_int, defaults.max_bytes
+        )
+        settings = JwksSettings(**values)  # type: ignore[arg-type]
+        if settings.min_ttl > settings.max_ttl:
+            self._problem(section.line, "'min_ttl' must not be longer than 'max_ttl'")
+        return settings
 
     def _log_level(self, document: YamlMap) -> str:
         section = self._mapping(document, "logging", {"level"})
@@ -240,7 +265,7 @@ class Reader:
     def _issuer(self, entry: YamlMap, base: Path) -> IssuerConfig | None:
         allowed_keys = {
             "name", "issuer", "audiences", "algorithms", "keys", "secret",
-            "require_typ", "jwks_uri", "discovery",
+            "require_typ", "jwks_uri", "discovery", "allow_insecure_http",
         }  # fmt: skip
         self._unknown_keys(entry, allowed_keys, "in issuer")
         name = self._get(entry, "name", convert.string, "", required=True)
@@ -250,24 +275,28 @@ class Reader:
         )
         audiences: tuple[str, ...] = self._get(entry, "audiences", convert.string_list, ())
         require_typ = self._get(entry, "require_typ", convert.string, None)
-        for remote in ("jwks_uri", "discovery"):
-            if remote in entry:
+        allow_http = self._get(entry, "allow_insecure_http", convert.boolean, False)
+        jwks_uri = self._get(entry, "jwks_uri", convert.http_url, None)
+        discovery = self._get(entry, "discovery", convert.boolean, False)
+        remote = jwks_uri is not None or discovery
+        keys: list[VerificationKey] = []
+        key_files: tuple[Path, ...] = ()
+        if remote:
+            self._check_remote(entry, identifier, jwks_uri, allow_http, algorithms)
+        else:
+            key_names: tuple[str, ...] = self._get(entry, "keys", convert.string_list, ())
+            key_files = tuple(base / name for name in key_names)
+            keys = self._load_keys(entry, key_files, algorithms)
+            secret = self._get(entry, "secret", convert.string, None)
+            if secret is not None:
+                keys = self._add_secret(entry, secret, algorithms, keys)
+            if algorithms and not keys:
                 self._problem(
-                    entry.key_lines[remote],
-                    f"'{remote}': remote key sources are not supported by this version; "
-                    "use local 'keys' files",
+                    entry.line,
+                    f"issuer '{name}' has no keys: give 'keys' files, a 'secret', "
+                    "a 'jwks_uri' or 'discovery: true'",
                 )
-        key_names: tuple[str, ...] = self._get(entry, "keys", convert.string_list, ())
-        key_files = tuple(base / name for name in key_names)
-        keys = self._load_keys(entry, key_files, algorithms)
-        secret = self._get(entry, "secret", convert.string, None)
-        if secret is not None:
-            keys = self._add_secret(entry, secret, algorithms, keys)
-        if algorithms and not keys:
-            self._problem(
-                entry.line, f"issuer '{name}' has no keys: give 'keys' files or a 'secret'"
-            )
-        self._check_algorithm_coverage(entry, algorithms, keys)
+            self._check_algorithm_coverage(entry, algorithms, keys)
         if not (name and identifier and algorithms):
             return None
         return IssuerConfig(
@@ -278,7 +307,50 @@ class Reader:
             keys=self._key_set(entry, keys),
             key_files=key_files,
             require_typ=require_typ,
+            jwks_uri=jwks_uri,
+            discovery=discovery,
+            allow_insecure_http=allow_http,
         )
+
+    def _check_remote(
+        self,
+        entry: YamlMap,
+        identifier: str,
+        jwks_uri: yarl.URL | None,
+        allow_http: bool,
+        algorithms: frozenset[str],
+    ) -> None:
+        for local in ("keys", "secret"):
+            if local in entry:
+                self._problem(
+                    entry.key_lines[local],
+                    f"'{local}' cannot be combined with 'jwks_uri' or 'discovery'",
+                )
+        if jwks_uri is not None and entry.get("discovery") is True:
+            self._problem(entry.key_lines["discovery"], "give either 'jwks_uri' or 'discovery'")
+        if algorithms & HMAC_ALGORITHMS:
+            self._problem(
+                entry.key_lines["algorithms"],
+                "HMAC algorithms need a 'secret'; remote key sets are never used as HMAC keys",
+            )
+        checked = jwks_uri
+        line = entry.key_lines.get("jwks_uri", entry.line)
+        if checked is None and identifier:
+            try:
+                checked = convert.http_url(identifier)
+            except ValueError:
+                self._problem(
+                    entry.key_lines.get("issuer", entry.line),
+                    "'discovery' needs an issuer that is an http(s) URL",
+                )
+                return
+            line = entry.key_lines.get("issuer", entry.line)
+        if checked is not None and not https_or_loopback(checked, allow_insecure_http=allow_http):
+            self._problem(
+                line,
+                f"'{checked}' is plain http: keys must come over https "
+                "(or set 'allow_insecure_http: true', which is logged as a warning)",
+            )
 
     def _key_set(self, entry: YamlMap, keys: list[VerificationKey]) -> KeySet:
         key_set, ambiguous = build_key_set(keys)

@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "IssuerConfig",
+    "JwksSettings",
     "ListenConfig",
     "Route",
     "RoutesConfig",
@@ -84,6 +85,30 @@ class IssuerConfig:
     keys: KeySet = field(default_factory=KeySet)
     key_files: tuple[Path, ...] = ()
     require_typ: str | None = None
+    jwks_uri: yarl.URL | None = None
+    discovery: bool = False
+    allow_insecure_http: bool = False
+
+    @property
+    def remote(self) -> bool:
+        """Whether the keys come over HTTP (a JWKS URI or OIDC discovery)."""
+        return self.jwks_uri is not None or self.discovery
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JwksSettings:
+    """How remote key sets are fetched and cached (for every remote issuer)."""
+
+    timeout: float = 5.0
+    max_bytes: int = 1024 * 1024
+    default_ttl: float = 300.0
+    min_ttl: float = 30.0
+    max_ttl: float = 86400.0
+    max_stale: float = 86400.0
+    kid_miss_cooldown: float = 10.0
+    kid_miss_wait: float = 2.0
+    retry_min: float = 1.0
+    retry_max: float = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,6 +204,7 @@ class Config:
     tls: TlsConfig | None
     issuers: tuple[IssuerConfig, ...]
     tokens: TokensConfig
+    jwks: JwksSettings
     log_level: str
     drain_timeout: float
     routes: RoutesConfig
