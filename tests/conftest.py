@@ -6,7 +6,7 @@ import io
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.app import create_app
-from gateway.server import GatewayRunner
 from gateway.config import Config, load
 from gateway.logging import configure
+from gateway.server import GatewayRunner
 from tests.support import (
     DEFAULT_GATEWAY,
     DEFAULT_ROUTES,
@@ -88,7 +88,8 @@ def gateway(
     ) -> TestClient[web.Request, web.Application]:
         upstream = str(upstream_server.make_url("")).rstrip("/")
         config = make_config(upstream=upstream, routes=routes, gateway=gateway)
-        return await aiohttp_client(GatewayTestServer(create_app(config)))
+        client: Any = await aiohttp_client(GatewayTestServer(create_app(config)))
+        return cast("TestClient[web.Request, web.Application]", client)
 
     return start
 

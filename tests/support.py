@@ -35,6 +35,8 @@ def b64url(data: bytes) -> str:
 class TestKeys:
     """Every key the tests sign with: the configured ones and an attacker's."""
 
+    __test__ = False  # a helper, not a pytest test class
+
     rsa: _rsa.RSAPrivateKey
     ec: _ec.EllipticCurvePrivateKey
     ed: _ed25519.Ed25519PrivateKey
