@@ -40,7 +40,7 @@ class TestKeys:
     rsa: _rsa.RSAPrivateKey
     ec: _ec.EllipticCurvePrivateKey
     ed: _ed25519.Ed25519PrivateKey
-    pem_rsa: _rsa.RSAPrivateKey  # configured as a PEM file (kid = its thumbprint)
+    pem_rsa: _rsa.RSAPrivateKey  # configured as a PEM file: no kid, tried for any kid
     attacker: _rsa.RSAPrivateKey
 
     @classmethod
