@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.auth.tokens import Claims
 from gateway.headers import request_id
 from gateway.logging import AccessEntry, access_record, get_logger
+from gateway.metrics import Metrics, status_class
 from gateway.proxy import ProxyOutcome
 from gateway.refusals import Refusal, render
 
 __all__ = ["ACCESS", "RequestRecord", "access_log_middleware"]
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _log = get_logger()
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _internal_error = Refusal(
     500, "internal_error", "The gateway failed to handle this request", "error"
 )
@@ -34,6 +38,7 @@ class RequestRecord:
     upstream_ns: int | None = None
     request_bytes: int = 0
     response_bytes: int = 0
+    upstream_failure: str | None = None  # "timeout" or "unreachable"
     auth_result: str = "denied"
     auth_reason: str | None = None
     user_id: str | None = None
@@ -65,9 +70,22 @@ class RequestRecord:
 ACCESS = web.RequestKey("access_record", RequestRecord)
 
 
-@web.middleware
-async def access_log_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Give the request an id and a record, and log one access line once it is answered."""
+def access_log_middleware(metrics: Metrics) -> Middleware:
+    """Give each request an id and a record; once answered, log one access line and count it."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        with metrics.in_flight.track_inprogress():
+            record, response, duration_ns = await _handle(request, handler)
+        _observe(metrics, request.method, record, response.status, duration_ns)
+        return response
+
+    return middleware
+
+
+async def _handle(
+    request: web.Request, handler: Handler
+) -> tuple[RequestRecord, web.StreamResponse, int]:
     wall_start = datetime.now(UTC)
     started = time.perf_counter_ns()
     record = RequestRecord(request_id=request_id(request.headers.getall("X-Request-ID", [])))
@@ -86,9 +104,10 @@ async def access_log_middleware(request: web.Request, handler: Any) -> web.Strea
     if request.body_exists and not request.content.at_eof() and isinstance(response, web.Response):
         # A refused request's body is never read: close rather than drain it.
         response.force_close()
+    duration_ns = time.perf_counter_ns() - started
     entry = AccessEntry(
         started=wall_start,
-        duration_ns=time.perf_counter_ns() - started,
+        duration_ns=duration_ns,
         request_id=record.request_id,
         client_ip=request.remote,
         method=request.method,
@@ -106,4 +125,19 @@ async def access_log_middleware(request: web.Request, handler: Any) -> web.Strea
         auth_reason=record.auth_reason,
     )
     _log.info("access", **access_record(entry))
-    return response
+    return record, response, duration_ns
+
+
+def _observe(
+    metrics: Metrics, method: str, record: RequestRecord, status: int, duration_ns: int
+) -> None:
+    route = record.route or "none"
+    label_method = method if method in _METHODS else "other"
+    metrics.requests.labels(route, label_method, status_class(status)).inc()
+    metrics.request_duration.labels(route).observe(duration_ns / 1e9)
+    if record.auth_result == "denied" and record.auth_reason is not None:
+        metrics.auth_refusals.labels(record.auth_reason).inc()
+    if record.upstream is not None and record.upstream_ns is not None:
+        metrics.upstream_duration.labels(record.upstream).observe(record.upstream_ns / 1e9)
+    if record.upstream is not None and record.upstream_failure is not None:
+        metrics.upstream_failures.labels(record.upstream, record.upstream_failure).inc()

@@ -7,27 +7,31 @@ validated `Config` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from gateway.access import access_log_middleware
-from gateway.auth.authenticator import Authenticator, KeySource
+from gateway.auth.authenticator import Authenticator
 from gateway.auth.jwks import RemoteKeys
 from gateway.config import Config
 from gateway.door import Door, Policy
 from gateway.logging import get_logger
+from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.proxy import UpstreamClient
+from gateway.reload import ConfigReloader
 from gateway.routes import RouteTable
 from gateway.server import GatewayRunner
 
 __all__ = [
     "DOOR",
-    "REMOTE_KEYS",
+    "METRICS",
+    "RELOADER",
     "GatewayServer",
     "build_policy",
     "create_admin_app",
@@ -36,7 +40,8 @@ __all__ = [
 ]
 
 DOOR = web.AppKey("door", Door)
-REMOTE_KEYS = web.AppKey("remote_keys", RemoteKeys)
+METRICS = web.AppKey("metrics", Metrics)
+RELOADER = web.AppKey("reloader", ConfigReloader)
 _log = get_logger()
 
 # Passed to every listener: explicit, so that no default of aiohttp's decides it for us.
@@ -50,39 +55,59 @@ SERVER_SETTINGS: dict[str, object] = {
 
 
 def build_policy(
-    config: Config,
-    *,
-    key_sources: Mapping[str, KeySource] | None = None,
-    clock: Callable[[], float] = time.time,
+    config: Config, remote_keys: RemoteKeys, *, clock: Callable[[], float] = time.time
 ) -> Policy:
     """Everything the door decides with, from one validated config."""
     authenticator = Authenticator(
-        config.issuers, config.tokens, key_sources=key_sources, clock=clock
+        config.issuers, config.tokens, key_sources=remote_keys.sources, clock=clock
     )
     return Policy(
-        config=config, table=RouteTable.from_config(config.routes), authenticator=authenticator
+        config=config,
+        table=RouteTable.from_config(config.routes),
+        authenticator=authenticator,
+        remote_keys=remote_keys,
     )
 
 
 def create_app(
     config: Config,
     *,
-    remote_keys: RemoteKeys | None = None,
+    metrics: Metrics | None = None,
+    watch: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """The public application: the door in front of every upstream."""
-    keys = remote_keys or RemoteKeys(config.issuers, config.jwks)
+    """The public application: the door in front of every upstream.
+
+    With ``watch``, changes in the config directories are reloaded while it runs.
+    """
+    metrics = metrics or Metrics()
     client = UpstreamClient()
-    door = Door(build_policy(config, key_sources=keys.sources, clock=clock), client)
-    app = web.Application(middlewares=[access_log_middleware], handler_args=SERVER_SETTINGS)
+
+    def build(new_config: Config, remote_keys: RemoteKeys) -> Policy:
+        return build_policy(new_config, remote_keys, clock=clock)
+
+    door = Door(build(config, RemoteKeys(config.issuers, config.jwks, metrics=metrics)), client)
+    reloader = ConfigReloader(door, metrics, build)
+    metrics.set_config_version(config.version, time.time())
+    app = web.Application(
+        middlewares=[access_log_middleware(metrics)], handler_args=SERVER_SETTINGS
+    )
     app[DOOR] = door
-    app[REMOTE_KEYS] = keys
+    app[METRICS] = metrics
+    app[RELOADER] = reloader
 
     async def resources(_: web.Application) -> AsyncIterator[None]:
         await client.start()
-        await keys.start()
+        await door.policy.remote_keys.start()
+        stop_watching = asyncio.Event()
+        watcher = asyncio.create_task(reloader.watch(stop_watching)) if watch else None
         yield
-        await keys.stop()
+        stop_watching.set()
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await door.policy.remote_keys.stop()
         await client.close()
 
     app.cleanup_ctx.append(resources)
@@ -90,8 +115,8 @@ def create_app(
     return app
 
 
-def create_admin_app(serving: asyncio.Event, keys: RemoteKeys) -> web.Application:
-    """The admin application: liveness and readiness, never on the public port."""
+def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> web.Application:
+    """The admin application: liveness, readiness and metrics, never on the public port."""
     app = web.Application()
 
     async def healthz(_: web.Request) -> web.Response:
@@ -99,29 +124,39 @@ def create_admin_app(serving: asyncio.Event, keys: RemoteKeys) -> web.Applicatio
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
+        policy = door.policy
+        keys = policy.remote_keys
         ready = serving.is_set() and keys.ready
         body = {
             "status": "ready" if ready else "not_ready",
             "serving": serving.is_set(),
+            "config_version": policy.config.version,
             "issuers": [dataclasses.asdict(state) for state in keys.states()],
         }
         return web.json_response(body, status=200 if ready else 503)
 
+    async def metrics_handler(_: web.Request) -> web.Response:
+        response = web.Response(body=metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
     return app
 
 
 class GatewayServer:
     """The public and admin listeners of one gateway process."""
 
-    def __init__(self, config: Config, *, remote_keys: RemoteKeys | None = None) -> None:
+    def __init__(self, config: Config, *, watch: bool = True) -> None:
         self.config = config
         self._serving = asyncio.Event()
-        app = create_app(config, remote_keys=remote_keys)
+        app = create_app(config, watch=watch)
+        self.reloader = app[RELOADER]
         self._public = GatewayRunner(app, access_log=None, shutdown_timeout=config.drain_timeout)
         self._admin = web.AppRunner(
-            create_admin_app(self._serving, app[REMOTE_KEYS]), access_log=None
+            create_admin_app(self._serving, app[DOOR], app[METRICS]), access_log=None
         )
 
     async def start(self) -> None:
@@ -137,6 +172,7 @@ class GatewayServer:
         self._serving.set()
         _log.info(
             "startup",
+            version=config.version,
             listen=_addresses(self._public),
             admin=_addresses(self._admin),
             routes=len(config.routes.routes),
@@ -164,18 +200,26 @@ class GatewayServer:
 
 
 async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop``), then drain in-flight requests and return."""
+    """Serve until SIGTERM/SIGINT (or ``stop``), reload on SIGHUP, then drain and return."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    server = GatewayServer(config)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_hangup() -> None:
+        task = asyncio.create_task(server.reloader.reload("sighup"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    server = GatewayServer(config)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await server.start()
         await stop.wait()
     finally:
         await server.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 

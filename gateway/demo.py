@@ -63,7 +63,7 @@ async def run_demo(*, once: bool, out: TextIO = sys.stderr) -> int:
         await web.TCPSite(echo_runner, "127.0.0.1", 0).start()
         echo_port = int(echo_runner.addresses[0][1])
         config = _demo_config(load(directory / "gateway.yaml", environ), echo_port)
-        server = GatewayServer(config)
+        server = GatewayServer(config, watch=False)
         try:
             await server.start()
             base = f"http://127.0.0.1:{server.public_port}"

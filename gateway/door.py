@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway.access import ACCESS
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.errors import AuthError, InsufficientScope
+from gateway.auth.jwks import RemoteKeys
 from gateway.config import AuthMode, Config
 from gateway.headers import ForwardingContext, upstream_headers
 from gateway.logging import get_logger
@@ -40,6 +41,7 @@ class Policy:
     config: Config
     table: RouteTable
     authenticator: Authenticator
+    remote_keys: RemoteKeys
 
 
 class Door:
@@ -91,6 +93,7 @@ class Door:
                 request, upstream, upstream_url(upstream, route, target), headers
             )
         except UpstreamFailure as exc:
+            record.upstream_failure = "timeout" if exc.timed_out else "unreachable"
             _log.warning(
                 "upstream_failed",
                 **{

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote_plus
 from collections.abc import Sequence
 
 from gateway.auth.errors import MalformedCredentials, MissingCredentials
@@ -41,7 +42,7 @@ def query_has_access_token(raw_query: str | None) -> bool:
     if not raw_query:
         return False
     for part in raw_query.split("&"):
-        name = part.partition("=")[0]
-        if name.lower().replace("%5f", "_") == "access_token":
+        name = unquote_plus(part.partition("=")[0])
+        if name.strip().lower() == "access_token":
             return True
     return False

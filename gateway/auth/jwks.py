@@ -29,6 +29,7 @@ from gateway._net import https_or_loopback
 from gateway.auth.keys import KeyLoadError, KeySet, SkippedKey, keys_from_jwks
 from gateway.config import IssuerConfig, JwksSettings
 from gateway.logging import get_logger
+from gateway.metrics import Metrics
 
 __all__ = [
     "FetchError",
@@ -116,9 +117,7 @@ class HttpFetcher:
             ) as response:
                 if response.status != 200:
                     raise FetchError(f"http_{response.status}")
-                body = await response.content.read(self._settings.max_bytes + 1)
-                if len(body) > self._settings.max_bytes:
-                    raise FetchError("too_large")
+                body = await _read_capped(response, self._settings.max_bytes)
                 return FetchResult(body, _max_age(response.headers.getall("Cache-Control", [])))
         except TimeoutError:
             raise FetchError("timeout") from None
@@ -135,11 +134,12 @@ class RemoteKeys:
         settings: JwksSettings,
         *,
         fetcher: Fetcher | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._http = HttpFetcher(settings) if fetcher is None else None
         fetch: Fetcher = fetcher or self._http  # type: ignore[assignment]
         self.sources = {
-            issuer.name: RemoteKeySource(issuer, fetch, settings)
+            issuer.name: RemoteKeySource(issuer, fetch, settings, metrics=metrics)
             for issuer in issuers
             if issuer.remote
         }
@@ -182,8 +182,10 @@ class RemoteKeySource:
         settings: JwksSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self._issuer = issuer
+        self._metrics = metrics
         self._fetch = fetcher
         self._settings = settings
         self._clock = clock
@@ -287,10 +289,14 @@ class RemoteKeySource:
         except FetchError as exc:
             self._failed(exc.reason)
             return False
+        name = self._issuer.name
         for skip in skipped:
-            _log.warning(
-                "jwks_key_skipped", issuer=self._issuer.name, kid=skip.kid, reason=skip.reason
-            )
+            _log.warning("jwks_key_skipped", issuer=name, kid=skip.kid, reason=skip.reason)
+            if self._metrics is not None:
+                self._metrics.jwks_skipped.labels(name, skip.reason).inc()
+        if self._metrics is not None:
+            self._metrics.jwks_fetches.labels(name, "success").inc()
+            self._metrics.jwks_keys.labels(name).set(len(keys.keys))
         self._keys = keys
         self._fetched_at = self._clock()
         self._ttl = _bounded_ttl(result.max_age, self._settings)
@@ -310,6 +316,8 @@ class RemoteKeySource:
         return True
 
     def _failed(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.jwks_fetches.labels(self._issuer.name, "failure").inc()
         self._failures += 1
         self._last_error = reason
         if self._issuer.discovery:
@@ -350,6 +358,8 @@ class RemoteKeySource:
             if not self._stale_logged:
                 self._stale_logged = True
                 _log.error("jwks_keys_expired", issuer=self._issuer.name)
+                if self._metrics is not None:
+                    self._metrics.jwks_keys.labels(self._issuer.name).set(0)
             return None
         return self._keys
 
@@ -367,6 +377,17 @@ class RemoteKeySource:
             if len(self._unknown_kids) >= _MAX_REMEMBERED_KIDS:
                 self._unknown_kids.clear()
         self._unknown_kids[kid] = now + self._settings.kid_miss_cooldown
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    if response.content_length is not None and response.content_length > limit:
+        raise FetchError("too_large")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise FetchError("too_large")
+    return bytes(body)
 
 
 def _has_kid(keys: KeySet, kid: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -58,6 +59,8 @@ class Reader:
         self.environ = environ
         self.issues: list[ConfigIssue] = []
         self._file = str(path)
+        # Every byte the config is made of (YAML and key files), for the config version.
+        self._digest = hashlib.sha256()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -67,13 +70,15 @@ class Reader:
     def _read_document(self, path: Path) -> YamlMap | None:
         self._file = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
+            text = raw.decode("utf-8")
         except OSError as exc:
             self._problem(0, f"cannot read file: {exc.strerror or exc}")
             return None
         except UnicodeDecodeError:
             self._problem(0, "file is not UTF-8 text")
             return None
+        self._digest.update(str(path).encode() + b"\0" + raw + b"\0")
         try:
             document = load_yaml(text)
         except YamlError as exc:
@@ -158,6 +163,7 @@ class Reader:
         log_level = self._log_level(document)
         drain_timeout = self._get(document, "drain_timeout", parse_duration, 20.0)
         issuers = self._issuers(document, base)
+        jwks = self._jwks(document)
         routes_name = self._get(document, "routes", convert.string, "", required=True)
         gateway_file = self._file
         routes = self.routes(base / routes_name) if routes_name else None
@@ -172,10 +178,11 @@ class Reader:
             tls=tls,
             issuers=issuers,
             tokens=tokens,
-            jwks=self._jwks(document),
+            jwks=jwks,
             log_level=log_level,
             drain_timeout=drain_timeout,
             routes=routes,
+            version=self._digest.hexdigest()[:12],
         )
 
     def _listen(self, document: YamlMap, key: str, default: ListenConfig) -> ListenConfig:
@@ -370,6 +377,7 @@ class Reader:
         for path in files:
             try:
                 data = path.read_bytes()
+                self._digest.update(str(path).encode() + b"\0" + data + b"\0")
             except OSError as exc:
                 self._problem(line, f"cannot read key file {path}: {exc.strerror or exc}")
                 continue

@@ -208,3 +208,4 @@ class Config:
     log_level: str
     drain_timeout: float
     routes: RoutesConfig
+    version: str = ""  # a short hash of every config and key file: which table a replica runs

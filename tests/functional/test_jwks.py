@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from gateway.app import REMOTE_KEYS, create_admin_app, create_app
+from gateway.app import DOOR, METRICS, create_admin_app, create_app
 from gateway.auth.jwks import discovery_url
 from gateway.auth.keys import public_jwk
 from gateway.config import load
@@ -152,7 +152,7 @@ async def start(
         test_server = GatewayTestServer(create_app(load(path, ENVIRON)))
         client = cast("TestClient[web.Request, web.Application]", await aiohttp_client(test_server))
         if wait_ready:
-            await _until(lambda: client.app[REMOTE_KEYS].ready)
+            await _until(lambda: client.app[DOOR].policy.remote_keys.ready)
         return client
 
     return go
@@ -275,7 +275,7 @@ async def test_idp_down_at_start_then_recovers(start: Start, idp: FakeIdP, token
     assert "Retry-After" in response.headers
     assert (await client.get("/orders/1", headers=_auth(tokens.good()))).status == 200
     assert (await client.get("/orders/health")).status == 200
-    keys_state = client.app[REMOTE_KEYS]
+    keys_state = client.app[DOOR].policy.remote_keys
     assert not keys_state.ready
     (state,) = keys_state.states()
     assert state.loaded is False
@@ -293,12 +293,12 @@ async def test_readyz_reports_remote_issuer_state(
     client = await start(wait_ready=False)
     serving = asyncio.Event()
     serving.set()
-    admin = await aiohttp_client(create_admin_app(serving, client.app[REMOTE_KEYS]))
+    admin = await aiohttp_client(create_admin_app(serving, client.app[DOOR], client.app[METRICS]))
     response = await admin.get("/readyz")
     assert response.status == 503
     assert (await admin.get("/healthz")).status == 200
     idp.mode = "ok"
-    await _until(lambda: client.app[REMOTE_KEYS].ready)
+    await _until(lambda: client.app[DOOR].policy.remote_keys.ready)
     response = await admin.get("/readyz")
     body = await response.json()
     assert response.status == 200
@@ -313,7 +313,7 @@ async def test_failed_refresh_keeps_cached_keys(
     """After a good fetch, a failing refresh (500, timeout, not JSON, oversized, redirect) keeps
     the last good keys and logs a failure event."""
     client = await start()
-    source = client.app[REMOTE_KEYS].sources["idp"]
+    source = client.app[DOOR].policy.remote_keys.sources["idp"]
     idp.mode = failure
     assert await source.refresh() is False
     (event, *_) = log_capture.events("jwks_fetch_failed")
@@ -338,8 +338,8 @@ async def test_bad_jwks_at_start_never_lets_a_token_through(
     idp.mode = failure
     client = await start(wait_ready=False)
     await _until(lambda: idp.jwks_hits >= 1)
-    await _until(lambda: client.app[REMOTE_KEYS].states()[0].last_error is not None)
-    assert client.app[REMOTE_KEYS].states()[0].last_error == reason
+    await _until(lambda: client.app[DOOR].policy.remote_keys.states()[0].last_error is not None)
+    assert client.app[DOOR].policy.remote_keys.states()[0].last_error == reason
     assert (await client.get("/orders/1", headers=_auth(idp.token("k1")))).status == 503
 
 
@@ -398,7 +398,7 @@ async def test_symmetric_and_encryption_keys_in_jwks_are_never_used(
     enc_token = jwt.encode(claims, enc_key, algorithm="RS256", headers={"kid": "enc"})
     for token in (hs_token, enc_token):
         assert (await client.get("/orders/1", headers=_auth(token))).status == 401
-    assert client.app[REMOTE_KEYS].states()[0].kids == ("k1",)
+    assert client.app[DOOR].policy.remote_keys.states()[0].kids == ("k1",)
 
 
 async def test_jwk_alg_binds_the_key(start: Start, idp: FakeIdP) -> None:
@@ -415,7 +415,7 @@ async def test_cache_control_max_age_is_bounded(start: Start, idp: FakeIdP) -> N
     """`Cache-Control: max-age` sets the refresh interval within the documented floor/ceiling."""
     idp.cache_control = "public, max-age=5"
     client = await start()
-    source = client.app[REMOTE_KEYS].sources["idp"]
+    source = client.app[DOOR].policy.remote_keys.sources["idp"]
     assert source._ttl == 30.0  # the 30 s floor
     idp.cache_control = "max-age=999999"
     assert await source.refresh() is True
