@@ -1,7 +1,7 @@
 """Pure ``${VAR}`` substitution for config string values.
 
 ``${NAME}`` takes the environment variable NAME (unset is an error naming it), ``${NAME:-text}``
-falls back to ``text``, and ``$${`` writes a literal ``${``.
+falls back to ``text`` when NAME is unset or empty, and ``$${`` writes a literal ``${``.
 """
 
 from __future__ import annotations
@@ -9,17 +9,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-__all__ = ["MissingVariable", "interpolate"]
+__all__ = ["MalformedReference", "MissingVariable", "interpolate"]
 
 _PATTERN = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
 
 class MissingVariable(Exception):
-    """A ``${NAME}`` names a variable that is not set (or the syntax is broken)."""
+    """A ``${NAME}`` names a variable that is not set."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name
+
+
+class MalformedReference(ValueError):
+    """A ``${`` that does not form ``${NAME}`` or ``${NAME:-default}``."""
 
 
 def interpolate(value: str, environ: Mapping[str, str]) -> str:
@@ -33,11 +37,14 @@ def interpolate(value: str, environ: Mapping[str, str]) -> str:
             return "${"
         name, default = match.group(1), match.group(2)
         if name is None:
-            raise MissingVariable("${ without a valid NAME}")
-        if name in environ:
-            return environ[name]
-        if default is not None:
-            return default
-        raise MissingVariable(name)
+            raise MalformedReference(
+                "malformed '${' reference: write ${NAME} or ${NAME:-default} ($${ for a literal)"
+            )
+        value = environ.get(name)
+        if default is not None and not value:
+            return default  # as in POSIX shells: ':-' covers unset and empty
+        if value is None:
+            raise MissingVariable(name)
+        return value
 
     return _PATTERN.sub(replace, value)

@@ -6,7 +6,7 @@ import re
 
 __all__ = ["format_duration", "parse_duration"]
 
-_DURATION = re.compile(r"(\d+)(ms|s|m|h)")
+_DURATION = re.compile(r"([0-9]+)(ms|s|m|h)")  # ASCII digits only
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 

@@ -73,9 +73,9 @@ def upstream_headers(
         if lower.startswith(_IDENTITY_PREFIX):
             continue
         outgoing.add(name, value)
-    forwarded_for = [
-        value.strip() for value in incoming.getall("X-Forwarded-For", []) if value.strip()
-    ]
+    # A client that names X-Forwarded-For in Connection asked for its chain to be dropped.
+    client_chain = [] if "x-forwarded-for" in dropped else incoming.getall("X-Forwarded-For", [])
+    forwarded_for = [value.strip() for value in client_chain if value.strip()]
     outgoing["X-Forwarded-For"] = ", ".join([*forwarded_for, context.peer])
     outgoing["X-Forwarded-Proto"] = context.proto
     if context.host:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote_plus
 from collections.abc import Sequence
+from urllib.parse import unquote_plus
 
 from gateway.auth.errors import MalformedCredentials, MissingCredentials
 

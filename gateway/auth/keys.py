@@ -42,6 +42,7 @@ _EC_CURVE_ALGORITHM = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": 
 SUPPORTED_ALGORITHMS = RSA_ALGORITHMS | HMAC_ALGORITHMS | {"ES256", "ES384", "ES512", "EdDSA"}
 # RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output.
 HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+_RSA_MIN_BITS = 2048
 
 PublicKey = (
     rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
@@ -141,6 +142,8 @@ def keys_from_pem(data: bytes, allowed: frozenset[str], source: str) -> Verifica
             public_key = load_pem_public_key(data)
     except ValueError as exc:
         raise KeyLoadError(f"{source} is not a PEM public key or certificate ({exc})") from None
+    if _is_weak(public_key):
+        raise KeyLoadError(f"{source} is an RSA key shorter than {_RSA_MIN_BITS} bits")
     algorithms = key_algorithms(public_key) & allowed
     if not algorithms:
         raise KeyLoadError(
@@ -194,16 +197,22 @@ def _key_from_jwk(
         return SkippedKey(kid, "symmetric_key")
     if entry.get("kty") not in {"RSA", "EC", "OKP"}:
         return SkippedKey(kid, "unsupported_kty")
+    declared = entry.get("alg")
+    if declared is not None and (not isinstance(declared, str) or declared not in allowed):
+        return SkippedKey(kid, "algorithm_not_allowed")
+    # The key is built from its own members; the binding to `alg` is applied below, by us.
+    members = {name: value for name, value in entry.items() if name != "alg"}
     try:
-        public_key = jwt.PyJWK(dict(entry)).key
+        public_key = jwt.PyJWK(members).key
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
         return SkippedKey(kid, "unparseable")
     if _is_private(public_key):
         return SkippedKey(kid, "private_key")
+    if _is_weak(public_key):
+        return SkippedKey(kid, "weak_key")
     algorithms = key_algorithms(public_key) & allowed
-    declared = entry.get("alg")
     if declared is not None:
-        algorithms &= {declared} if isinstance(declared, str) else set()
+        algorithms &= {declared}
     if not algorithms:
         return SkippedKey(kid, "algorithm_not_allowed")
     return VerificationKey(kid=kid, algorithms=algorithms, key=public_key, source=source)
@@ -224,6 +233,11 @@ def build_key_set(loaded: Sequence[VerificationKey]) -> tuple[KeySet, tuple[Skip
     kept = tuple(key for key in loaded if key.kid not in ambiguous)
     skipped = tuple(SkippedKey(kid, "duplicate_kid") for kid in sorted(ambiguous))
     return KeySet(keys=kept, ambiguous_kids=frozenset(ambiguous)), skipped
+
+
+def _is_weak(key: object) -> bool:
+    # RFC 7518 section 3.3: RSA keys of 2048 bits or larger MUST be used.
+    return isinstance(key, rsa.RSAPublicKey) and key.key_size < _RSA_MIN_BITS
 
 
 def _is_private(key: object) -> bool:

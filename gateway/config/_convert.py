@@ -9,7 +9,7 @@ from typing import Any
 import yarl
 
 from gateway.auth.keys import SUPPORTED_ALGORITHMS
-from gateway.config.models import ScopeMode, ScopeRule
+from gateway.config.models import AuthMode, ScopeMode, ScopeRule
 from gateway.paths import TargetError, canonicalize_path
 
 # RFC 9110 token characters, upper-case only: methods are case-sensitive.
@@ -81,8 +81,17 @@ def methods(value: Any) -> frozenset[str]:
     return frozenset(methods)
 
 
+def auth_mode(value: Any) -> AuthMode:
+    try:
+        return AuthMode(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not one of: 'required', 'none'") from None
+
+
 def route_path(value: Any) -> str:
     path = string(value)
+    if not path.startswith("/"):
+        raise ValueError(f"'{path}' is not in canonical form; write '/{path}'")
     try:
         canonical = canonicalize_path(path)
     except TargetError as exc:

@@ -59,6 +59,11 @@ class Reader:
         self.environ = environ
         self.issues: list[ConfigIssue] = []
         self._file = str(path)
+        # Names declared in the files, valid or not: a refused entry must not make every
+        # reference to it a second, misleading problem.
+        self._declared_issuers: set[str] = set()
+        self._declared_upstreams: set[str] = set()
+        self._referenced_upstreams: set[str] = set()
         # Every byte the config is made of (YAML and key files), for the config version.
         self._digest = hashlib.sha256()
 
@@ -170,7 +175,7 @@ class Reader:
         self._file = gateway_file
         if routes is None:
             return None
-        self._check_route_issuers(routes, {issuer.name for issuer in issuers})
+        self._check_route_issuers(routes, self._declared_issuers)
         return Config(
             file=self.path,
             listen=listen,
@@ -254,6 +259,8 @@ class Reader:
             if not isinstance(entry, YamlMap):
                 self._problem(line, "each issuer must be a mapping")
                 continue
+            if isinstance(entry.get("name"), str):
+                self._declared_issuers.add(entry["name"])
             issuer = self._issuer(entry, base)
             if issuer is None:
                 continue
@@ -293,17 +300,14 @@ class Reader:
         else:
             key_names: tuple[str, ...] = self._get(entry, "keys", convert.string_list, ())
             key_files = tuple(base / name for name in key_names)
-            keys = self._load_keys(entry, key_files, algorithms)
-            secret = self._get(entry, "secret", convert.string, None)
-            if secret is not None:
-                keys = self._add_secret(entry, secret, algorithms, keys)
-            if algorithms and not keys:
+            if "keys" not in entry and "secret" not in entry:
                 self._problem(
                     entry.line,
                     f"issuer '{name}' has no keys: give 'keys' files, a 'secret', "
                     "a 'jwks_uri' or 'discovery: true'",
                 )
-            self._check_algorithm_coverage(entry, algorithms, keys)
+            elif algorithms:  # without a valid allowlist, judging keys would only add noise
+                keys = self._local_keys(entry, key_files, algorithms)
         if not (name and identifier and algorithms):
             return None
         return IssuerConfig(
@@ -358,6 +362,18 @@ class Reader:
                 f"'{checked}' is plain http: keys must come over https "
                 "(or set 'allow_insecure_http: true', which is logged as a warning)",
             )
+
+    def _local_keys(
+        self, entry: YamlMap, key_files: tuple[Path, ...], algorithms: frozenset[str]
+    ) -> list[VerificationKey]:
+        problems_before = len(self.issues)
+        keys = self._load_keys(entry, key_files, algorithms)
+        secret = self._get(entry, "secret", convert.string, None)
+        if secret is not None:
+            keys = self._add_secret(entry, secret, algorithms, keys)
+        if len(self.issues) == problems_before:
+            self._check_algorithm_coverage(entry, algorithms, keys)
+        return keys
 
     def _key_set(self, entry: YamlMap, keys: list[VerificationKey]) -> KeySet:
         key_set, ambiguous = build_key_set(keys)
@@ -435,10 +451,9 @@ class Reader:
         self._unknown_keys(document, {"upstreams", "routes"}, "in routes file")
         upstreams = self._upstreams(document)
         routes = self._route_list(document, upstreams)
-        used = {route.upstream for route in routes}
         section = document.get("upstreams")
         for name in upstreams:
-            if name not in used and isinstance(section, YamlMap):
+            if name not in self._referenced_upstreams and isinstance(section, YamlMap):
                 self._problem(
                     section.key_lines[name], f"upstream '{name}' is not used by any route"
                 )
@@ -456,6 +471,7 @@ class Reader:
         upstreams: dict[str, Upstream] = {}
         for name, entry in section.items():
             line = section.key_lines[name]
+            self._declared_upstreams.add(name)
             if not isinstance(entry, YamlMap):
                 self._problem(line, f"upstream '{name}' must be a mapping with a 'url'")
                 continue
@@ -493,10 +509,11 @@ class Reader:
         problems_before = len(self.issues)
         path = self._get(entry, "path", convert.route_path, "", required=True)
         upstream = self._get(entry, "upstream", convert.string, "", required=True)
-        if upstream and upstream not in upstreams:
+        self._referenced_upstreams.add(upstream)
+        if upstream and upstream not in self._declared_upstreams:
             self._problem(entry.key_lines["upstream"], f"unknown upstream '{upstream}'")
         methods = self._get(entry, "methods", convert.methods, None)
-        auth = self._get(entry, "auth", AuthMode, AuthMode.REQUIRED)
+        auth = self._get(entry, "auth", convert.auth_mode, AuthMode.REQUIRED)
         scopes = self._get(entry, "scopes", convert.scope_rule, ScopeRule())
         if auth is AuthMode.NONE and "scopes" in entry:
             self._problem(entry.key_lines["scopes"], "a route with 'auth: none' cannot need scopes")

@@ -1,0 +1,226 @@
+"""Pure tests of `gateway.routes`: the most specific path wins, then the method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yarl
+
+from gateway.config import Route, RoutesConfig, Upstream
+from gateway.routes import Match, RouteMatch, RouteTable
+
+ORDERS_READ = Route(path="/orders", upstream="orders", methods=frozenset({"GET", "HEAD"}))
+ORDERS_WRITE = Route(
+    path="/orders", upstream="orders", methods=frozenset({"POST", "PUT", "PATCH", "DELETE"})
+)
+ORDERS_HEALTH = Route(path="/orders/health", upstream="health")
+ORDERS_ITEMS = Route(path="/orders/items", upstream="items", methods=frozenset({"GET"}))
+ADMIN = Route(path="/admin", upstream="admin")
+CATCH_ALL = Route(path="/", upstream="fallback", methods=frozenset({"GET"}))
+STATUS_EXACT = Route(path="/status", upstream="status", exact=True)
+API_SLASH = Route(path="/api/", upstream="api")
+
+SAMPLE = (ORDERS_READ, ORDERS_WRITE, ORDERS_HEALTH)
+
+
+SEGMENT_PREFIX = [
+    pytest.param("/orders", True, id="same"),
+    pytest.param("/orders/", True, id="trailing-slash"),
+    pytest.param("/orders/7", True, id="child"),
+    pytest.param("/orders/7/lines/1", True, id="grandchild"),
+    pytest.param("/ordersX", False, id="longer-name"),
+    pytest.param("/orders.json", False, id="extension"),
+    pytest.param("/orders-admin", False, id="dash-suffix"),
+    pytest.param("/order", False, id="shorter"),
+    pytest.param("/Orders", False, id="case"),
+    pytest.param("/", False, id="root"),
+    pytest.param("/x/orders", False, id="not-at-start"),
+]
+
+
+@pytest.mark.parametrize(("path", "matches"), SEGMENT_PREFIX)
+def test_segment_prefix_matching(path: str, matches: bool) -> None:
+    """A route path matches itself and paths below it, whole segments only."""
+    table = RouteTable([ORDERS_READ])
+    expected = RouteMatch(Match.FULL, ORDERS_READ) if matches else RouteMatch(Match.NONE)
+    assert table.match("GET", path) == expected
+
+
+LONGEST = [
+    pytest.param("/orders/health", ORDERS_HEALTH, id="exact-longer"),
+    pytest.param("/orders/health/deep", ORDERS_HEALTH, id="below-longer"),
+    pytest.param("/orders/healthz", ORDERS_READ, id="not-a-segment-of-longer"),
+    pytest.param("/orders/items/3", ORDERS_ITEMS, id="other-longer"),
+    pytest.param("/orders/7", ORDERS_READ, id="shorter"),
+    pytest.param("/orders", ORDERS_READ, id="shorter-itself"),
+    pytest.param("/admin/x", ADMIN, id="sibling"),
+    pytest.param("/elsewhere", CATCH_ALL, id="catch-all"),
+    pytest.param("/", CATCH_ALL, id="root-catch-all"),
+]
+ORDERINGS = [
+    pytest.param((CATCH_ALL, ORDERS_READ, ADMIN, ORDERS_HEALTH, ORDERS_ITEMS), id="short-first"),
+    pytest.param((ORDERS_ITEMS, ORDERS_HEALTH, ADMIN, ORDERS_READ, CATCH_ALL), id="long-first"),
+    pytest.param((ORDERS_READ, ORDERS_HEALTH, CATCH_ALL, ORDERS_ITEMS, ADMIN), id="mixed"),
+]
+
+
+@pytest.mark.parametrize("routes", ORDERINGS)
+@pytest.mark.parametrize(("path", "expected"), LONGEST)
+def test_longest_path_wins(routes: tuple[Route, ...], path: str, expected: Route) -> None:
+    """The longest matching route path wins, whatever the order of the file."""
+    assert RouteTable(routes).match("GET", path) == RouteMatch(Match.FULL, expected)
+
+
+METHODS = [
+    pytest.param("GET", "/orders", ORDERS_READ, id="get"),
+    pytest.param("HEAD", "/orders/7", ORDERS_READ, id="head"),
+    pytest.param("POST", "/orders", ORDERS_WRITE, id="post"),
+    pytest.param("PUT", "/orders/7", ORDERS_WRITE, id="put"),
+    pytest.param("PATCH", "/orders/7", ORDERS_WRITE, id="patch"),
+    pytest.param("DELETE", "/orders/7", ORDERS_WRITE, id="delete"),
+    pytest.param("POST", "/orders/health", ORDERS_HEALTH, id="no-methods-allows-post"),
+    pytest.param("BREW", "/orders/health", ORDERS_HEALTH, id="no-methods-allows-any"),
+]
+
+
+@pytest.mark.parametrize("routes", [SAMPLE, SAMPLE[::-1]], ids=["file-order", "reversed"])
+@pytest.mark.parametrize(("method", "path", "expected"), METHODS)
+def test_method_selects_route(
+    routes: tuple[Route, ...], method: str, path: str, expected: Route
+) -> None:
+    """Among routes of one path the method picks the route; a route without methods takes all."""
+    assert RouteTable(routes).match(method, path) == RouteMatch(Match.FULL, expected)
+
+
+PARTIAL = [
+    pytest.param(
+        (ORDERS_READ, ORDERS_WRITE),
+        "OPTIONS",
+        "/orders/7",
+        ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"),
+        id="union-sorted",
+    ),
+    pytest.param((ORDERS_READ,), "POST", "/orders", ("GET", "HEAD"), id="one-route"),
+    pytest.param((ORDERS_READ,), "get", "/orders", ("GET", "HEAD"), id="method-case-sensitive"),
+    pytest.param(
+        (ORDERS_ITEMS, ORDERS_WRITE),
+        "POST",
+        "/orders/items/1",
+        ("GET",),
+        id="no-fallback-to-shorter-path",
+    ),
+    pytest.param(
+        (CATCH_ALL, ORDERS_READ), "DELETE", "/orders/1", ("GET", "HEAD"), id="no-fallback-to-root"
+    ),
+]
+
+
+@pytest.mark.parametrize(("routes", "method", "path", "allowed"), PARTIAL)
+def test_method_not_allowed(
+    routes: tuple[Route, ...], method: str, path: str, allowed: tuple[str, ...]
+) -> None:
+    """A matching path with no route for the method is PARTIAL, with the allowed methods sorted."""
+    assert RouteTable(routes).match(method, path) == RouteMatch(Match.PARTIAL, None, allowed)
+
+
+NONE = [
+    pytest.param((), "/orders", id="empty-table"),
+    pytest.param(SAMPLE, "/", id="root"),
+    pytest.param(SAMPLE, "/admin", id="other-path"),
+    pytest.param(SAMPLE, "/ordersX", id="name-prefix"),
+    pytest.param((STATUS_EXACT,), "/status/x", id="below-exact"),
+    pytest.param((STATUS_EXACT,), "/status/", id="exact-trailing-slash"),
+    pytest.param((API_SLASH,), "/api", id="slash-route-without-slash"),
+]
+
+
+@pytest.mark.parametrize(("routes", "path"), NONE)
+def test_no_route(routes: tuple[Route, ...], path: str) -> None:
+    """A path no route covers is NONE, whatever the method."""
+    assert RouteTable(routes).match("GET", path) == RouteMatch(Match.NONE)
+
+
+EXACT = [
+    pytest.param("/status", RouteMatch(Match.FULL, STATUS_EXACT), id="same"),
+    pytest.param("/status/x", RouteMatch(Match.FULL, CATCH_ALL), id="below-falls-to-catch-all"),
+    pytest.param("/statusx", RouteMatch(Match.FULL, CATCH_ALL), id="longer-name"),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), EXACT)
+def test_exact_route(path: str, expected: RouteMatch) -> None:
+    """An ``exact`` route matches its own path only; paths below it go to other routes."""
+    assert RouteTable([STATUS_EXACT, CATCH_ALL]).match("GET", path) == expected
+
+
+EXACT_AND_PREFIX = [
+    pytest.param("/orders", Route(path="/orders", upstream="list", exact=True), id="exact-wins"),
+    pytest.param("/orders/1", ORDERS_READ, id="prefix-below"),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), EXACT_AND_PREFIX)
+def test_exact_route_beats_prefix_route_of_same_path(path: str, expected: Route) -> None:
+    """For one path an exact route is more specific than a prefix route, in any file order."""
+    exact = Route(path="/orders", upstream="list", exact=True)
+    for routes in ([exact, ORDERS_READ], [ORDERS_READ, exact]):
+        assert RouteTable(routes).match("GET", path) == RouteMatch(Match.FULL, expected)
+
+
+SLASH_ROUTE = [
+    pytest.param("/api/", True, id="itself"),
+    pytest.param("/api/v1", True, id="below"),
+    pytest.param("/api", False, id="without-slash"),
+    pytest.param("/apiv1", False, id="name-prefix"),
+]
+
+
+@pytest.mark.parametrize(("path", "matches"), SLASH_ROUTE)
+def test_route_path_with_trailing_slash(path: str, matches: bool) -> None:
+    """A route path ending in ``/`` matches itself and everything below it."""
+    expected = RouteMatch(Match.FULL, API_SLASH) if matches else RouteMatch(Match.NONE)
+    assert RouteTable([API_SLASH]).match("GET", path) == expected
+
+
+CATCH_ALL_PATHS = [
+    pytest.param("/", id="root"),
+    pytest.param("/anything", id="one-segment"),
+    pytest.param("/a/b/c/", id="deep"),
+]
+
+
+@pytest.mark.parametrize("path", CATCH_ALL_PATHS)
+def test_catch_all_route(path: str) -> None:
+    """A ``/`` route matches every path no longer route claims."""
+    table = RouteTable([CATCH_ALL])
+    assert table.match("GET", path) == RouteMatch(Match.FULL, CATCH_ALL)
+    assert table.match("POST", path) == RouteMatch(Match.PARTIAL, None, ("GET",))
+
+
+CANDIDATES = [
+    pytest.param(
+        "/orders/health/x", [ORDERS_HEALTH, ORDERS_READ, ORDERS_WRITE, CATCH_ALL], id="health"
+    ),
+    pytest.param("/orders/7", [ORDERS_READ, ORDERS_WRITE, CATCH_ALL], id="orders"),
+    pytest.param("/other", [CATCH_ALL], id="other"),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), CANDIDATES)
+def test_candidates_most_specific_first(path: str, expected: list[Route]) -> None:
+    """`candidates` lists every route matching the path, most specific first, file order kept."""
+    table = RouteTable([CATCH_ALL, ORDERS_READ, ORDERS_HEALTH, ORDERS_WRITE])
+    assert table.candidates(path) == expected
+
+
+def test_from_config_uses_the_routes_of_the_file() -> None:
+    """`RouteTable.from_config` builds the table from a routes file's routes."""
+    config = RoutesConfig(
+        upstreams={"orders": Upstream(name="orders", url=yarl.URL("http://127.0.0.1:9001"))},
+        routes=SAMPLE,
+        file=Path("routes.yaml"),
+    )
+    table = RouteTable.from_config(config)
+    assert table.match("POST", "/orders/1") == RouteMatch(Match.FULL, ORDERS_WRITE)
+    assert table.match("GET", "/orders/health") == RouteMatch(Match.FULL, ORDERS_HEALTH)
