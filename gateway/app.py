@@ -12,7 +12,7 @@ import dataclasses
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
@@ -74,11 +74,13 @@ def create_app(
     *,
     metrics: Metrics | None = None,
     watch: bool = False,
+    environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The public application: the door in front of every upstream.
 
-    With ``watch``, changes in the config directories are reloaded while it runs.
+    With ``watch``, changes in the config directories are reloaded while it runs; reloads read
+    ``${VAR}`` values from ``environ`` (default: the process environment).
     """
     metrics = metrics or Metrics()
     client = UpstreamClient()
@@ -87,7 +89,7 @@ def create_app(
         return build_policy(new_config, remote_keys, clock=clock)
 
     door = Door(build(config, RemoteKeys(config.issuers, config.jwks, metrics=metrics)), client)
-    reloader = ConfigReloader(door, metrics, build)
+    reloader = ConfigReloader(door, metrics, build, environ=environ)
     metrics.set_config_version(config.version, time.time())
     app = web.Application(
         middlewares=[access_log_middleware(metrics)], handler_args=SERVER_SETTINGS

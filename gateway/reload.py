@@ -65,6 +65,9 @@ class ConfigReloader:
                 )
                 return False
             if config.version == current.config.version:
+                # An operator's SIGHUP deserves an answer; editor temp files do not.
+                log = _log.info if trigger == "sighup" else _log.debug
+                log("config_reload", result="unchanged", trigger=trigger, version=config.version)
                 return False
             await self._swap(current, config, trigger)
             return True

@@ -121,3 +121,6 @@ def log_capture() -> Iterator[LogCapture]:
     configure("debug", capture.stream)
     yield capture
     configure("info")
+    # Every line the gateway wrote during the test is one JSON object (the log contract).
+    for line in capture.text.splitlines():
+        assert isinstance(json.loads(line), dict), line
