@@ -23,6 +23,7 @@ from gateway.auth.jwks import discovery_url
 from gateway.auth.keys import public_jwk
 from gateway.config import load
 from tests.conftest import GatewayTestServer, LogCapture
+from tests.functional.test_metrics import sample
 from tests.support import DEFAULT_ROUTES, ENVIRON, RecordingUpstream, TestKeys, write_config
 
 AUDIENCE = "example-api"
@@ -420,3 +421,17 @@ async def test_cache_control_max_age_is_bounded(start: Start, idp: FakeIdP) -> N
     idp.cache_control = "max-age=999999"
     assert await source.refresh() is True
     assert source._ttl == 86400.0  # the 24 h ceiling
+
+
+async def test_jwks_metrics(start: Start, idp: FakeIdP) -> None:
+    """Key-set fetches count by issuer and result; loaded and skipped keys are exposed."""
+    idp.extra_jwks = [{"kty": "oct", "kid": "s", "k": "c2VjcmV0"}]
+    client = await start()
+    metrics = client.app[METRICS]
+    assert sample(metrics, "gateway_jwks_fetches_total", issuer="idp", result="success") == 1
+    assert sample(metrics, "gateway_jwks_keys", issuer="idp") == 1
+    assert sample(metrics, "gateway_jwks_keys_skipped_total", issuer="idp",
+                  reason="symmetric_key") == 1  # fmt: skip
+    idp.mode = "down"
+    await client.app[DOOR].policy.remote_keys.sources["idp"].refresh()
+    assert sample(metrics, "gateway_jwks_fetches_total", issuer="idp", result="failure") == 1
