@@ -40,6 +40,8 @@ def _ecs_fields(_: Any, method: str, event: MutableMapping[str, Any]) -> Mutable
     }
     event.pop("level", None)
     event.pop("event", None)
+    if "exception" in event:
+        event["error.stack_trace"] = event.pop("exception")
     return {**head, **event}
 
 
@@ -66,7 +68,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(output)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, _logger_name],
+            foreign_pre_chain=[*shared, _foreign_record],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 _ecs_fields,
@@ -79,12 +81,16 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     root.setLevel(numeric)
     # aiohttp's own access log would be a second, unstructured line per request.
     logging.getLogger("aiohttp.access").disabled = True
+    logging.captureWarnings(True)
 
 
-def _logger_name(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _foreign_record(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A standard-library record (aiohttp, asyncio, warnings): its text becomes ``message``."""
     record = event.get("_record")
     if record is not None:
         event["log.logger"] = record.name
+        event["message"] = event.pop("event", "")
+        event["event"] = "log"
     return event
 
 

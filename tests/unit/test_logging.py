@@ -1,0 +1,106 @@
+"""Every line the gateway prints is one JSON object with ECS field names."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.logging import AccessEntry, access_record, configure, get_logger
+
+SPEC_FIELDS = {
+    "@timestamp", "log.level", "event.action", "http.request.id", "client.ip",
+    "http.request.method", "url.path", "http.route", "http.response.status_code",
+    "event.duration", "upstream.name", "upstream.duration", "http.request.body.bytes",
+    "http.response.body.bytes", "user_agent.original", "user.id", "client.id", "auth.result",
+    "auth.reason",
+}  # fmt: skip
+
+
+def _entry(**overrides: object) -> AccessEntry:
+    values: dict[str, object] = {
+        "started": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+        "duration_ns": 1500,
+        "request_id": "abc",
+        "client_ip": "127.0.0.1",
+        "method": "GET",
+        "path": "/orders/1",
+        "route": "/orders",
+        "status": 200,
+        "upstream": "orders",
+        "upstream_duration_ns": 1000,
+        "request_bytes": 0,
+        "response_bytes": 10,
+        "user_agent": "curl",
+        "user_id": "alice",
+        "client_id": None,
+        "auth_result": "allowed",
+        "auth_reason": None,
+    }
+    values.update(overrides)
+    return AccessEntry(**values)  # type: ignore[arg-type]
+
+
+def test_access_record_has_exactly_the_spec_fields() -> None:
+    """The access record carries the spec's field names, an RFC 3339 UTC timestamp, and no query."""
+    record = access_record(_entry())
+    assert set(record) == SPEC_FIELDS
+    assert record["@timestamp"] == "2026-01-02T03:04:05.678Z"
+    assert record["event.action"] == "access"
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    ['x","user.id":"admin', "back\\slash", "bytes\udcff\udcfe", "new\nline", "\x00"],
+    ids=["quote-injection", "backslash", "undecodable-bytes", "newline", "nul"],
+)
+def test_hostile_values_stay_one_valid_json_line(user_agent: str) -> None:
+    """Quotes, backslashes, newlines and undecodable bytes in a logged value stay inside its
+    JSON string: one line, valid JSON, no injected field."""
+    stream = io.StringIO()
+    configure("info", stream)
+    try:
+        get_logger().info("access", **access_record(_entry(user_agent=user_agent)))
+    finally:
+        configure("info")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    parsed = json.loads(lines[0])
+    assert parsed["user.id"] == "alice"
+    assert parsed["user_agent.original"] == user_agent
+
+
+def test_standard_library_logs_and_tracebacks_are_json() -> None:
+    """Records from aiohttp/asyncio loggers become JSON with `message`, `log.logger` and the
+    traceback in `error.stack_trace`."""
+    stream = io.StringIO()
+    configure("info", stream)
+    try:
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("aiohttp.server").exception("Error handling request")
+        logging.getLogger("asyncio").debug("filtered by level")
+    finally:
+        configure("info")
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["log.logger"] == "aiohttp.server"
+    assert line["message"] == "Error handling request"
+    assert line["log.level"] == "error"
+    assert "RuntimeError: boom" in line["error.stack_trace"]
+
+
+def test_level_filters_structlog_events() -> None:
+    """`logging.level: warning` drops info events."""
+    stream = io.StringIO()
+    configure("warning", stream)
+    try:
+        get_logger().info("startup")
+        get_logger().warning("jwks_fetch_failed", issuer="idp")
+    finally:
+        configure("info")
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["event.action"] == "jwks_fetch_failed"
