@@ -38,7 +38,7 @@ class RequestRecord:
     upstream_ns: int | None = None
     request_bytes: int = 0
     response_bytes: int = 0
-    upstream_failure: str | None = None  # "timeout" or "unreachable"
+    upstream_failure: str | None = None  # "timeout", "tls" or "unreachable"
     auth_result: str = "denied"
     auth_reason: str | None = None
     user_id: str | None = None

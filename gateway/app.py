@@ -24,9 +24,11 @@ from gateway.door import Door, Policy
 from gateway.logging import get_logger
 from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.proxy import UpstreamClient
+from gateway.redirect import redirect_app
 from gateway.reload import ConfigReloader
 from gateway.routes import RouteTable
 from gateway.server import GatewayRunner
+from gateway.tls import TlsError, client_context, load_server_chain, server_context
 
 __all__ = [
     "DOOR",
@@ -66,7 +68,24 @@ def build_policy(
         table=RouteTable.from_config(config.routes),
         authenticator=authenticator,
         remote_keys=remote_keys,
+        upstream_tls=_upstream_tls(config),
     )
+
+
+def _upstream_tls(config: Config) -> dict[str, ssl.SSLContext]:
+    contexts = {}
+    for upstream in config.routes.upstreams.values():
+        if upstream.url.scheme != "https":
+            continue
+        if not upstream.tls_verify:
+            _log.warning("upstream_tls_verify_disabled", **{"upstream.name": upstream.name})
+        contexts[upstream.name] = client_context(
+            ca=upstream.ca,
+            client_cert=upstream.client_cert,
+            client_key=upstream.client_key,
+            verify=upstream.tls_verify,
+        )
+    return contexts
 
 
 def create_app(
@@ -113,6 +132,13 @@ def create_app(
         await client.close()
 
     app.cleanup_ctx.append(resources)
+    if config.tls is not None and config.tls.hsts:
+        hsts = config.tls.hsts
+
+        async def add_hsts(_: web.Request, response: web.StreamResponse) -> None:
+            response.headers["Strict-Transport-Security"] = hsts
+
+        app.on_response_prepare.append(add_hsts)
     app.router.add_route("*", "/{tail:.*}", door.handle)
     return app
 
@@ -149,33 +175,43 @@ def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> we
 
 
 class GatewayServer:
-    """The public and admin listeners of one gateway process."""
+    """The listeners of one gateway process: public (HTTP or HTTPS), plain-HTTP redirect, admin."""
 
     def __init__(self, config: Config, *, watch: bool = True) -> None:
         self.config = config
         self._serving = asyncio.Event()
+        tls = config.tls
+        self._ssl = server_context(tls.cert, tls.key) if tls else None
         app = create_app(config, watch=watch)
         self.reloader = app[RELOADER]
+        self.reloader.on_applied.append(self._reload_certificate)
         self._public = GatewayRunner(app, access_log=None, shutdown_timeout=config.drain_timeout)
         self._admin = web.AppRunner(
             create_admin_app(self._serving, app[DOOR], app[METRICS]), access_log=None
         )
+        self._redirect: web.AppRunner | None = None
 
     async def start(self) -> None:
-        """Bind both listeners and mark the gateway as serving."""
-        await self._public.setup()
-        await self._admin.setup()
+        """Bind every listener and mark the gateway as serving."""
         config = self.config
-        ssl_context = _ssl_context(config) if config.tls else None
+        await self._public.setup()
         await web.TCPSite(
-            self._public, config.listen.host, config.listen.port, ssl_context=ssl_context
+            self._public, config.listen.host, config.listen.port, ssl_context=self._ssl
         ).start()
+        if config.tls is not None and config.tls.http_redirect is not None:
+            self._redirect = web.AppRunner(redirect_app(self.public_port), access_log=None)
+            await self._redirect.setup()
+            redirect = config.tls.http_redirect
+            await web.TCPSite(self._redirect, redirect.host, redirect.port).start()
+        await self._admin.setup()
         await web.TCPSite(self._admin, config.admin.host, config.admin.port).start()
         self._serving.set()
         _log.info(
             "startup",
             version=config.version,
             listen=_addresses(self._public),
+            tls=self._ssl is not None,
+            http_redirect=_addresses(self._redirect) if self._redirect else None,
             admin=_addresses(self._admin),
             routes=len(config.routes.routes),
             issuers=[issuer.name for issuer in config.issuers],
@@ -187,6 +223,11 @@ class GatewayServer:
         return int(self._public.addresses[0][1])
 
     @property
+    def redirect_port(self) -> int | None:
+        """The bound plain-HTTP redirect port, if there is one."""
+        return int(self._redirect.addresses[0][1]) if self._redirect else None
+
+    @property
     def admin_port(self) -> int:
         """The bound admin port."""
         return int(self._admin.addresses[0][1])
@@ -196,9 +237,22 @@ class GatewayServer:
         timeout), then close."""
         self._serving.clear()
         _log.info("shutdown", drain_timeout_s=self.config.drain_timeout)
+        if self._redirect is not None:
+            await self._redirect.cleanup()
         await self._public.cleanup()
         await self._admin.cleanup()
         _log.info("stopped")
+
+    async def _reload_certificate(self, config: Config) -> None:
+        """New handshakes get the certificate on disk; established connections keep theirs."""
+        if self._ssl is None or config.tls is None:
+            return
+        try:
+            load_server_chain(self._ssl, config.tls.cert, config.tls.key)
+        except TlsError as exc:
+            _log.error("tls_reload_failed", reason=str(exc))
+            return
+        _log.info("tls_reloaded", cert=str(config.tls.cert))
 
 
 async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
@@ -227,11 +281,3 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
 
 def _addresses(runner: web.AppRunner) -> list[str]:
     return [str(address) for address in runner.addresses]
-
-
-def _ssl_context(config: Config) -> ssl.SSLContext:
-    assert config.tls is not None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(config.tls.cert, config.tls.key)
-    return context

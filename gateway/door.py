@@ -7,6 +7,8 @@ upstream unless every earlier step allowed it.
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -42,6 +44,7 @@ class Policy:
     table: RouteTable
     authenticator: Authenticator
     remote_keys: RemoteKeys
+    upstream_tls: Mapping[str, ssl.SSLContext]
 
 
 class Door:
@@ -89,11 +92,11 @@ class Door:
         )
         headers = upstream_headers(request.headers, context)
         try:
-            outcome = await self._client.forward(
-                request, upstream, upstream_url(upstream, route, target), headers
-            )
+            url = upstream_url(upstream, route, target)
+            tls = policy.upstream_tls.get(upstream.name)
+            outcome = await self._client.forward(request, upstream, url, headers, tls)
         except UpstreamFailure as exc:
-            record.upstream_failure = "timeout" if exc.timed_out else "unreachable"
+            record.upstream_failure = exc.kind
             _log.warning(
                 "upstream_failed",
                 **{

@@ -7,6 +7,7 @@ would add ``User-Agent``, ``Accept`` and ``Accept-Encoding`` of its own).
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,13 +28,19 @@ _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
 class UpstreamFailure(Exception):
-    """The upstream could not answer: ``timed_out`` picks 504 over 502."""
+    """The upstream could not answer; ``kind`` is ``timeout`` (504), ``tls`` or ``unreachable``
+    (502)."""
 
-    def __init__(self, upstream: str, *, timed_out: bool, detail: str) -> None:
+    def __init__(self, upstream: str, *, kind: str, detail: str) -> None:
         super().__init__(detail)
         self.upstream = upstream
-        self.timed_out = timed_out
+        self.kind = kind
         self.detail = detail
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether the upstream was too slow (504) rather than unreachable (502)."""
+        return self.kind == "timeout"
 
 
 @dataclass(slots=True)
@@ -105,6 +112,7 @@ class UpstreamClient:
         upstream: Upstream,
         url: yarl.URL,
         headers: CIMultiDict[str],
+        tls: ssl.SSLContext | None = None,
     ) -> ProxyOutcome:
         """Send the request upstream and stream the answer back to the client."""
         assert self._session is not None, "UpstreamClient.start() was not awaited"
@@ -127,14 +135,17 @@ class UpstreamClient:
                 allow_redirects=False,
                 timeout=timeout,
                 compress=None,
+                ssl=tls if tls is not None else True,
             )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamFailure(
-                upstream.name, timed_out=True, detail=type(exc).__name__
+                upstream.name, kind="timeout", detail=type(exc).__name__
             ) from None
+        except aiohttp.ClientSSLError as exc:
+            raise UpstreamFailure(upstream.name, kind="tls", detail=type(exc).__name__) from None
         except aiohttp.ClientError as exc:
             raise UpstreamFailure(
-                upstream.name, timed_out=False, detail=type(exc).__name__
+                upstream.name, kind="unreachable", detail=type(exc).__name__
             ) from None
         async with upstream_response:
             response = web.StreamResponse(
@@ -151,6 +162,10 @@ class UpstreamClient:
             response_bytes=sent,
             completed=completed,
         )
+
+
+def _name(exc: BaseException) -> str:
+    return type(exc).__name__
 
 
 class _ByteCounter:

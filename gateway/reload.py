@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import watchfiles
@@ -47,6 +47,8 @@ class ConfigReloader:
         self._environ = environ
         self._clock = clock
         self._lock = asyncio.Lock()
+        # Called with each applied config (e.g. to reload the TLS certificate in place).
+        self.on_applied: list[Callable[[Config], Awaitable[None]]] = []
 
     async def reload(self, trigger: str) -> bool:
         """Load, validate and swap in the configuration; False if it was refused or unchanged."""
@@ -94,6 +96,8 @@ class ConfigReloader:
         )
         if restart:
             _log.warning("config_restart_required", fields=restart, version=config.version)
+        for hook in self.on_applied:
+            await hook(config)
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Reload whenever anything changes in the directories holding the config files."""
@@ -105,5 +109,8 @@ class ConfigReloader:
 
 
 def watched_directories(config: Config) -> list[Path]:
-    """The directories a reload watches."""
-    return sorted({config.file.parent, config.routes.file.parent})
+    """The directories a reload watches: the config files' and the TLS certificate's."""
+    directories = {config.file.parent, config.routes.file.parent}
+    if config.tls is not None:
+        directories |= {config.tls.cert.parent, config.tls.key.parent}
+    return sorted(directories)

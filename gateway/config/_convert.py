@@ -116,6 +116,17 @@ def scope_rule(value: Any) -> ScopeRule:
     return ScopeRule(ScopeMode.ALL, scopes)
 
 
+def hsts(value: Any) -> str | None:
+    if value is False:
+        return None
+    text = string(value)
+    if "max-age=" not in text or any(ch in text for ch in "\r\n"):
+        raise ValueError(
+            "write a Strict-Transport-Security value like 'max-age=31536000', or false"
+        )
+    return text
+
+
 def positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError("must be a positive whole number")

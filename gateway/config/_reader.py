@@ -41,6 +41,7 @@ from gateway.config.models import (
     Upstream,
 )
 from gateway.durations import parse_duration
+from gateway.tls import TlsError, client_context, server_context
 
 __all__ = ["Reader"]
 
@@ -200,15 +201,33 @@ class Reader:
         )
 
     def _tls(self, document: YamlMap, base: Path) -> TlsConfig | None:
-        section = self._mapping(document, "tls", {"cert", "key"})
+        section = self._mapping(document, "tls", {"cert", "key", "hsts", "http_redirect"})
         if section is None:
             return None
-        cert = self._get(section, "cert", convert.string, "", required=True)
-        key = self._get(section, "key", convert.string, "", required=True)
-        for name, value in (("cert", cert), ("key", key)):
-            if value and not (base / value).is_file():
-                self._problem(section.key_lines[name], f"'{name}': no such file {base / value}")
-        return TlsConfig(cert=base / cert, key=base / key)
+        cert = base / self._get(section, "cert", convert.string, "", required=True)
+        key = base / self._get(section, "key", convert.string, "", required=True)
+        if "cert" in section and "key" in section:
+            self._read_tls_files(section.key_lines["cert"], cert, key)
+            try:
+                server_context(cert, key)
+            except TlsError as exc:
+                self._problem(section.key_lines["cert"], f"'tls': {exc}")
+        default_hsts: str | None = "max-age=31536000"
+        hsts = self._get(section, "hsts", convert.hsts, default_hsts)
+        redirect = None
+        if "http_redirect" in section:
+            redirect = self._listen(section, "http_redirect", ListenConfig(host="", port=0))
+        return TlsConfig(cert=cert, key=key, hsts=hsts, http_redirect=redirect)
+
+    def _read_tls_files(self, line: int, *paths: Path | None) -> None:
+        """Fold certificate files into the config version, so a rotation is a config change."""
+        for path in paths:
+            if path is None:
+                continue
+            try:
+                self._digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+            except OSError as exc:
+                self._problem(line, f"cannot read {path}: {exc.strerror or exc}")
 
     def _tokens(self, document: YamlMap) -> TokensConfig:
         section = self._mapping(document, "tokens", {"leeway", "max_lifetime"})
@@ -449,7 +468,7 @@ class Reader:
         if document is None:
             return None
         self._unknown_keys(document, {"upstreams", "routes"}, "in routes file")
-        upstreams = self._upstreams(document)
+        upstreams = self._upstreams(document, path.parent)
         routes = self._route_list(document, upstreams)
         section = document.get("upstreams")
         for name in upstreams:
@@ -460,7 +479,7 @@ class Reader:
         self._check_overlaps(routes)
         return RoutesConfig(upstreams=upstreams, routes=tuple(routes), file=path)
 
-    def _upstreams(self, document: YamlMap) -> dict[str, Upstream]:
+    def _upstreams(self, document: YamlMap, base: Path) -> dict[str, Upstream]:
         section = document.get("upstreams")
         if section is None:
             self._problem(document.line, "missing required key 'upstreams'")
@@ -475,12 +494,43 @@ class Reader:
             if not isinstance(entry, YamlMap):
                 self._problem(line, f"upstream '{name}' must be a mapping with a 'url'")
                 continue
-            self._unknown_keys(entry, {"url", "timeout"}, f"in upstream '{name}'")
-            url = self._get(entry, "url", convert.upstream_url, None, required=True)
-            timeout = self._get(entry, "timeout", parse_duration, 30.0)
-            if url is not None:
-                upstreams[name] = Upstream(name=name, url=url, timeout=timeout)
+            upstream = self._upstream(name, entry, base)
+            if upstream is not None:
+                upstreams[name] = upstream
         return upstreams
+
+    def _upstream(self, name: str, entry: YamlMap, base: Path) -> Upstream | None:
+        keys = {"url", "timeout", "ca", "client_cert", "client_key", "tls_verify"}
+        self._unknown_keys(entry, keys, f"in upstream '{name}'")
+        url = self._get(entry, "url", convert.upstream_url, None, required=True)
+        timeout = self._get(entry, "timeout", parse_duration, 30.0)
+        files: dict[str, Path | None] = {}
+        for option in ("ca", "client_cert", "client_key"):
+            value = self._get(entry, option, convert.string, None)
+            files[option] = base / value if value else None
+        verify = self._get(entry, "tls_verify", convert.boolean, True)
+        tls_options = [option for option in keys - {"url", "timeout"} if option in entry]
+        if url is None:
+            return None
+        if tls_options and url.scheme != "https":
+            self._problem(entry.line, f"{', '.join(sorted(tls_options))} need an https:// url")
+            return None
+        if (files["client_cert"] is None) != (files["client_key"] is None):
+            self._problem(entry.line, "'client_cert' and 'client_key' go together")
+            return None
+        self._read_tls_files(entry.line, *files.values())
+        try:
+            client_context(
+                ca=files["ca"], client_cert=files["client_cert"],
+                client_key=files["client_key"], verify=verify,
+            )  # fmt: skip
+        except TlsError as exc:
+            self._problem(entry.line, f"upstream '{name}': {exc}")
+            return None
+        return Upstream(
+            name=name, url=url, timeout=timeout, ca=files["ca"],
+            client_cert=files["client_cert"], client_key=files["client_key"], tls_verify=verify,
+        )  # fmt: skip
 
     def _route_list(self, document: YamlMap, upstreams: Mapping[str, Upstream]) -> list[Route]:
         entries = document.get("routes")

@@ -68,10 +68,12 @@ class AdminConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TlsConfig:
-    """HTTPS on the public listener."""
+    """HTTPS on the public listener, and optionally a plain-HTTP listener that only redirects."""
 
     cert: Path
     key: Path
+    hsts: str | None = "max-age=31536000"
+    http_redirect: ListenConfig | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +128,10 @@ class Upstream:
     name: str
     url: yarl.URL
     timeout: float = 30.0
+    ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    tls_verify: bool = True
 
 
 class AuthMode(enum.Enum):
