@@ -19,7 +19,7 @@ from aiohttp import web
 from gateway.access import access_log_middleware
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.jwks import RemoteKeys
-from gateway.config import Config
+from gateway.config import Config, LimitsConfig
 from gateway.door import Door, Policy
 from gateway.logging import get_logger
 from gateway.metrics import CONTENT_TYPE, Metrics
@@ -27,7 +27,7 @@ from gateway.proxy import UpstreamClient
 from gateway.redirect import redirect_app
 from gateway.reload import ConfigReloader
 from gateway.routes import RouteTable
-from gateway.server import GatewayRunner
+from gateway.server import GatewayRunner, require_c_parser
 from gateway.tls import TlsError, client_context, load_server_chain, server_context
 
 __all__ = [
@@ -46,14 +46,17 @@ METRICS = web.AppKey("metrics", Metrics)
 RELOADER = web.AppKey("reloader", ConfigReloader)
 _log = get_logger()
 
-# Passed to every listener: explicit, so that no default of aiohttp's decides it for us.
-SERVER_SETTINGS: dict[str, object] = {
-    "auto_decompress": False,  # forward request bodies byte for byte
-    "keepalive_timeout": 75.0,
-    "max_line_size": 8190,
-    "max_field_size": 8190,
-    "max_headers": 128,
-}
+
+def server_settings(limits: LimitsConfig) -> dict[str, object]:
+    """What every public connection is served with: explicit, so that no default of aiohttp's
+    decides it (its keep-alive default is an hour)."""
+    return {
+        "auto_decompress": False,  # forward request bodies byte for byte
+        "keepalive_timeout": limits.keepalive_timeout,
+        "max_line_size": limits.max_line_size,
+        "max_field_size": limits.max_field_size,
+        "max_headers": limits.max_headers,
+    }
 
 
 def build_policy(
@@ -102,7 +105,12 @@ def create_app(
     ``${VAR}`` values from ``environ`` (default: the process environment).
     """
     metrics = metrics or Metrics()
-    client = UpstreamClient()
+    limits = config.limits
+    client = UpstreamClient(
+        pool_size=limits.upstream_pool_size,
+        pool_size_per_host=limits.upstream_pool_size_per_host,
+        connect_timeout=limits.upstream_connect_timeout,
+    )
 
     def build(new_config: Config, remote_keys: RemoteKeys) -> Policy:
         return build_policy(new_config, remote_keys, clock=clock)
@@ -111,7 +119,7 @@ def create_app(
     reloader = ConfigReloader(door, metrics, build, environ=environ)
     metrics.set_config_version(config.version, time.time())
     app = web.Application(
-        middlewares=[access_log_middleware(metrics)], handler_args=SERVER_SETTINGS
+        middlewares=[access_log_middleware(metrics)], handler_args=server_settings(limits)
     )
     app[DOOR] = door
     app[METRICS] = metrics
@@ -178,6 +186,7 @@ class GatewayServer:
     """The listeners of one gateway process: public (HTTP or HTTPS), plain-HTTP redirect, admin."""
 
     def __init__(self, config: Config, *, watch: bool = True) -> None:
+        require_c_parser()
         self.config = config
         self._serving = asyncio.Event()
         tls = config.tls
@@ -185,7 +194,12 @@ class GatewayServer:
         app = create_app(config, watch=watch)
         self.reloader = app[RELOADER]
         self.reloader.on_applied.append(self._reload_certificate)
-        self._public = GatewayRunner(app, access_log=None, shutdown_timeout=config.drain_timeout)
+        self._public = GatewayRunner(
+            app,
+            max_connections=config.limits.max_connections,
+            access_log=None,
+            shutdown_timeout=config.drain_timeout,
+        )
         self._admin = web.AppRunner(
             create_admin_app(self._serving, app[DOOR], app[METRICS]), access_log=None
         )

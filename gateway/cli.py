@@ -141,9 +141,13 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     configure(config.log_level)
     from gateway.app import serve
+    from gateway.server import PurePythonParser
 
     try:
         asyncio.run(serve(config))
+    except PurePythonParser as exc:
+        get_logger().error("startup_failed", reason=str(exc))
+        return 1
     except OSError as exc:
         get_logger().error("startup_failed", reason=exc.strerror or str(exc))
         return 1

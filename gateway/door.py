@@ -21,13 +21,14 @@ from gateway.config import AuthMode, Config
 from gateway.headers import ForwardingContext, upstream_headers
 from gateway.logging import get_logger
 from gateway.paths import TargetError, canonicalize
-from gateway.proxy import UpstreamClient, UpstreamFailure, upstream_url
+from gateway.proxy import BodyTooLarge, UpstreamClient, UpstreamFailure, upstream_url
 from gateway.refusals import (
     from_auth_error,
     from_target_error,
     from_upstream_failure,
     method_not_allowed,
     not_found,
+    payload_too_large,
 )
 from gateway.routes import Match, RouteTable
 
@@ -82,6 +83,9 @@ class Door:
         except AuthError as exc:
             return record.refuse(from_auth_error(exc))
         record.allow(claims, public=route.auth is AuthMode.NONE)
+        body_limit = route.max_body_size or policy.config.limits.max_body_size
+        if request.content_length is not None and request.content_length > body_limit:
+            return record.refuse(payload_too_large())
         context = ForwardingContext(
             peer=request.remote or "",
             proto=request.scheme,
@@ -94,7 +98,11 @@ class Door:
         try:
             url = upstream_url(upstream, route, target)
             tls = policy.upstream_tls.get(upstream.name)
-            outcome = await self._client.forward(request, upstream, url, headers, tls)
+            outcome = await self._client.forward(
+                request, upstream, url, headers, tls, body_limit=body_limit
+            )
+        except BodyTooLarge:
+            return record.refuse(payload_too_large())
         except UpstreamFailure as exc:
             record.upstream_failure = exc.kind
             _log.warning(

@@ -21,7 +21,7 @@ from gateway.config import Route, Upstream
 from gateway.headers import response_headers
 from gateway.paths import CanonicalTarget
 
-__all__ = ["ProxyOutcome", "UpstreamClient", "UpstreamFailure", "upstream_url"]
+__all__ = ["BodyTooLarge", "ProxyOutcome", "UpstreamClient", "UpstreamFailure", "upstream_url"]
 
 _CHUNK = 64 * 1024
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -41,6 +41,11 @@ class UpstreamFailure(Exception):
     def timed_out(self) -> bool:
         """Whether the upstream was too slow (504) rather than unreachable (502)."""
         return self.kind == "timeout"
+
+
+class BodyTooLarge(Exception):
+    """A request body without a Content-Length grew past the route's limit while streaming; the
+    upstream connection was cut, so the upstream never sees a complete (truncated) body."""
 
 
 @dataclass(slots=True)
@@ -79,9 +84,13 @@ def upstream_url(upstream: Upstream, route: Route, target: CanonicalTarget) -> y
 class UpstreamClient:
     """One pooled client session per process, for every upstream."""
 
-    def __init__(self, *, pool_size: int = 1000, pool_size_per_host: int = 0) -> None:
+    def __init__(
+        self, *, pool_size: int = 1000, pool_size_per_host: int = 256, connect_timeout: float = 5.0
+    ) -> None:
         self._pool_size = pool_size
+        # A per-host cap keeps one slow upstream from taking every pooled connection.
         self._pool_size_per_host = pool_size_per_host
+        self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -113,17 +122,21 @@ class UpstreamClient:
         url: yarl.URL,
         headers: CIMultiDict[str],
         tls: ssl.SSLContext | None = None,
+        *,
+        body_limit: int | None = None,
     ) -> ProxyOutcome:
         """Send the request upstream and stream the answer back to the client."""
         assert self._session is not None, "UpstreamClient.start() was not awaited"
-        counter = _ByteCounter()
+        counter = _ByteCounter(body_limit)
         body: AsyncIterator[bytes] | None = None
         if request.body_exists:
             body = counter.count(request.content)
             if request.content_length is not None:
                 headers["Content-Length"] = str(request.content_length)
         timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=upstream.timeout, sock_read=upstream.timeout
+            total=None,
+            sock_connect=min(upstream.timeout, self._connect_timeout),
+            sock_read=upstream.timeout,
         )
         started = time.perf_counter_ns()
         try:
@@ -169,12 +182,15 @@ def _name(exc: BaseException) -> str:
 
 
 class _ByteCounter:
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None) -> None:
         self.total = 0
+        self._limit = limit
 
     async def count(self, reader: aiohttp.StreamReader) -> AsyncIterator[bytes]:
         async for chunk in reader.iter_chunked(_CHUNK):
             self.total += len(chunk)
+            if self._limit is not None and self.total > self._limit:
+                raise BodyTooLarge
             yield chunk
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "from_upstream_failure",
     "method_not_allowed",
     "not_found",
+    "payload_too_large",
     "render",
 ]
 
@@ -54,6 +55,11 @@ def method_not_allowed(allowed: tuple[str, ...]) -> Refusal:
         "method_not_allowed",
         {"Allow": ", ".join(allowed)},
     )
+
+
+def payload_too_large() -> Refusal:
+    """413: the body is larger than the route allows (refused before it is read)."""
+    return Refusal(413, "payload_too_large", "The request body is too large", "body_too_large")
 
 
 def from_auth_error(exc: AuthError) -> Refusal:

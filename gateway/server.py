@@ -8,16 +8,18 @@ the gateway's JSON refusal, quote nothing the client sent, and are logged as one
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.headers import request_id
 from gateway.logging import AccessEntry, access_record, get_logger
 from gateway.refusals import Refusal, render
 
-__all__ = ["GatewayRunner"]
+__all__ = ["GatewayRunner", "PurePythonParser", "require_c_parser"]
 
 _log = get_logger()
 _REFUSALS = {
@@ -25,6 +27,24 @@ _REFUSALS = {
     500: Refusal(500, "internal_error", "The gateway failed to handle this request", "error"),
     504: Refusal(504, "gateway_timeout", "The request took too long to handle", None),
 }
+
+
+class PurePythonParser(RuntimeError):
+    """aiohttp would parse requests with its pure-Python parser, which accepts several inputs
+    the C parser refuses (``Transfer-Encoding: chunked, chunked``, raw UTF-8 in the target,
+    lower-case and unknown methods); the gateway refuses to serve with it."""
+
+
+def require_c_parser() -> None:
+    """Raise `PurePythonParser` unless aiohttp's C HTTP parser is the one in use."""
+    # The parser class web_protocol actually instantiates, whatever http_parser exports.
+    parser: type = getattr(web_protocol, "HttpRequestParser")  # noqa: B009
+    if parser.__module__ != "aiohttp._http_parser":
+        raise PurePythonParser(
+            "aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS is set, or the "
+            "installed aiohttp has no compiled extensions); refusing to serve with the "
+            "pure-Python parser"
+        )
 
 
 class _GatewayProtocol(RequestHandler):
@@ -71,18 +91,32 @@ class _GatewayProtocol(RequestHandler):
 
 
 class _GatewayHTTPServer(web.Server):
+    max_connections = 0  # set by GatewayRunner; 0 is no limit
+
     def __call__(self) -> RequestHandler:
         return _GatewayProtocol(self, loop=self._loop, **self._kwargs)
 
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        if self.max_connections and len(self._connections) > self.max_connections:
+            # Over the limit: close at once rather than let it hold a slot the others need.
+            transport.close()
+
 
 class GatewayRunner(web.AppRunner):
-    """An `AppRunner` whose connections answer parser errors in the gateway's own shape."""
+    """An `AppRunner` whose connections answer parser errors in the gateway's own shape and
+    that holds at most ``max_connections`` client connections."""
 
-    __slots__ = ()
+    __slots__ = ("_max_connections",)
+
+    def __init__(self, app: web.Application, *, max_connections: int = 0, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._max_connections = max_connections
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         # aiohttp builds its Server inside Application; swapping the class only changes which
         # protocol each new connection gets (covered by the parser-error tests).
         server.__class__ = _GatewayHTTPServer
+        server.max_connections = self._max_connections  # type: ignore[attr-defined]
         return server

@@ -4,6 +4,7 @@ with a message for the operator."""
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 import yarl
@@ -125,6 +126,20 @@ def hsts(value: Any) -> str | None:
             "write a Strict-Transport-Security value like 'max-age=31536000', or false"
         )
     return text
+
+
+_SIZE = re.compile(r"([0-9]+)\s*(B|KiB|MiB|GiB)?")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def size(value: Any) -> int:
+    """A whole number, or a byte size like ``512KiB``, ``10MiB``, ``1GiB``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"{value!r} is not a positive number or size (e.g. 8190, 512KiB, 10MiB)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
 
 
 def positive_int(value: Any) -> int:

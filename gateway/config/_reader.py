@@ -32,6 +32,7 @@ from gateway.config.models import (
     ConfigIssue,
     IssuerConfig,
     JwksSettings,
+    LimitsConfig,
     ListenConfig,
     Route,
     RoutesConfig,
@@ -46,8 +47,14 @@ from gateway.tls import TlsError, client_context, server_context
 __all__ = ["Reader"]
 
 _GATEWAY_KEYS = {
-    "listen", "admin", "tls", "routes", "issuers", "tokens", "jwks", "logging", "drain_timeout",
+    "listen", "admin", "tls", "routes", "issuers", "tokens", "jwks", "limits", "logging",
+    "drain_timeout",
 }  # fmt: skip
+_LIMIT_SIZES = {
+    "max_line_size", "max_field_size", "max_headers", "max_connections", "max_body_size",
+    "upstream_pool_size", "upstream_pool_size_per_host",
+}  # fmt: skip
+_LIMIT_DURATIONS = {"keepalive_timeout", "upstream_connect_timeout"}
 
 _T = TypeVar("_T")
 
@@ -166,6 +173,7 @@ class Reader:
             )
         tls = self._tls(document, base)
         tokens = self._tokens(document)
+        limits = self._limits(document)
         log_level = self._log_level(document)
         drain_timeout = self._get(document, "drain_timeout", parse_duration, 20.0)
         issuers = self._issuers(document, base)
@@ -185,6 +193,7 @@ class Reader:
             issuers=issuers,
             tokens=tokens,
             jwks=jwks,
+            limits=limits,
             log_level=log_level,
             drain_timeout=drain_timeout,
             routes=routes,
@@ -228,6 +237,18 @@ class Reader:
                 self._digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
             except OSError as exc:
                 self._problem(line, f"cannot read {path}: {exc.strerror or exc}")
+
+    def _limits(self, document: YamlMap) -> LimitsConfig:
+        section = self._mapping(document, "limits", _LIMIT_SIZES | _LIMIT_DURATIONS)
+        defaults = LimitsConfig()
+        if section is None:
+            return defaults
+        values: dict[str, float] = {}
+        for name in _LIMIT_SIZES:
+            values[name] = self._get(section, name, convert.size, getattr(defaults, name))
+        for name in _LIMIT_DURATIONS:
+            values[name] = self._get(section, name, parse_duration, getattr(defaults, name))
+        return LimitsConfig(**values)  # type: ignore[arg-type]
 
     def _tokens(self, document: YamlMap) -> TokensConfig:
         section = self._mapping(document, "tokens", {"leeway", "max_lifetime"})
@@ -553,7 +574,7 @@ class Reader:
     def _route(self, entry: YamlMap, upstreams: Mapping[str, Upstream]) -> Route | None:
         allowed_keys = {
             "path", "upstream", "methods", "scopes", "auth", "strip_prefix",
-            "forward_token", "issuers", "exact",
+            "forward_token", "issuers", "exact", "max_body_size",
         }  # fmt: skip
         self._unknown_keys(entry, allowed_keys, "in route")
         problems_before = len(self.issues)
@@ -581,6 +602,7 @@ class Reader:
             strip_prefix=self._get(entry, "strip_prefix", convert.boolean, False),
             forward_token=self._get(entry, "forward_token", convert.boolean, False),
             exact=self._get(entry, "exact", convert.boolean, False),
+            max_body_size=self._get(entry, "max_body_size", convert.size, None),
             line=entry.line,
         )
         return route if len(self.issues) == problems_before else None

@@ -19,6 +19,7 @@ __all__ = [
     "ConfigIssue",
     "IssuerConfig",
     "JwksSettings",
+    "LimitsConfig",
     "ListenConfig",
     "Route",
     "RoutesConfig",
@@ -114,6 +115,21 @@ class JwksSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsConfig:
+    """Server and client limits, explicit so that no library default decides them."""
+
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    max_headers: int = 128
+    keepalive_timeout: float = 75.0  # also the deadline for a request's headers (slowloris)
+    max_connections: int = 10_000
+    max_body_size: int = 1024**3
+    upstream_pool_size: int = 1000
+    upstream_pool_size_per_host: int = 256
+    upstream_connect_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TokensConfig:
     """Rules for every token, whatever its issuer."""
 
@@ -177,6 +193,7 @@ class Route:
     scopes: ScopeRule = ScopeRule()
     issuers: frozenset[str] | None = None
     strip_prefix: bool = False
+    max_body_size: int | None = None
     forward_token: bool = False
     exact: bool = False
     line: int = 0
@@ -211,6 +228,7 @@ class Config:
     issuers: tuple[IssuerConfig, ...]
     tokens: TokensConfig
     jwks: JwksSettings
+    limits: LimitsConfig
     log_level: str
     drain_timeout: float
     routes: RoutesConfig
