@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import jwt
+
 from gateway import __version__, keytools
 from gateway.config import AuthMode, Config, ConfigError, load
 from gateway.durations import parse_duration
@@ -230,7 +232,7 @@ def _token(args: argparse.Namespace) -> int:
                 extra=extra,
             )
         )
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, jwt.PyJWTError) as exc:
         raise UserError(str(exc)) from None
     return 0
 

@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 GENERATED_ALGORITHMS = ("RS256", "ES256", "EdDSA", "HS256")
+_KEY_FILE_SUFFIXES = {".pem", ".key", ".json", ".secret", ".jwk", ".jwks"}
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
@@ -75,38 +76,50 @@ def generate(algorithm: str) -> GeneratedKey:
 
 
 def write(generated: GeneratedKey, directory: Path) -> list[Path]:
-    """Write the files, private ones readable by the owner only; refuse to overwrite."""
+    """Write the files, private ones readable by the owner only; refuse to overwrite any (and
+    then write none: a new private key must never sit next to an old, unrelated JWKS)."""
+    targets = {directory / name: data for name, data in generated.files.items()}
+    existing = [str(path) for path in targets if path.exists()]
+    if existing:
+        raise FileExistsError(f"{', '.join(existing)} exists; choose another --out directory")
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, data in generated.files.items():
-        path = directory / name
-        if path.exists():
-            raise FileExistsError(f"{path} exists; choose another --out directory")
-        secret = name in {"private.pem", "hmac.secret"}
+    for path, data in targets.items():
+        secret = path.name in {"private.pem", "hmac.secret"}
         path.touch(mode=0o600 if secret else 0o644)
         path.write_bytes(data)
-        written.append(path)
-    return written
+    return list(targets)
 
 
 def load_signing_key(value: str, algorithm: str | None = None) -> SigningKey:
-    """A private-key PEM file path, or else an HMAC secret given as text."""
+    """A private-key PEM file, a file holding an HMAC secret, or an HMAC secret given as text."""
     path = Path(value)
     if path.is_file():
-        data = path.read_bytes()
-        if b"PUBLIC KEY" in data or b"CERTIFICATE" in data:
-            raise ValueError(f"{path} holds a public key; tokens are signed with the private key")
-        if b"PRIVATE KEY" not in data:
-            secret = data.decode().strip()
-            return SigningKey(secret.encode(), algorithm or "HS256", None)
-        private = serialization.load_pem_private_key(data, password=None)
-        if not isinstance(
-            private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-        ):
-            raise ValueError(f"{path}: unsupported private key type")
-        default_alg = _algorithm_for(private)
-        return SigningKey(private, algorithm or default_alg, thumbprint(private.public_key()))
-    return SigningKey(value.encode(), algorithm or "HS256", None)
+        return _key_from_file(path, algorithm)
+    if path.suffix in _KEY_FILE_SUFFIXES or "/" in value:
+        raise ValueError(f"{value}: no such key file")
+    return _hmac(value, algorithm or "HS256")
+
+
+def _key_from_file(path: Path, algorithm: str | None) -> SigningKey:
+    data = path.read_bytes()
+    if b"PUBLIC KEY" in data or b"CERTIFICATE" in data or data.lstrip().startswith(b"{"):
+        raise ValueError(f"{path} holds public key material; tokens are signed with a private key")
+    if b"PRIVATE KEY" not in data:
+        return _hmac(data.decode().strip(), algorithm or "HS256")
+    private = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(
+        private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise ValueError(f"{path}: unsupported private key type")
+    default_alg = _algorithm_for(private)
+    return SigningKey(private, algorithm or default_alg, thumbprint(private.public_key()))
+
+
+def _hmac(secret: str, algorithm: str) -> SigningKey:
+    needed = HMAC_MIN_BYTES.get(algorithm, HMAC_MIN_BYTES["HS256"])
+    if len(secret.encode()) < needed:
+        raise ValueError(f"an {algorithm} secret needs at least {needed} bytes")
+    return SigningKey(secret.encode(), algorithm, None)
 
 
 def mint(
