@@ -13,6 +13,7 @@ from typing import Protocol
 
 from gateway.auth import tokens
 from gateway.auth.bearer import extract_bearer, query_has_access_token
+from gateway.auth.cache import CachedToken, VerifiedTokenCache, token_digest
 from gateway.auth.errors import InsufficientScope, InvalidToken, KeysUnavailable
 from gateway.auth.keys import KeySet
 from gateway.auth.tokens import Claims
@@ -49,6 +50,7 @@ class Authenticator:
         *,
         key_sources: Mapping[str, KeySource] | None = None,
         clock: Callable[[], float] = time.time,
+        cache_size: int = 10_000,
     ) -> None:
         self._by_issuer = {issuer.issuer: issuer for issuer in issuers}
         sources = dict(key_sources or {})
@@ -58,6 +60,7 @@ class Authenticator:
         }
         self._tokens = tokens_config
         self._clock = clock
+        self._cache = VerifiedTokenCache(cache_size)
 
     async def authenticate(
         self, route: Route, authorization: Sequence[str], raw_query: str | None
@@ -72,16 +75,41 @@ class Authenticator:
         return claims
 
     async def verify_token(self, token: str, route: Route | None = None) -> Claims:
-        """Verify a token against the configured issuers (and the route's issuer restriction)."""
+        """Verify a token against the configured issuers (and the route's issuer restriction).
+
+        A token verified before is answered from the cache while its validity window and its
+        issuer's key set are unchanged; everything else is checked in full.
+        """
+        digest = token_digest(token)
+        cached = self._cache.get(digest)
+        if cached is not None:
+            _check_route_issuer(cached.claims.issuer, route)
+            source = self._sources[cached.claims.issuer.name]
+            if cached.usable(self._clock(), await source.key_set(cached.kid)):
+                return cached.claims
+            self._cache.discard(digest)
         unverified = tokens.parse(token)
         issuer_id = unverified.issuer
         issuer = self._by_issuer.get(issuer_id) if isinstance(issuer_id, str) else None
         if issuer is None:
             raise InvalidToken("unknown_issuer")
-        if route is not None and route.issuers is not None and issuer.name not in route.issuers:
-            raise InvalidToken("issuer_not_allowed")
-        kid = unverified.kid
-        keys = await self._sources[issuer.name].key_set(kid if isinstance(kid, str) else None)
+        _check_route_issuer(issuer, route)
+        kid = unverified.kid if isinstance(unverified.kid, str) else None
+        keys = await self._sources[issuer.name].key_set(kid)
         if keys is None:
             raise KeysUnavailable(retry_after=5)
-        return tokens.verify(unverified, issuer, keys, self._tokens, self._clock())
+        claims = tokens.verify(unverified, issuer, keys, self._tokens, self._clock())
+        self._cache.put(digest, _cache_entry(claims, kid, keys, self._tokens.leeway))
+        return claims
+
+
+def _check_route_issuer(issuer: IssuerConfig, route: Route | None) -> None:
+    if route is not None and route.issuers is not None and issuer.name not in route.issuers:
+        raise InvalidToken("issuer_not_allowed")
+
+
+def _cache_entry(claims: Claims, kid: str | None, keys: KeySet, leeway: float) -> CachedToken:
+    starts = [claims.payload[name] for name in ("nbf", "iat") if name in claims.payload]
+    # verify() has checked that these are finite JSON numbers.
+    valid_from = max((float(value) for value in starts), default=float("-inf")) - leeway
+    return CachedToken(claims, kid, keys, valid_from, claims.expires_at + leeway)
