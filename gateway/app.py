@@ -185,9 +185,10 @@ def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> we
 class GatewayServer:
     """The listeners of one gateway process: public (HTTP or HTTPS), plain-HTTP redirect, admin."""
 
-    def __init__(self, config: Config, *, watch: bool = True) -> None:
+    def __init__(self, config: Config, *, watch: bool = True, reuse_port: bool = False) -> None:
         require_c_parser()
         self.config = config
+        self._reuse_port = reuse_port or None
         self._serving = asyncio.Event()
         tls = config.tls
         self._ssl = server_context(tls.cert, tls.key) if tls else None
@@ -210,7 +211,11 @@ class GatewayServer:
         config = self.config
         await self._public.setup()
         await web.TCPSite(
-            self._public, config.listen.host, config.listen.port, ssl_context=self._ssl
+            self._public,
+            config.listen.host,
+            config.listen.port,
+            ssl_context=self._ssl,
+            reuse_port=self._reuse_port,
         ).start()
         if config.tls is not None and config.tls.http_redirect is not None:
             self._redirect = web.AppRunner(redirect_app(self.public_port), access_log=None)
@@ -218,7 +223,9 @@ class GatewayServer:
             redirect = config.tls.http_redirect
             await web.TCPSite(self._redirect, redirect.host, redirect.port).start()
         await self._admin.setup()
-        await web.TCPSite(self._admin, config.admin.host, config.admin.port).start()
+        await web.TCPSite(
+            self._admin, config.admin.host, config.admin.port, reuse_port=self._reuse_port
+        ).start()
         self._serving.set()
         _log.info(
             "startup",
@@ -269,11 +276,13 @@ class GatewayServer:
         _log.info("tls_reloaded", cert=str(config.tls.cert))
 
 
-async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    config: Config, *, stop: asyncio.Event | None = None, reuse_port: bool = False
+) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop``), reload on SIGHUP, then drain and return."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    server = GatewayServer(config)
+    server = GatewayServer(config, reuse_port=reuse_port)
     reloads: set[asyncio.Task[bool]] = set()
 
     def on_hangup() -> None:

@@ -18,8 +18,9 @@ import jwt
 from gateway import __version__, keytools
 from gateway.config import AuthMode, Config, ConfigError, load
 from gateway.durations import parse_duration
-from gateway.logging import configure, get_logger
+from gateway.logging import configure
 from gateway.paths import TargetError, canonicalize
+from gateway.process import LOOPS, run_gateway
 from gateway.proxy import upstream_url
 from gateway.routes import Match, RouteTable
 
@@ -66,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
         "run", help="serve until SIGTERM/SIGINT, then drain in-flight requests"
     )
     with_config(run)
+    run.add_argument("--loop", choices=LOOPS, default="auto",
+                     help="event loop (auto: uvloop when installed)")  # fmt: skip
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="worker processes sharing the port (SO_REUSEPORT)")  # fmt: skip
     run.set_defaults(handler=_run)
 
     check = commands.add_parser(
@@ -135,25 +140,7 @@ def _load(path: str) -> Config:
 
 
 def _run(args: argparse.Namespace) -> int:
-    configure("info")
-    try:
-        config = load(args.config)
-    except ConfigError as exc:
-        get_logger().error("config_rejected", problems=[str(issue) for issue in exc.issues])
-        return 1
-    configure(config.log_level)
-    from gateway.app import serve
-    from gateway.server import PurePythonParser
-
-    try:
-        asyncio.run(serve(config))
-    except PurePythonParser as exc:
-        get_logger().error("startup_failed", reason=str(exc))
-        return 1
-    except OSError as exc:
-        get_logger().error("startup_failed", reason=exc.strerror or str(exc))
-        return 1
-    return 0
+    return run_gateway(args.config, loop=args.loop, workers=args.workers)
 
 
 def _check(args: argparse.Namespace) -> int:

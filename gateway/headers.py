@@ -67,7 +67,9 @@ def upstream_headers(
     dropped = _connection_named(incoming.getall("Connection", []))
     outgoing: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
-        lower = name.lower()
+        # CGI/WSGI servers (and nginx with underscores_in_headers) read X_Auth_Subject as
+        # X-Auth-Subject: judge every name in its dash spelling.
+        lower = name.lower().replace("_", "-")
         if lower in HOP_BY_HOP or lower in _REPLACED or lower in dropped:
             continue
         if lower.startswith(_IDENTITY_PREFIX):
