@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
+.venv/bin/python -m pip install --quiet -e '.[test,fast]'
 # A real OpenID provider (a Node.js package) for the remote-key integration test.
 if command -v npm >/dev/null 2>&1; then
   npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
