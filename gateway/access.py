@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from gateway.auth.tokens import Claims
+from gateway.decision import AuthResult, Decision
 from gateway.headers import request_id
 from gateway.logging import AccessEntry, access_record, get_logger
 from gateway.metrics import Metrics, status_class
@@ -53,12 +53,19 @@ class RequestRecord:
         self.response_bytes = len(response.body or b"")  # type: ignore[arg-type]
         return response
 
-    def allow(self, claims: Claims | None, *, public: bool) -> None:
-        """Note that the door let the request through."""
-        self.auth_result = "public" if public else "allowed"
-        if claims is not None:
-            self.user_id = claims.subject
-            self.client_id = claims.client_id
+    def note(self, decision: Decision) -> None:
+        """Write down what the door decided (before the refusal or the proxying)."""
+        if decision.target is not None:
+            self.path = decision.target.path
+        if decision.route is not None:
+            self.route = decision.route.path
+        if decision.upstream is not None:
+            self.upstream = decision.upstream.name
+        if decision.claims is not None:
+            self.user_id = decision.claims.subject
+            self.client_id = decision.claims.client_id
+        self.auth_result = decision.result.value
+        self.auth_reason = decision.reason
 
     def finish_proxy(self, outcome: ProxyOutcome) -> None:
         """Note what the upstream exchange moved."""
@@ -135,8 +142,10 @@ def _observe(
     label_method = method if method in _METHODS else "other"
     metrics.requests.labels(route, label_method, status_class(status)).inc()
     metrics.request_duration.labels(route).observe(duration_ns / 1e9)
-    if record.auth_result == "denied" and record.auth_reason is not None:
+    if record.auth_result == AuthResult.DENIED.value and record.auth_reason is not None:
         metrics.auth_refusals.labels(record.auth_reason).inc()
+    if record.auth_result == AuthResult.WOULD_DENY.value and record.auth_reason is not None:
+        metrics.auth_would_deny.labels(route, record.auth_reason).inc()
     if record.upstream is not None and record.upstream_ns is not None:
         metrics.upstream_duration.labels(record.upstream).observe(record.upstream_ns / 1e9)
     if record.upstream is not None and record.upstream_failure is not None:

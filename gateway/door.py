@@ -1,8 +1,8 @@
-"""The gateway's request handler: every decision at the door, in the spec's order, then the proxy.
+"""The gateway's request handler: the decision (`gateway.decision`), then the proxy.
 
-Order: request target (400), route (404), method (405), credentials (401/400), token (401/503),
-scopes (403), then the upstream (502/504). The first that applies answers, and nothing reaches an
-upstream unless every earlier step allowed it.
+Every decision at the door is taken by `Decider.decide`, the same code `gateway explain` and
+`gateway test` run offline; this module only adds the I/O: it reads the request's facts, writes
+down the decision for the access log, and forwards what may go through.
 """
 
 from __future__ import annotations
@@ -15,22 +15,14 @@ from aiohttp import web
 
 from gateway.access import ACCESS
 from gateway.auth.authenticator import Authenticator
-from gateway.auth.errors import AuthError, InsufficientScope
 from gateway.auth.jwks import RemoteKeys
-from gateway.config import AuthMode, Config
+from gateway.config import Config
+from gateway.decision import Decider, RequestFacts
 from gateway.headers import ForwardingContext, upstream_headers
 from gateway.logging import get_logger
-from gateway.paths import TargetError, canonicalize
 from gateway.proxy import BodyTooLarge, UpstreamClient, UpstreamFailure, upstream_url
-from gateway.refusals import (
-    from_auth_error,
-    from_target_error,
-    from_upstream_failure,
-    method_not_allowed,
-    not_found,
-    payload_too_large,
-)
-from gateway.routes import Match, RouteTable
+from gateway.refusals import from_upstream_failure, payload_too_large
+from gateway.routes import RouteTable
 
 __all__ = ["Door", "Policy"]
 
@@ -47,6 +39,16 @@ class Policy:
     remote_keys: RemoteKeys
     upstream_tls: Mapping[str, ssl.SSLContext]
 
+    @property
+    def decider(self) -> Decider:
+        """The decision steps over this policy's routes and issuers."""
+        return Decider(
+            routes=self.config.routes,
+            table=self.table,
+            authenticator=self.authenticator,
+            max_body_size=self.config.limits.max_body_size,
+        )
+
 
 class Door:
     """Decides each request and forwards the allowed ones."""
@@ -59,42 +61,31 @@ class Door:
         """Handle one request (aiohttp handler)."""
         record = request[ACCESS]
         policy = self.policy  # one snapshot for the whole request, whatever a reload does
-        try:
-            target = canonicalize(request.raw_path)
-        except TargetError as exc:
-            return record.refuse(from_target_error(exc))
-        record.path = target.path
-        match = policy.table.match(request.method, target.path)
-        if match.kind is Match.NONE:
-            return record.refuse(not_found())
-        if match.kind is Match.PARTIAL:
-            return record.refuse(method_not_allowed(match.allowed_methods))
-        route = match.route
+        authorization = tuple(request.headers.getall("Authorization", []))
+        facts = RequestFacts(
+            method=request.method,
+            raw_target=request.raw_path,
+            authorization=authorization,
+            content_length=request.content_length,
+        )
+        decision = await policy.decider.decide(facts)
+        record.note(decision)
+        if decision.refusal is not None:
+            return record.refuse(decision.refusal)
+        route, upstream, target = decision.route, decision.upstream, decision.target
         assert route is not None
-        record.route = route.path
-        upstream = policy.config.routes.upstreams[route.upstream]
-        record.upstream = upstream.name
-        authorization = request.headers.getall("Authorization", [])
-        try:
-            claims = await policy.authenticator.authenticate(route, authorization, target.query)
-        except InsufficientScope as exc:
-            record.user_id, record.client_id = exc.subject, exc.client_id
-            return record.refuse(from_auth_error(exc))
-        except AuthError as exc:
-            return record.refuse(from_auth_error(exc))
-        record.allow(claims, public=route.auth is AuthMode.NONE)
-        body_limit = route.max_body_size or policy.config.limits.max_body_size
-        if request.content_length is not None and request.content_length > body_limit:
-            return record.refuse(payload_too_large())
+        assert upstream is not None
+        assert target is not None
         context = ForwardingContext(
             peer=request.remote or "",
             proto=request.scheme,
             host=request.headers.get("Host"),
             request_id=record.request_id,
-            claims=claims,
+            claims=decision.claims,
             authorization=authorization[0] if route.forward_token and authorization else None,
         )
         headers = upstream_headers(request.headers, context)
+        body_limit = route.max_body_size or policy.config.limits.max_body_size
         try:
             url = upstream_url(upstream, route, target)
             tls = policy.upstream_tls.get(upstream.name)

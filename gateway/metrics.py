@@ -70,6 +70,12 @@ class Metrics:
             "gateway_auth_refusals", "Requests refused at the door, by reason.",
             ["reason"], registry=registry,
         )  # fmt: skip
+        self.auth_would_deny = Counter(
+            "gateway_auth_would_deny",
+            "Requests a report-mode route forwarded although enforce mode would have refused "
+            "them, by route pattern and reason.",
+            ["route", "reason"], registry=registry,
+        )  # fmt: skip
         self.upstream_failures = Counter(
             "gateway_upstream_failures", "Upstream exchanges that failed, by upstream and kind.",
             ["upstream", "kind"], registry=registry,

@@ -10,7 +10,7 @@ from typing import Any
 import yarl
 
 from gateway.auth.keys import SUPPORTED_ALGORITHMS
-from gateway.config.models import AuthMode, ScopeMode, ScopeRule
+from gateway.config.models import AuthMode, LintCode, RouteMode, ScopeMode, ScopeRule
 from gateway.paths import TargetError, canonicalize_path
 
 # RFC 9110 token characters, upper-case only: methods are case-sensitive.
@@ -87,6 +87,24 @@ def auth_mode(value: Any) -> AuthMode:
         return AuthMode(value)
     except ValueError:
         raise ValueError(f"{value!r} is not one of: 'required', 'none'") from None
+
+
+def route_mode(value: Any) -> RouteMode:
+    try:
+        return RouteMode(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not one of: 'enforce', 'report'") from None
+
+
+def lint_codes(value: Any) -> frozenset[LintCode]:
+    codes = set()
+    known = {code.value for code in LintCode}
+    for name in string_list(value):
+        if name not in known:
+            hint = did_you_mean(name, known)
+            raise ValueError(f"'{name}' is not a lint warning ({', '.join(sorted(known))}){hint}")
+        codes.add(LintCode(name))
+    return frozenset(codes)
 
 
 def route_path(value: Any) -> str:

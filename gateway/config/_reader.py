@@ -35,6 +35,7 @@ from gateway.config.models import (
     LimitsConfig,
     ListenConfig,
     Route,
+    RouteMode,
     RoutesConfig,
     ScopeRule,
     TlsConfig,
@@ -488,9 +489,15 @@ class Reader:
         document = self._read_document(path)
         if document is None:
             return None
-        self._unknown_keys(document, {"upstreams", "routes"}, "in routes file")
+        self._unknown_keys(document, {"upstreams", "routes", "defaults"}, "in routes file")
+        defaults = self._mapping(document, "defaults", {"mode"})
+        default_mode = RouteMode.ENFORCE
+        default_mode_line = 0
+        if defaults is not None and "mode" in defaults:
+            default_mode = self._get(defaults, "mode", convert.route_mode, RouteMode.ENFORCE)
+            default_mode_line = defaults.key_lines["mode"]
         upstreams = self._upstreams(document, path.parent)
-        routes = self._route_list(document, upstreams)
+        routes = self._route_list(document, upstreams, default_mode)
         section = document.get("upstreams")
         for name in upstreams:
             if name not in self._referenced_upstreams and isinstance(section, YamlMap):
@@ -498,7 +505,13 @@ class Reader:
                     section.key_lines[name], f"upstream '{name}' is not used by any route"
                 )
         self._check_overlaps(routes)
-        return RoutesConfig(upstreams=upstreams, routes=tuple(routes), file=path)
+        return RoutesConfig(
+            upstreams=upstreams,
+            routes=tuple(routes),
+            file=path,
+            default_mode=default_mode,
+            default_mode_line=default_mode_line,
+        )
 
     def _upstreams(self, document: YamlMap, base: Path) -> dict[str, Upstream]:
         section = document.get("upstreams")
@@ -553,7 +566,9 @@ class Reader:
             client_cert=files["client_cert"], client_key=files["client_key"], tls_verify=verify,
         )  # fmt: skip
 
-    def _route_list(self, document: YamlMap, upstreams: Mapping[str, Upstream]) -> list[Route]:
+    def _route_list(
+        self, document: YamlMap, upstreams: Mapping[str, Upstream], default_mode: RouteMode
+    ) -> list[Route]:
         entries = document.get("routes")
         if entries is None:
             self._problem(document.line, "missing required key 'routes'")
@@ -566,15 +581,17 @@ class Reader:
             if not isinstance(entry, YamlMap):
                 self._problem(line, "each route must be a mapping")
                 continue
-            route = self._route(entry, upstreams)
+            route = self._route(entry, upstreams, default_mode)
             if route is not None:
                 routes.append(route)
         return routes
 
-    def _route(self, entry: YamlMap, upstreams: Mapping[str, Upstream]) -> Route | None:
+    def _route(
+        self, entry: YamlMap, upstreams: Mapping[str, Upstream], default_mode: RouteMode
+    ) -> Route | None:
         allowed_keys = {
             "path", "upstream", "methods", "scopes", "auth", "strip_prefix",
-            "forward_token", "issuers", "exact", "max_body_size",
+            "forward_token", "issuers", "exact", "max_body_size", "mode", "lint_ignore",
         }  # fmt: skip
         self._unknown_keys(entry, allowed_keys, "in route")
         problems_before = len(self.issues)
@@ -592,6 +609,9 @@ class Reader:
             self._problem(
                 entry.key_lines["forward_token"], "'forward_token' needs a protected route"
             )
+        mode = self._get(entry, "mode", convert.route_mode, default_mode)
+        if auth is AuthMode.NONE and "mode" in entry:
+            self._problem(entry.key_lines["mode"], "'mode' needs a protected route")
         route = Route(
             path=path,
             upstream=upstream,
@@ -603,6 +623,8 @@ class Reader:
             forward_token=self._get(entry, "forward_token", convert.boolean, False),
             exact=self._get(entry, "exact", convert.boolean, False),
             max_body_size=self._get(entry, "max_body_size", convert.size, None),
+            mode=mode if auth is AuthMode.REQUIRED else RouteMode.ENFORCE,
+            lint_ignore=self._get(entry, "lint_ignore", convert.lint_codes, frozenset()),
             line=entry.line,
         )
         return route if len(self.issues) == problems_before else None

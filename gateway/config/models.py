@@ -20,8 +20,10 @@ __all__ = [
     "IssuerConfig",
     "JwksSettings",
     "LimitsConfig",
+    "LintCode",
     "ListenConfig",
     "Route",
+    "RouteMode",
     "RoutesConfig",
     "ScopeMode",
     "ScopeRule",
@@ -157,6 +159,24 @@ class AuthMode(enum.Enum):
     NONE = "none"
 
 
+class RouteMode(enum.Enum):
+    """What a protected route does with its decision: refuse (``enforce``), or only log and
+    count what it would have refused and forward the request anyway (``report``)."""
+
+    ENFORCE = "enforce"
+    REPORT = "report"
+
+
+class LintCode(enum.Enum):
+    """The route-table warnings of `gateway check`; a route may opt out of one (``lint_ignore``)."""
+
+    REPORT_MODE = "report_mode"
+    SHADOWED = "shadowed"
+    PUBLIC_UNDER_PROTECTED = "public_under_protected"
+    PROTECTED_UNDER_PUBLIC = "protected_under_public"
+    METHOD_GAP = "method_gap"
+
+
 class ScopeMode(enum.Enum):
     """How a route's scope list is read: all of them, or at least one."""
 
@@ -196,6 +216,8 @@ class Route:
     max_body_size: int | None = None
     forward_token: bool = False
     exact: bool = False
+    mode: RouteMode = RouteMode.ENFORCE
+    lint_ignore: frozenset[LintCode] = frozenset()
     line: int = 0
 
     def matches_path(self, path: str) -> bool:
@@ -215,6 +237,8 @@ class RoutesConfig:
     upstreams: Mapping[str, Upstream]
     routes: tuple[Route, ...]
     file: Path
+    default_mode: RouteMode = RouteMode.ENFORCE  # `defaults: {mode: ...}`
+    default_mode_line: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
