@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test,fast]'
+# The benchmark's --quick run needs wrk and nginx (Debian packages); CI installs them.
+missing_bench_tools=no
+command -v wrk >/dev/null || missing_bench_tools=yes
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing_bench_tools=yes
+if [ "$missing_bench_tools" = yes ] && [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
+fi
 # A real OpenID provider (a Node.js package) for the remote-key integration test.
 if command -v npm >/dev/null 2>&1; then
   npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
@@ -15,9 +22,9 @@ else
 fi
 
 echo "== ruff check"
-.venv/bin/ruff check gateway tests
+.venv/bin/ruff check gateway tests bench
 echo "== ruff format --check"
-.venv/bin/ruff format --check gateway tests
+.venv/bin/ruff format --check gateway tests bench
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"

@@ -1,0 +1,425 @@
+"""Benchmark: the gateway against the ceiling (direct), nginx as a plain proxy, and the typical
+Python implementation, in one run, on loopback.
+
+    python bench/run.py                # 10 s per case, 3 repeats (about 20 minutes)
+    python bench/run.py --quick        # 1 s per case, 1 repeat; checks statuses, not speed
+
+wrk and the nginx upstream share core 0; the proxy under test gets core 1 (taskset). Every
+number comes from wrk (keep-alive connections); the gateway's peak RSS from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway import keytools
+
+HERE = Path(__file__).resolve().parent
+LARGE_BYTES = 1024 * 1024
+UPLOAD_BYTES = 10 * 1024 * 1024
+ISSUER = "https://auth.bench.test"
+AUDIENCE = "bench-api"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request shape."""
+
+    name: str
+    method: str
+    path: str
+    token: str  # key into the token table, or "" for none
+    expected: int
+    body_bytes: int = 0
+    bulk: bool = False  # report MiB/s
+
+
+CASES = [
+    Case("rs256", "GET", "/orders/small", "rs256", 200),
+    Case("es256", "GET", "/orders/small", "es256", 200),
+    Case("eddsa", "GET", "/orders/small", "eddsa", 200),
+    Case("hs256", "GET", "/orders/small", "hs256", 200),
+    Case("no_token_401", "GET", "/orders/small", "", 401),
+    Case("no_scope_403", "GET", "/orders/small", "noscope", 403),
+    Case("1mib_response", "GET", "/orders/large", "rs256", 200, bulk=True),
+    Case("10mib_upload", "POST", "/orders/upload", "writer", 200, UPLOAD_BYTES, bulk=True),
+]
+AUTH_TARGETS = {"naive", "gateway-asyncio", "gateway-uvloop"}
+
+
+@dataclass
+class Result:
+    """One case against one target, over the repeats."""
+
+    target: str
+    case: str
+    rps: list[float] = field(default_factory=list)
+    p50_ms: list[float] = field(default_factory=list)
+    p99_ms: list[float] = field(default_factory=list)
+    mib_s: list[float] = field(default_factory=list)
+    statuses_ok: bool = True
+    detail: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_port(port: int, within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def taskset(core: str, command: list[str]) -> list[str]:
+    return ["taskset", "-c", core, *command] if shutil.which("taskset") else command
+
+
+@contextmanager
+def process(command: list[str], port: int, **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+    try:
+        wait_port(port)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# -- setup ------------------------------------------------------------------------------
+
+
+def prepare(workdir: Path, upstream_port: int, sink_port: int) -> dict[str, str]:
+    """Keys, tokens, gateway config, naive-reference keys, nginx configs, the 1 MiB file."""
+    keys_dir = workdir / "keys"
+    keys_dir.mkdir()
+    signing: dict[str, keytools.SigningKey] = {}
+    jwks = []
+    public: dict[str, str] = {}
+    for alg in ("RS256", "ES256", "EdDSA"):
+        generated = keytools.generate(alg)
+        (workdir / f"{alg}.pem").write_bytes(generated.files["private.pem"])
+        signing[alg] = keytools.load_signing_key(str(workdir / f"{alg}.pem"))
+        jwks += json.loads(generated.files["jwks.json"])["keys"]
+        public[alg] = generated.files["public.pem"].decode()
+    (keys_dir / "jwks.json").write_text(json.dumps({"keys": jwks}))
+    secret = "bench-secret-" + "s" * 40
+    signing["HS256"] = keytools.load_signing_key(secret)
+
+    def mint(alg: str, scope: str, issuer: str = ISSUER) -> str:
+        return keytools.mint(signing[alg], issuer=issuer, audience=AUDIENCE, subject="bench",
+                             scope=scope, ttl=86400)  # fmt: skip
+
+    tokens = {
+        "rs256": mint("RS256", "orders:read"),
+        "es256": mint("ES256", "orders:read"),
+        "eddsa": mint("EdDSA", "orders:read"),
+        "hs256": mint("HS256", "orders:read", issuer="bench-dev"),
+        "noscope": mint("RS256", "profile"),
+        "writer": mint("RS256", "orders:write"),
+    }
+    (workdir / "gateway.yaml").write_text(f"""\
+listen: {{host: 127.0.0.1, port: GATEWAY_PORT}}
+admin: {{host: 127.0.0.1, port: 0}}
+routes: routes.yaml
+issuers:
+  - name: local
+    issuer: {ISSUER}
+    audiences: [{AUDIENCE}]
+    algorithms: [RS256, ES256, EdDSA]
+    keys: [keys/jwks.json]
+  - name: dev
+    issuer: bench-dev
+    audiences: [{AUDIENCE}]
+    algorithms: [HS256]
+    secret: "{secret}"
+logging: {{level: info}}
+""")
+    (workdir / "routes.yaml").write_text(f"""\
+upstreams:
+  orders: {{url: "http://127.0.0.1:{upstream_port}", timeout: 30s}}
+  uploads: {{url: "http://127.0.0.1:{sink_port}", timeout: 30s}}
+routes:
+  - path: /orders
+    upstream: orders
+    methods: [GET, HEAD]
+    scopes: [orders:read]
+  - path: /orders
+    upstream: uploads
+    methods: [POST]
+    scopes: [orders:write]
+""")
+    naive_keys = {
+        "public": public,
+        "secret": secret,
+        "audience": AUDIENCE,
+        "issuers": {"RS256": ISSUER, "ES256": ISSUER, "EdDSA": ISSUER, "HS256": "bench-dev"},
+        "upload_upstream": f"http://127.0.0.1:{sink_port}",
+    }
+    (workdir / "naive-keys.json").write_text(json.dumps(naive_keys))
+    (workdir / "large.bin").write_bytes(os.urandom(LARGE_BYTES))
+    os.chmod(workdir, 0o755)  # nginx workers read large.bin
+    return tokens
+
+
+def nginx_conf(workdir: Path, name: str, server: str) -> Path:
+    conf = workdir / f"nginx-{name}.conf"
+    conf.write_text(f"""\
+worker_processes 1;
+daemon off;
+pid {workdir}/nginx-{name}.pid;
+error_log {workdir}/nginx-{name}-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {workdir}/tmp-{name}-body;
+  proxy_temp_path {workdir}/tmp-{name}-proxy;
+  fastcgi_temp_path {workdir}/tmp-{name}-fcgi;
+  uwsgi_temp_path {workdir}/tmp-{name}-uwsgi;
+  scgi_temp_path {workdir}/tmp-{name}-scgi;
+  client_max_body_size 64m;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;
+  {server}
+}}
+""")
+    return conf
+
+
+def upstream_server(workdir: Path, port: int) -> str:
+    return f"""server {{
+    listen 127.0.0.1:{port} reuseport;
+    location = /orders/small {{ default_type application/json; return 200 '{{"ok":true}}'; }}
+    location = /orders/large {{ alias {workdir}/large.bin; }}
+  }}"""
+
+
+def proxy_server(port: int, upstream_port: int, sink_port: int) -> str:
+    return f"""upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
+  upstream sink {{ server 127.0.0.1:{sink_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_request_buffering off;
+    location / {{ proxy_pass http://backend; }}
+    location = /orders/upload {{ proxy_pass http://sink; }}
+  }}"""
+
+
+# -- measuring --------------------------------------------------------------------------
+
+_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(
+    url: str, case: Case, token: str, *, seconds: float, connections: int, count: bool
+) -> tuple[float, float, float, int, int, dict[int, int]]:
+    """rps, p50 ms, p99 ms, requests, non-2xx, statuses (when counted)."""
+    env = {
+        **os.environ,
+        "WRK_METHOD": case.method,
+        "WRK_AUTH": f"Bearer {token}" if token else "",
+        "WRK_BODY_BYTES": str(case.body_bytes),
+        "WRK_COUNT_STATUSES": "1" if count else "0",
+    }
+    conns = min(connections, 8) if case.body_bytes else connections
+    command = taskset("0", ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s",
+                            "--latency", "-s", str(HERE / "wrk.lua"), url])  # fmt: skip
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latencies = {m.group(1): float(m.group(2)) * _UNITS[m.group(3)] for m in _LATENCY.finditer(out)}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    statuses: dict[int, int] = {}
+    counted = re.search(r"^STATUSES(.*)$", out, re.MULTILINE)
+    if counted:
+        for part in counted.group(1).split():
+            status, number = part.split("=")
+            statuses[int(status)] = int(number)
+    return (rps, latencies.get("50", 0.0), latencies.get("99", 0.0), requests,
+            int(non2xx.group(1)) if non2xx else 0, statuses)  # fmt: skip
+
+
+def check_once(url: str, case: Case, token: str) -> int:
+    data = b"x" * case.body_bytes if case.body_bytes else None
+    request = urllib.request.Request(url, data=data, method=case.method)  # noqa: S310
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def measure_target(
+    target: str,
+    port: int,
+    tokens: dict[str, str],
+    args: argparse.Namespace,
+    upload_port: int | None = None,
+) -> list[Result]:
+    results = []
+    for case in CASES:
+        case_port = upload_port if upload_port and case.method == "POST" else port
+        url = f"http://127.0.0.1:{case_port}{case.path}"
+        token = tokens.get(case.token, "")
+        result = Result(target, case.name)
+        enforce = target in AUTH_TARGETS
+        expected = case.expected if enforce else 200
+        status = check_once(url, case, token)
+        if status != expected:
+            result.statuses_ok = False
+            result.detail = f"first request answered {status}, expected {expected}"
+        for _ in range(args.repeats):
+            rps, p50, p99, requests, non2xx, statuses = run_wrk(
+                url, case, token, seconds=args.duration, connections=args.connections,
+                count=args.quick,
+            )  # fmt: skip
+            result.rps.append(rps)
+            result.p50_ms.append(p50)
+            result.p99_ms.append(p99)
+            size = LARGE_BYTES if case.name == "1mib_response" else case.body_bytes
+            if case.bulk:
+                result.mib_s.append(rps * size / 1024**2)
+            wrong = non2xx if expected < 300 else requests - non2xx
+            if args.quick and statuses and set(statuses) != {expected}:
+                wrong = sum(n for s, n in statuses.items() if s != expected)
+            if wrong:
+                result.statuses_ok = False
+                result.detail = f"{wrong} of {requests} requests did not answer {expected}"
+        results.append(result)
+        print(f"  {target:16} {case.name:14} {statistics.median(result.rps):10.0f} req/s"
+              f"{'' if result.statuses_ok else '  STATUS MISMATCH: ' + result.detail}",
+              file=sys.stderr, flush=True)  # fmt: skip
+    return results
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 s per case, 1 repeat")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per case")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.repeats = 1.0, 1
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None and not Path("/usr/sbin/nginx").exists():
+            print(f"bench: {tool} is not installed (apt-get install wrk nginx-light)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    all_results: list[Result] = []
+    rss: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        workdir = Path(tmp)
+        upstream_port, sink_port = free_port(), free_port()
+        tokens = prepare(workdir, upstream_port, sink_port)
+        upstream_conf = nginx_conf(workdir, "upstream", upstream_server(workdir, upstream_port))
+        sink = taskset("0", [sys.executable, str(HERE / "sink.py"), str(sink_port)])
+        with (
+            process(taskset("0", [nginx, "-c", str(upstream_conf), "-p", str(workdir)]),
+                    upstream_port),
+            process(sink, sink_port),
+        ):  # fmt: skip
+            print("direct: wrk -> nginx upstream / upload sink (core 0)", file=sys.stderr)
+            all_results += measure_target("direct", upstream_port, tokens, args, sink_port)
+            for target, command, port in targets(workdir, nginx, upstream_port, sink_port):
+                with process(command, port) as proc:
+                    all_results += measure_target(target, port, tokens, args)
+                    rss[target] = peak_rss_mib(proc.pid)
+    report(all_results, rss, args)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in all_results], indent=1))
+    return 0 if all(r.statuses_ok for r in all_results) else 1
+
+
+def targets(
+    workdir: Path, nginx: str, upstream_port: int, sink_port: int
+) -> Iterator[tuple[str, list[str], int]]:
+    port = free_port()
+    conf = nginx_conf(workdir, "proxy", proxy_server(port, upstream_port, sink_port))
+    yield "nginx-proxy", taskset("1", [nginx, "-c", str(conf), "-p", str(workdir)]), port
+    port = free_port()
+    yield "naive", taskset("1", [sys.executable, str(HERE / "naive.py"), str(port),
+                                 f"http://127.0.0.1:{upstream_port}",
+                                 str(workdir / "naive-keys.json")]), port  # fmt: skip
+    for loop in ("asyncio", "uvloop"):
+        port = free_port()
+        config = workdir / f"gateway-{loop}.yaml"
+        config.write_text((workdir / "gateway.yaml").read_text().replace("GATEWAY_PORT", str(port)))
+        yield f"gateway-{loop}", taskset("1", [sys.executable, "-m", "gateway", "run", "-c",
+                                               str(config), "--loop", loop]), port  # fmt: skip
+
+
+def report(results: list[Result], rss: dict[str, float], args: argparse.Namespace) -> None:
+    by_key = {(r.target, r.case): r for r in results}
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values) if values else 0.0
+
+    print(f"\nBenchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}; wrk -t1 "
+          f"-c{args.connections} (8 for uploads), {args.duration:g} s x {args.repeats}; wrk and "
+          "the nginx upstream pinned to core 0, the proxy under test to core 1.\n")  # fmt: skip
+    print("| target | case | req/s median (min-max) | p50 ms | p99 ms | MiB/s | vs direct "
+          "| vs nginx-proxy | statuses |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        direct = by_key.get(("direct", r.case))
+        proxy = by_key.get(("nginx-proxy", r.case))
+        ratio_d = med(r.rps) / med(direct.rps) if direct and med(direct.rps) else 0.0
+        ratio_p = med(r.rps) / med(proxy.rps) if proxy and med(proxy.rps) else 0.0
+        mib = f"{med(r.mib_s):.0f}" if r.mib_s else ""
+        print(f"| {r.target} | {r.case} | {med(r.rps):.0f} ({min(r.rps):.0f}-{max(r.rps):.0f}) "
+              f"| {med(r.p50_ms):.2f} | {med(r.p99_ms):.2f} | {mib} | {ratio_d:.2f} "
+              f"| {ratio_p:.2f} | {'ok' if r.statuses_ok else 'MISMATCH'} |")  # fmt: skip
+    print("\nPeak RSS (MiB): " + ", ".join(f"{t} {v:.0f}" for t, v in rss.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
