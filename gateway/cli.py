@@ -1,4 +1,5 @@
-"""The `gateway` command: run | check | routes explain | keys generate | token | demo.
+"""The `gateway` command: run | check | explain | test | routes explain/diff | keys generate |
+token | demo (the rollout commands are registered from `gateway.rollout_cli`).
 
 Exit codes: 0 success, 1 a problem the user can fix (reported in one line each, never a
 traceback), 2 a usage error (argparse's own).
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import jwt
 
-from gateway import __version__, keytools
-from gateway.config import AuthMode, Config, ConfigError, load
+from gateway import __version__, keytools, rollout_cli
+from gateway.cli_support import UserError, add_config_option, load_config
+from gateway.config import AuthMode, ConfigError, load
 from gateway.durations import parse_duration
 from gateway.logging import configure
 from gateway.paths import TargetError, canonicalize
@@ -25,12 +27,6 @@ from gateway.proxy import upstream_url
 from gateway.routes import Match, RouteTable
 
 __all__ = ["main"]
-
-DEFAULT_CONFIG = "config/gateway.yaml"
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one line, exit 1."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,14 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "-c",
-            "--config",
-            default=DEFAULT_CONFIG,
-            metavar="FILE",
-            help=f"gateway.yaml to use (default: {DEFAULT_CONFIG})",
-        )
+    with_config = add_config_option
 
     run = commands.add_parser(
         "run", help="serve until SIGTERM/SIGINT, then drain in-flight requests"
@@ -129,14 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--once", action="store_true", help="exit after the example requests")
     demo.set_defaults(handler=_demo)
+    rollout_cli.add_commands(commands, routes_commands)
     return parser
-
-
-def _load(path: str) -> Config:
-    try:
-        return load(path)
-    except ConfigError as exc:
-        raise UserError(f"{len(exc.issues)} problem(s) in the configuration:\n{exc}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -159,7 +142,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _routes_explain(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_config(args.config)
     try:
         target = canonicalize(args.path)
     except TargetError as exc:

@@ -18,13 +18,22 @@ The only I/O is the authenticator's key lookup (a remote JWKS may be fetched).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.auth.authenticator import Authenticator
+from gateway.auth.authenticator import Authenticator, KeySource
 from gateway.auth.bearer import extract_bearer, query_has_access_token
 from gateway.auth.errors import AuthError, InsufficientScope
 from gateway.auth.tokens import Claims
-from gateway.config import AuthMode, Route, RouteMode, RoutesConfig, Upstream
+from gateway.config import (
+    AuthMode,
+    Config,
+    IssuerConfig,
+    Route,
+    RouteMode,
+    RoutesConfig,
+    Upstream,
+)
 from gateway.paths import CanonicalTarget, TargetError, canonicalize
 from gateway.refusals import (
     Refusal,
@@ -155,6 +164,29 @@ class Decider:
     table: RouteTable
     authenticator: Authenticator
     max_body_size: int
+
+    @classmethod
+    def offline(
+        cls,
+        config: Config,
+        *,
+        clock: Callable[[], float],
+        issuers: Sequence[IssuerConfig] | None = None,
+        key_sources: Mapping[str, KeySource] | None = None,
+    ) -> Decider:
+        """A decider for the offline tools: the config's routes, its issuers (or stand-ins with
+        other keys), keys from ``key_sources`` where given, else each issuer's own keys."""
+        return cls(
+            routes=config.routes,
+            table=RouteTable.from_config(config.routes),
+            authenticator=Authenticator(
+                config.issuers if issuers is None else issuers,
+                config.tokens,
+                key_sources=key_sources,
+                clock=clock,
+            ),
+            max_body_size=config.limits.max_body_size,
+        )
 
     async def decide(self, request: RequestFacts, *, trace: bool = False) -> Decision:
         """Take every decision step in order; with ``trace``, record each step taken."""

@@ -1,0 +1,89 @@
+"""The safe-rollout subcommands: `explain`, `test` and `routes diff` (argument parsing and I/O;
+the logic lives in `gateway.explain`, `gateway.policytest` and `gateway.routediff`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.auth.keys import HMAC_ALGORITHMS, KeyLoadError, KeySet, keys_from_jwks
+from gateway.cli_support import UserError, add_config_option, load_config
+from gateway.config import Config
+from gateway.explain import ExplainRequest, explain
+
+__all__ = ["add_commands"]
+
+
+def add_commands(commands: Any, routes_commands: Any) -> None:
+    """Register the subcommands on the top-level and the `routes` subparsers."""
+    explainer = commands.add_parser(
+        "explain", help="decide one request offline, step by step, as the gateway would"
+    )
+    explainer.add_argument("method", help="HTTP method, e.g. GET")
+    explainer.add_argument("path", help="request target as a client would send it")
+    token = explainer.add_mutually_exclusive_group()
+    token.add_argument("--token", metavar="TOKEN", help="a bearer token (never printed)")
+    token.add_argument("--token-file", type=Path, metavar="FILE", help="a file holding one")
+    explainer.add_argument(
+        "--header", action="append", default=[], metavar="'NAME: VALUE'",
+        help="a request header (repeatable)",
+    )  # fmt: skip
+    explainer.add_argument(
+        "--jwks", type=Path, metavar="FILE",
+        help="a JWKS file for remote issuers (else their signatures are not checked)",
+    )  # fmt: skip
+    add_config_option(explainer)
+    explainer.set_defaults(handler=_explain)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    headers = [_header(item) for item in args.header]
+    token = args.token
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{args.token_file}: cannot read the token ({exc})") from None
+    if token is not None:
+        headers.append(("Authorization", f"Bearer {token}"))
+    request = ExplainRequest(
+        method=args.method,
+        target=args.path,
+        headers=tuple(headers),
+        remote_keys=_remote_keys(config, args.jwks),
+        now=time.time(),
+    )
+    for line in asyncio.run(explain(config, request)):
+        print(line)
+    return 0
+
+
+def _header(item: str) -> tuple[str, str]:
+    name, separator, value = item.partition(":")
+    if not separator or not name.strip() or name != name.strip():
+        raise UserError(f"--header takes 'Name: value', not {item.split(':')[0]!r}...")
+    return name, value.strip()
+
+
+def _remote_keys(config: Config, jwks: Path | None) -> dict[str, KeySet]:
+    if jwks is None:
+        return {}
+    try:
+        document = json.loads(jwks.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{jwks}: not a readable JSON file ({exc})") from None
+    keys: dict[str, KeySet] = {}
+    for issuer in config.issuers:
+        if issuer.remote:
+            try:
+                keys[issuer.name], _ = keys_from_jwks(
+                    document, issuer.algorithms - HMAC_ALGORITHMS, str(jwks)
+                )
+            except KeyLoadError as exc:
+                raise UserError(str(exc)) from None
+    return keys
