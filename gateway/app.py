@@ -27,7 +27,7 @@ from gateway.proxy import UpstreamClient
 from gateway.redirect import redirect_app
 from gateway.reload import ConfigReloader
 from gateway.routes import RouteTable
-from gateway.server import GatewayRunner, require_c_parser
+from gateway.server import MAX_CONNECTIONS, GatewayRunner, require_c_parser
 from gateway.tls import TlsError, client_context, load_server_chain, server_context
 
 __all__ = [
@@ -56,6 +56,9 @@ def server_settings(limits: LimitsConfig) -> dict[str, object]:
         "max_line_size": limits.max_line_size,
         "max_field_size": limits.max_field_size,
         "max_headers": limits.max_headers,
+        # A refused request's unread body is not drained (aiohttp would read and discard it for
+        # up to 10 s): the connection is closed instead.
+        "lingering_time": 0,
     }
 
 
@@ -123,6 +126,7 @@ def create_app(
     )
     app[DOOR] = door
     app[METRICS] = metrics
+    app[MAX_CONNECTIONS] = limits.max_connections
     app[RELOADER] = reloader
 
     async def resources(_: web.Application) -> AsyncIterator[None]:
@@ -195,12 +199,7 @@ class GatewayServer:
         app = create_app(config, watch=watch)
         self.reloader = app[RELOADER]
         self.reloader.on_applied.append(self._reload_certificate)
-        self._public = GatewayRunner(
-            app,
-            max_connections=config.limits.max_connections,
-            access_log=None,
-            shutdown_timeout=config.drain_timeout,
-        )
+        self._public = GatewayRunner(app, access_log=None, shutdown_timeout=config.drain_timeout)
         self._admin = web.AppRunner(
             create_admin_app(self._serving, app[DOOR], app[METRICS]), access_log=None
         )

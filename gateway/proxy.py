@@ -151,15 +151,13 @@ class UpstreamClient:
                 ssl=tls if tls is not None else True,
             )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamFailure(
-                upstream.name, kind="timeout", detail=type(exc).__name__
-            ) from None
+            raise UpstreamFailure(upstream.name, kind="timeout", detail=_name(exc)) from None
         except aiohttp.ClientSSLError as exc:
-            raise UpstreamFailure(upstream.name, kind="tls", detail=type(exc).__name__) from None
+            raise UpstreamFailure(upstream.name, kind="tls", detail=_name(exc)) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamFailure(
-                upstream.name, kind="unreachable", detail=type(exc).__name__
-            ) from None
+            if isinstance(exc.__cause__, BodyTooLarge):
+                raise BodyTooLarge from None
+            raise UpstreamFailure(upstream.name, kind="unreachable", detail=_name(exc)) from None
         async with upstream_response:
             response = web.StreamResponse(
                 status=upstream_response.status,

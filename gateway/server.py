@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web, web_protocol
 from aiohttp.web_protocol import RequestHandler
@@ -19,7 +18,7 @@ from gateway.headers import request_id
 from gateway.logging import AccessEntry, access_record, get_logger
 from gateway.refusals import Refusal, render
 
-__all__ = ["GatewayRunner", "PurePythonParser", "require_c_parser"]
+__all__ = ["MAX_CONNECTIONS", "GatewayRunner", "PurePythonParser", "require_c_parser"]
 
 _log = get_logger()
 _REFUSALS = {
@@ -103,20 +102,19 @@ class _GatewayHTTPServer(web.Server):
             transport.close()
 
 
+MAX_CONNECTIONS = web.AppKey("max_connections", int)
+
+
 class GatewayRunner(web.AppRunner):
     """An `AppRunner` whose connections answer parser errors in the gateway's own shape and
-    that holds at most ``max_connections`` client connections."""
+    that holds at most ``app[MAX_CONNECTIONS]`` client connections (0: no limit)."""
 
-    __slots__ = ("_max_connections",)
-
-    def __init__(self, app: web.Application, *, max_connections: int = 0, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._max_connections = max_connections
+    __slots__ = ()
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         # aiohttp builds its Server inside Application; swapping the class only changes which
         # protocol each new connection gets (covered by the parser-error tests).
         server.__class__ = _GatewayHTTPServer
-        server.max_connections = self._max_connections  # type: ignore[attr-defined]
+        server.max_connections = self.app.get(MAX_CONNECTIONS, 0)  # type: ignore[attr-defined]
         return server

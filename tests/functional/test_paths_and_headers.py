@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from tests.conftest import GatewayFactory, LogCapture
-from tests.functional.test_decisions import Answer, http_request, read_chunked, send_raw
+from tests.raw import Answer, http_request, read_chunked, send_raw
 from tests.support import ISSUER, RecordingUpstream, TokenFactory
 
 Client = TestClient[web.Request, web.Application]
