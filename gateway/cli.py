@@ -20,6 +20,7 @@ from gateway import __version__, keytools, rollout_cli
 from gateway.cli_support import UserError, add_config_option, load_config
 from gateway.config import AuthMode, ConfigError, load
 from gateway.durations import parse_duration
+from gateway.lint import lint
 from gateway.logging import configure
 from gateway.paths import TargetError, canonicalize
 from gateway.process import LOOPS, run_gateway
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="validate gateway.yaml and routes.yaml without serving"
     )
     with_config(check)
+    check.add_argument(
+        "--strict", action="store_true", help="treat route-table warnings as errors (exit 1)"
+    )
     check.set_defaults(handler=_check)
 
     routes = commands.add_parser("routes", help="inspect the route table")
@@ -133,11 +137,20 @@ def _check(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(issue)
         return 1
+    warnings = lint(config.routes)
+    if warnings and args.strict:
+        for warning in warnings:
+            print(warning)
+        print(f"{len(warnings)} warning(s), which --strict makes errors")
+        return 1
     routes = config.routes
+    noted = f", {len(warnings)} warning(s):" if warnings else ""
     print(
         f"ok: {args.config} and {routes.file}: {len(routes.routes)} routes, "
-        f"{len(routes.upstreams)} upstreams, {len(config.issuers)} issuers"
+        f"{len(routes.upstreams)} upstreams, {len(config.issuers)} issuers{noted}"
     )
+    for warning in warnings:
+        print(warning)
     return 0
 
 

@@ -86,10 +86,12 @@ async def test_explain_decides_as_the_running_gateway(
     assert _verdict(lines) == (status, logged["auth.result"], logged["auth.reason"])
 
 
-async def _explain_token(config: Config, token: str, target: str = "/orders/7") -> list[str]:
+async def _explain_token(
+    config: Config, token: str, target: str = "/orders/7", now: float | None = None
+) -> list[str]:
     request = ExplainRequest(
         method="GET", target=target, headers=(("Authorization", f"Bearer {token}"),),
-        now=time.time(),
+        now=time.time() if now is None else now,
     )  # fmt: skip
     return await explain(config, request)
 
@@ -104,7 +106,8 @@ async def test_token_checks_show_times_and_stop_at_the_failing_one(
 ) -> None:
     """An expired token shows exp FAILED with its time, the earlier checks ok, the later ones
     not reached, and the scopes needed."""
-    lines = await _explain_token(make_config(), tokens.good(exp=int(time.time()) - 3600))
+    now = time.time()
+    lines = await _explain_token(make_config(), tokens.good(exp=now - 3600), now=now)
     assert _check(lines, "signature").startswith("  signature: ok - kid 'k1'")
     exp = _check(lines, "exp")
     assert exp.startswith("  exp: FAILED - ")
