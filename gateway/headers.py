@@ -9,8 +9,8 @@ are removed on every route.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -57,7 +57,7 @@ def request_id(client_values: list[str]) -> str:
     """Keep the client's ``X-Request-ID`` if exactly one well-formed value came, else make one."""
     if len(client_values) == 1 and _REQUEST_ID.fullmatch(client_values[0]):
         return client_values[0]
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def upstream_headers(

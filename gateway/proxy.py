@@ -7,6 +7,7 @@ would add ``User-Agent``, ``Accept`` and ``Accept-Encoding`` of its own).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ from gateway.paths import CanonicalTarget
 __all__ = ["BodyTooLarge", "ProxyOutcome", "UpstreamClient", "UpstreamFailure", "upstream_url"]
 
 _CHUNK = 64 * 1024
+# Responses up to this size (with a Content-Length) are read whole and sent in one write.
+_BUFFERED_MAX = 64 * 1024
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
@@ -159,13 +162,20 @@ class UpstreamClient:
                 raise BodyTooLarge from None
             raise UpstreamFailure(upstream.name, kind="unreachable", detail=_name(exc)) from None
         async with upstream_response:
-            response = web.StreamResponse(
-                status=upstream_response.status,
-                reason=upstream_response.reason,
-                headers=response_headers(upstream_response.headers),
-            )
-            await response.prepare(request)
-            sent, completed = await _relay(upstream_response, response, request)
+            headers = response_headers(upstream_response.headers)
+            length = upstream_response.content_length
+            response: web.StreamResponse
+            if length is not None and length <= _BUFFERED_MAX and request.method != "HEAD":
+                response = await _buffered(upstream_response, headers, length, upstream.name)
+                sent, completed = length, True
+            else:
+                response = web.StreamResponse(
+                    status=upstream_response.status,
+                    reason=upstream_response.reason,
+                    headers=headers,
+                )
+                await response.prepare(request)
+                sent, completed = await _relay(upstream_response, response, request)
         return ProxyOutcome(
             response=response,
             upstream_ns=time.perf_counter_ns() - started,
@@ -190,6 +200,21 @@ class _ByteCounter:
             if self._limit is not None and self.total > self._limit:
                 raise BodyTooLarge
             yield chunk
+
+
+async def _buffered(
+    source: aiohttp.ClientResponse, headers: CIMultiDict[str], length: int, upstream: str
+) -> web.Response:
+    """A small body, read whole before anything is sent: one write to the client, and a body
+    cut short by the upstream is still a clean 502."""
+    try:
+        body = await source.content.readexactly(length)
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamFailure(upstream, kind="timeout", detail=_name(exc)) from None
+    except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
+        raise UpstreamFailure(upstream, kind="unreachable", detail=_name(exc)) from None
+    headers.popall("Content-Length", None)
+    return web.Response(status=source.status, reason=source.reason, headers=headers, body=body)
 
 
 async def _relay(
