@@ -344,6 +344,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--soak", type=float, metavar="SECONDS",
+                        help="instead: RS256 load for SECONDS, RSS sampled")  # fmt: skip
+    parser.add_argument("--scaling", action="store_true",
+                        help="instead: RS256 on gateway --workers 1 vs 2 (unpinned)")  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.duration, args.repeats = 1.0, 1
@@ -366,6 +370,8 @@ def main() -> int:
                     upstream_port),
             process(sink, sink_port),
         ):  # fmt: skip
+            if args.soak or args.scaling:
+                return extra_mode(workdir, tokens, args)
             print("direct: wrk -> nginx upstream / upload sink (core 0)", file=sys.stderr)
             all_results += measure_target("direct", upstream_port, tokens, args, sink_port)
             for target, command, port in targets(workdir, nginx, upstream_port, sink_port):
@@ -376,6 +382,52 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in all_results], indent=1))
     return 0 if all(r.statuses_ok for r in all_results) else 1
+
+
+def gateway_command(workdir: Path, port: int, loop: str, workers: int = 1) -> list[str]:
+    config = workdir / f"gateway-{loop}-{workers}.yaml"
+    config.write_text((workdir / "gateway.yaml").read_text().replace("GATEWAY_PORT", str(port)))
+    return [sys.executable, "-m", "gateway", "run", "-c", str(config), "--loop", loop,
+            "--workers", str(workers)]  # fmt: skip
+
+
+def extra_mode(workdir: Path, tokens: dict[str, str], args: argparse.Namespace) -> int:
+    """--soak: memory under sustained load; --scaling: one worker against two."""
+    case = CASES[0]
+    if args.scaling:
+        for workers in (1, 2):
+            port = free_port()
+            with process(gateway_command(workdir, port, "auto", workers), port):
+                time.sleep(1)
+                rps, p50, p99, requests, non2xx, _ = run_wrk(
+                    f"http://127.0.0.1:{port}{case.path}", case, tokens[case.token],
+                    seconds=args.duration, connections=args.connections, count=False,
+                )  # fmt: skip
+            print(f"| gateway --workers {workers} | {rps:.0f} req/s | p50 {p50:.2f} ms "
+                  f"| p99 {p99:.2f} ms | {non2xx} of {requests} not 200 |")  # fmt: skip
+        return 0
+    port = free_port()
+    with process(taskset("1", gateway_command(workdir, port, "auto")), port) as proc:
+        samples = []
+        total_requests = total_bad = 0
+        deadline = time.monotonic() + args.soak
+        while time.monotonic() < deadline:
+            _, _, p99, requests, non2xx, _ = run_wrk(
+                f"http://127.0.0.1:{port}{case.path}", case, tokens[case.token],
+                seconds=10, connections=args.connections, count=False,
+            )  # fmt: skip
+            total_requests += requests
+            total_bad += non2xx
+            rss_now = int(
+                Path(f"/proc/{proc.pid}/status").read_text().split("VmRSS:")[1].split()[0]
+            )
+            samples.append(rss_now / 1024)
+            print(f"  {total_requests:9d} requests, RSS {samples[-1]:.1f} MiB, p99 {p99:.1f} ms",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        peak = peak_rss_mib(proc.pid)
+    print(f"soak: {total_requests} requests in {args.soak:g} s, {total_bad} not 200; RSS first "
+          f"{samples[0]:.1f} MiB, last {samples[-1]:.1f} MiB, peak {peak:.1f} MiB")  # fmt: skip
+    return 0 if total_bad == 0 else 1
 
 
 def targets(
@@ -390,10 +442,7 @@ def targets(
                                  str(workdir / "naive-keys.json")]), port  # fmt: skip
     for loop in ("asyncio", "uvloop"):
         port = free_port()
-        config = workdir / f"gateway-{loop}.yaml"
-        config.write_text((workdir / "gateway.yaml").read_text().replace("GATEWAY_PORT", str(port)))
-        yield f"gateway-{loop}", taskset("1", [sys.executable, "-m", "gateway", "run", "-c",
-                                               str(config), "--loop", loop]), port  # fmt: skip
+        yield f"gateway-{loop}", taskset("1", gateway_command(workdir, port, loop)), port
 
 
 def report(results: list[Result], rss: dict[str, float], args: argparse.Namespace) -> None:
