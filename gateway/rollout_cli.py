@@ -12,10 +12,13 @@ from typing import Any
 
 from gateway.auth.keys import HMAC_ALGORITHMS, KeyLoadError, KeySet, keys_from_jwks
 from gateway.cli_support import UserError, add_config_option, load_config
-from gateway.config import Config
+from gateway.config import Config, ConfigError, load_routes
 from gateway.explain import ExplainRequest, explain
+from gateway.routediff import Direction, diff_routes
 
-__all__ = ["add_commands"]
+__all__ = ["LOOSENED_EXIT", "add_commands"]
+
+LOOSENED_EXIT = 3  # `routes diff`: some request now gets further than before
 
 
 def add_commands(commands: Any, routes_commands: Any) -> None:
@@ -39,6 +42,13 @@ def add_commands(commands: Any, routes_commands: Any) -> None:
     add_config_option(explainer)
     explainer.set_defaults(handler=_explain)
 
+    differ = routes_commands.add_parser(
+        "diff", help="what a routes.yaml change does to access (exit 3 if it loosens any)"
+    )
+    differ.add_argument("old", type=Path, help="the routes file before the change")
+    differ.add_argument("new", type=Path, help="the routes file after the change")
+    differ.set_defaults(handler=_routes_diff)
+
 
 def _explain(args: argparse.Namespace) -> int:
     config = load_config(args.config)
@@ -61,6 +71,28 @@ def _explain(args: argparse.Namespace) -> int:
     for line in asyncio.run(explain(config, request)):
         print(line)
     return 0
+
+
+def _routes_diff(args: argparse.Namespace) -> int:
+    tables = []
+    for path in (args.old, args.new):
+        try:
+            tables.append(load_routes(path))
+        except ConfigError as exc:
+            for issue in exc.issues:
+                print(issue)
+            return 1
+    changes = diff_routes(*tables)
+    for change in changes:
+        print(change)
+    counts = dict.fromkeys(Direction, 0)
+    for change in changes:
+        counts[change.direction] += 1
+    if not changes:
+        print("no access changes")
+    else:
+        print(", ".join(f"{n} {d.value}" for d, n in counts.items()))
+    return LOOSENED_EXIT if counts[Direction.LOOSENED] else 0
 
 
 def _header(item: str) -> tuple[str, str]:
