@@ -29,7 +29,7 @@ from gateway.routes import RouteTable
 from gateway.throwaway import ThrowawayKeys, resign
 from gateway.tokencheck import token_checks
 
-__all__ = ["ExplainRequest", "explain"]
+__all__ = ["ExplainRequest", "explain", "shown_target"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,7 +65,7 @@ async def explain(config: Config, request: ExplainRequest) -> list[str]:
         content_length=_content_length(request.headers),
     )
     decision = await decider.decide(facts, trace=True)
-    lines = [f"request: {request.method} {_target_shown(request.target)}"]
+    lines = [f"request: {request.method} {shown_target(request.target)}"]
     for step in decision.steps:
         lines.extend(_step_lines(step, decision, config, request, token))
     lines.append(_verdict(decision, token))
@@ -108,7 +108,8 @@ def _content_length(headers: Sequence[tuple[str, str]]) -> int | None:
     return int(values[0]) if values and values[0].isdigit() else None
 
 
-def _target_shown(target: str) -> str:
+def shown_target(target: str) -> str:
+    """A request target fit to print: the query, which may carry a token, is left out."""
     # The query may carry secrets (an access_token): say there is one, never what it says.
     path, sep, _ = target.partition("?")
     return f"{path}?<query>" if sep else path

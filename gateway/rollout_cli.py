@@ -1,11 +1,16 @@
 """The safe-rollout subcommands: `explain`, `test` and `routes diff` (argument parsing and I/O;
-the logic lives in `gateway.explain`, `gateway.policytest` and `gateway.routediff`)."""
+the logic lives in `gateway.explain`, `gateway.policytest` and `gateway.routediff`).
+
+Exit codes beyond the CLI's usual 0/1/2: `test` exits 1 when a case fails; `routes diff`
+exits 3 when the change loosens access.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,8 @@ from gateway.auth.keys import HMAC_ALGORITHMS, KeyLoadError, KeySet, keys_from_j
 from gateway.cli_support import UserError, add_config_option, load_config
 from gateway.config import Config, ConfigError, load_routes
 from gateway.explain import ExplainRequest, explain
+from gateway.policycases import CasesError, load_cases
+from gateway.policytest import run_cases
 from gateway.routediff import Direction, diff_routes
 
 __all__ = ["LOOSENED_EXIT", "add_commands"]
@@ -41,6 +48,13 @@ def add_commands(commands: Any, routes_commands: Any) -> None:
     )  # fmt: skip
     add_config_option(explainer)
     explainer.set_defaults(handler=_explain)
+
+    tester = commands.add_parser(
+        "test", help="run a policy-test file's cases through the decision code, offline"
+    )
+    tester.add_argument("cases", type=Path, help="the policy-test file (e.g. routes.test.yaml)")
+    add_config_option(tester)
+    tester.set_defaults(handler=_test)
 
     differ = routes_commands.add_parser(
         "diff", help="what a routes.yaml change does to access (exit 3 if it loosens any)"
@@ -71,6 +85,22 @@ def _explain(args: argparse.Namespace) -> int:
     for line in asyncio.run(explain(config, request)):
         print(line)
     return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    try:
+        cases = load_cases(args.cases, os.environ)
+    except CasesError as exc:
+        for issue in exc.issues:
+            print(issue)
+        return 1
+    results = asyncio.run(run_cases(config, cases, now=time.time()))
+    for result in results:
+        print(result.line(str(args.cases)))
+    failed = sum(not result.passed for result in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def _routes_diff(args: argparse.Namespace) -> int:
