@@ -1,18 +1,15 @@
-"""Walking parsed YAML into config objects, collecting every problem on the way."""
+"""Reading gateway.yaml (listeners, issuers and their keys, token rules, limits) and then the
+routes file it names; the routes part is `RoutesReader`, the plumbing `ReaderBase`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
 
 import yarl
 
-from gateway._interpolate import MissingVariable, interpolate
 from gateway._net import https_or_loopback
-from gateway._yaml import YamlError, YamlList, YamlMap, load_yaml
+from gateway._yaml import YamlList, YamlMap
 from gateway.auth.keys import (
     HMAC_ALGORITHMS,
     HMAC_MIN_BYTES,
@@ -25,25 +22,19 @@ from gateway.auth.keys import (
     keys_from_pem,
 )
 from gateway.config import _convert as convert
+from gateway.config._routes_reader import RoutesReader
 from gateway.config.models import (
     AdminConfig,
-    AuthMode,
     Config,
-    ConfigIssue,
     IssuerConfig,
     JwksSettings,
     LimitsConfig,
     ListenConfig,
-    Route,
-    RouteMode,
-    RoutesConfig,
-    ScopeRule,
     TlsConfig,
     TokensConfig,
-    Upstream,
 )
 from gateway.durations import parse_duration
-from gateway.tls import TlsError, client_context, server_context
+from gateway.tls import TlsError, server_context
 
 __all__ = ["Reader"]
 
@@ -57,106 +48,9 @@ _LIMIT_SIZES = {
 }  # fmt: skip
 _LIMIT_DURATIONS = {"keepalive_timeout", "upstream_connect_timeout"}
 
-_T = TypeVar("_T")
 
-
-class Reader:
-    """Walks parsed YAML, collecting every problem instead of stopping at the first."""
-
-    def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
-        self.path = path
-        self.environ = environ
-        self.issues: list[ConfigIssue] = []
-        self._file = str(path)
-        # Names declared in the files, valid or not: a refused entry must not make every
-        # reference to it a second, misleading problem.
-        self._declared_issuers: set[str] = set()
-        self._declared_upstreams: set[str] = set()
-        self._referenced_upstreams: set[str] = set()
-        # Every byte the config is made of (YAML and key files), for the config version.
-        self._digest = hashlib.sha256()
-
-    # -- plumbing -------------------------------------------------------------------------
-
-    def _problem(self, line: int, message: str) -> None:
-        self.issues.append(ConfigIssue(self._file, line, message))
-
-    def _read_document(self, path: Path) -> YamlMap | None:
-        self._file = str(path)
-        try:
-            raw = path.read_bytes()
-            text = raw.decode("utf-8")
-        except OSError as exc:
-            self._problem(0, f"cannot read file: {exc.strerror or exc}")
-            return None
-        except UnicodeDecodeError:
-            self._problem(0, "file is not UTF-8 text")
-            return None
-        self._digest.update(str(path).encode() + b"\0" + raw + b"\0")
-        try:
-            document = load_yaml(text)
-        except YamlError as exc:
-            self._problem(exc.line, exc.message)
-            return None
-        if not isinstance(document, YamlMap):
-            self._problem(1, "expected a mapping at the top level")
-            return None
-        return document
-
-    def _mapping(
-        self, parent: YamlMap, key: str, allowed: set[str], *, required: bool = False
-    ) -> YamlMap | None:
-        value = parent.get(key)
-        line = parent.key_lines.get(key, parent.line)
-        if value is None:
-            if required:
-                self._problem(parent.line, f"missing required key '{key}'")
-            return None
-        if not isinstance(value, YamlMap):
-            self._problem(line, f"'{key}' must be a mapping")
-            return None
-        self._unknown_keys(value, allowed, f"in '{key}'")
-        return value
-
-    def _unknown_keys(self, mapping: YamlMap, allowed: set[str], where: str) -> None:
-        for key in mapping:
-            if key not in allowed:
-                hint = convert.did_you_mean(key, allowed)
-                self._problem(mapping.key_lines[key], f"unknown key '{key}' {where}{hint}")
-
-    def _get(
-        self,
-        mapping: YamlMap,
-        key: str,
-        convert: Callable[[Any], _T],
-        default: _T,
-        *,
-        required: bool = False,
-    ) -> _T:
-        if key not in mapping:
-            if required:
-                self._problem(mapping.line, f"missing required key '{key}'")
-            return default
-        line = mapping.key_lines[key]
-        try:
-            return convert(self._interpolated(mapping[key], line))
-        except (ValueError, TypeError) as exc:
-            self._problem(line, f"'{key}': {exc}")
-            return default
-
-    def _interpolated(self, value: Any, line: int) -> Any:
-        if isinstance(value, str):
-            try:
-                return interpolate(value, self.environ)
-            except MissingVariable as exc:
-                raise ValueError(f"environment variable {exc.name} is not set") from None
-        if isinstance(value, YamlList):
-            return [self._interpolated(item, line) for item in value]
-        if isinstance(value, YamlMap):
-            return {key: self._interpolated(item, line) for key, item in value.items()}
-        return value
-
-    # -- gateway.yaml ---------------------------------------------------------------------
+class Reader(RoutesReader):
+    """Reads gateway.yaml and the routes file it names."""
 
     def gateway(self) -> Config | None:
         document = self._read_document(self.path)
@@ -228,16 +122,6 @@ class Reader:
         if "http_redirect" in section:
             redirect = self._listen(section, "http_redirect", ListenConfig(host="", port=0))
         return TlsConfig(cert=cert, key=key, hsts=hsts, http_redirect=redirect)
-
-    def _read_tls_files(self, line: int, *paths: Path | None) -> None:
-        """Fold certificate files into the config version, so a rotation is a config change."""
-        for path in paths:
-            if path is None:
-                continue
-            try:
-                self._digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
-            except OSError as exc:
-                self._problem(line, f"cannot read {path}: {exc.strerror or exc}")
 
     def _limits(self, document: YamlMap) -> LimitsConfig:
         section = self._mapping(document, "limits", _LIMIT_SIZES | _LIMIT_DURATIONS)
@@ -482,172 +366,3 @@ class Reader:
                     entry.key_lines.get("algorithms", entry.line),
                     f"algorithm {algorithm} is allowed but no configured key can verify it",
                 )
-
-    # -- routes.yaml ----------------------------------------------------------------------
-
-    def routes(self, path: Path) -> RoutesConfig | None:
-        document = self._read_document(path)
-        if document is None:
-            return None
-        self._unknown_keys(document, {"upstreams", "routes", "defaults"}, "in routes file")
-        defaults = self._mapping(document, "defaults", {"mode"})
-        default_mode = RouteMode.ENFORCE
-        default_mode_line = 0
-        if defaults is not None and "mode" in defaults:
-            default_mode = self._get(defaults, "mode", convert.route_mode, RouteMode.ENFORCE)
-            default_mode_line = defaults.key_lines["mode"]
-        upstreams = self._upstreams(document, path.parent)
-        routes = self._route_list(document, upstreams, default_mode)
-        section = document.get("upstreams")
-        for name in upstreams:
-            if name not in self._referenced_upstreams and isinstance(section, YamlMap):
-                self._problem(
-                    section.key_lines[name], f"upstream '{name}' is not used by any route"
-                )
-        self._check_overlaps(routes)
-        return RoutesConfig(
-            upstreams=upstreams,
-            routes=tuple(routes),
-            file=path,
-            default_mode=default_mode,
-            default_mode_line=default_mode_line,
-        )
-
-    def _upstreams(self, document: YamlMap, base: Path) -> dict[str, Upstream]:
-        section = document.get("upstreams")
-        if section is None:
-            self._problem(document.line, "missing required key 'upstreams'")
-            return {}
-        if not isinstance(section, YamlMap):
-            self._problem(document.key_lines["upstreams"], "'upstreams' must be a mapping")
-            return {}
-        upstreams: dict[str, Upstream] = {}
-        for name, entry in section.items():
-            line = section.key_lines[name]
-            self._declared_upstreams.add(name)
-            if not isinstance(entry, YamlMap):
-                self._problem(line, f"upstream '{name}' must be a mapping with a 'url'")
-                continue
-            upstream = self._upstream(name, entry, base)
-            if upstream is not None:
-                upstreams[name] = upstream
-        return upstreams
-
-    def _upstream(self, name: str, entry: YamlMap, base: Path) -> Upstream | None:
-        keys = {"url", "timeout", "ca", "client_cert", "client_key", "tls_verify"}
-        self._unknown_keys(entry, keys, f"in upstream '{name}'")
-        url = self._get(entry, "url", convert.upstream_url, None, required=True)
-        timeout = self._get(entry, "timeout", parse_duration, 30.0)
-        files: dict[str, Path | None] = {}
-        for option in ("ca", "client_cert", "client_key"):
-            value = self._get(entry, option, convert.string, None)
-            files[option] = base / value if value else None
-        verify = self._get(entry, "tls_verify", convert.boolean, True)
-        tls_options = [option for option in keys - {"url", "timeout"} if option in entry]
-        if url is None:
-            return None
-        if tls_options and url.scheme != "https":
-            self._problem(entry.line, f"{', '.join(sorted(tls_options))} need an https:// url")
-            return None
-        if (files["client_cert"] is None) != (files["client_key"] is None):
-            self._problem(entry.line, "'client_cert' and 'client_key' go together")
-            return None
-        self._read_tls_files(entry.line, *files.values())
-        try:
-            client_context(
-                ca=files["ca"], client_cert=files["client_cert"],
-                client_key=files["client_key"], verify=verify,
-            )  # fmt: skip
-        except TlsError as exc:
-            self._problem(entry.line, f"upstream '{name}': {exc}")
-            return None
-        return Upstream(
-            name=name, url=url, timeout=timeout, ca=files["ca"],
-            client_cert=files["client_cert"], client_key=files["client_key"], tls_verify=verify,
-        )  # fmt: skip
-
-    def _route_list(
-        self, document: YamlMap, upstreams: Mapping[str, Upstream], default_mode: RouteMode
-    ) -> list[Route]:
-        entries = document.get("routes")
-        if entries is None:
-            self._problem(document.line, "missing required key 'routes'")
-            return []
-        if not isinstance(entries, YamlList):
-            self._problem(document.key_lines["routes"], "'routes' must be a list")
-            return []
-        routes = []
-        for entry, line in zip(entries, entries.item_lines, strict=True):
-            if not isinstance(entry, YamlMap):
-                self._problem(line, "each route must be a mapping")
-                continue
-            route = self._route(entry, upstreams, default_mode)
-            if route is not None:
-                routes.append(route)
-        return routes
-
-    def _route(
-        self, entry: YamlMap, upstreams: Mapping[str, Upstream], default_mode: RouteMode
-    ) -> Route | None:
-        allowed_keys = {
-            "path", "upstream", "methods", "scopes", "auth", "strip_prefix",
-            "forward_token", "issuers", "exact", "max_body_size", "mode", "lint_ignore",
-        }  # fmt: skip
-        self._unknown_keys(entry, allowed_keys, "in route")
-        problems_before = len(self.issues)
-        path = self._get(entry, "path", convert.route_path, "", required=True)
-        upstream = self._get(entry, "upstream", convert.string, "", required=True)
-        self._referenced_upstreams.add(upstream)
-        if upstream and upstream not in self._declared_upstreams:
-            self._problem(entry.key_lines["upstream"], f"unknown upstream '{upstream}'")
-        methods = self._get(entry, "methods", convert.methods, None)
-        auth = self._get(entry, "auth", convert.auth_mode, AuthMode.REQUIRED)
-        scopes = self._get(entry, "scopes", convert.scope_rule, ScopeRule())
-        if auth is AuthMode.NONE and "scopes" in entry:
-            self._problem(entry.key_lines["scopes"], "a route with 'auth: none' cannot need scopes")
-        if auth is AuthMode.NONE and entry.get("forward_token") is True:
-            self._problem(
-                entry.key_lines["forward_token"], "'forward_token' needs a protected route"
-            )
-        mode = self._get(entry, "mode", convert.route_mode, default_mode)
-        if auth is AuthMode.NONE and "mode" in entry:
-            self._problem(entry.key_lines["mode"], "'mode' needs a protected route")
-        route = Route(
-            path=path,
-            upstream=upstream,
-            methods=methods,
-            auth=auth,
-            scopes=scopes,
-            issuers=self._get(entry, "issuers", lambda v: frozenset(convert.string_list(v)), None),
-            strip_prefix=self._get(entry, "strip_prefix", convert.boolean, False),
-            forward_token=self._get(entry, "forward_token", convert.boolean, False),
-            exact=self._get(entry, "exact", convert.boolean, False),
-            max_body_size=self._get(entry, "max_body_size", convert.size, None),
-            mode=mode if auth is AuthMode.REQUIRED else RouteMode.ENFORCE,
-            lint_ignore=self._get(entry, "lint_ignore", convert.lint_codes, frozenset()),
-            line=entry.line,
-        )
-        return route if len(self.issues) == problems_before else None
-
-    def _check_overlaps(self, routes: list[Route]) -> None:
-        seen: dict[tuple[str, bool], list[Route]] = {}
-        for route in routes:
-            for earlier in seen.get((route.path, route.exact), []):
-                if (
-                    route.methods is None
-                    or earlier.methods is None
-                    or route.methods & earlier.methods
-                ):
-                    shared = convert.describe_overlap(route.methods, earlier.methods)
-                    self._problem(
-                        route.line,
-                        f"route '{route.path}' overlaps the route at line {earlier.line} "
-                        f"({shared})",
-                    )
-            seen.setdefault((route.path, route.exact), []).append(route)
-
-    def _check_route_issuers(self, routes: RoutesConfig, known: set[str]) -> None:
-        self._file = str(routes.file)
-        for route in routes.routes:
-            for name in sorted((route.issuers or frozenset()) - known):
-                self._problem(route.line, f"route '{route.path}' names unknown issuer '{name}'")
