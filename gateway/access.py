@@ -22,6 +22,9 @@ __all__ = ["ACCESS", "RequestRecord", "access_log_middleware"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _log = get_logger()
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_NOT_ORIGIN_FORM = Refusal(
+    400, "bad_request", "The request target is not acceptable", "not_origin_form"
+)
 _internal_error = Refusal(
     500, "internal_error", "The gateway failed to handle this request", "error"
 )
@@ -100,16 +103,18 @@ async def _handle(
     response: web.StreamResponse
     try:
         response = await handler(request)
-    except web.HTTPException as exc:
-        # aiohttp's own router never matched: still answer in the gateway's JSON shape.
-        response = record.refuse(
-            Refusal(exc.status, "bad_request", "The request is not acceptable", "rejected")
-        )
+    except web.HTTPException:
+        # aiohttp's router matches every origin-form path, so only a target that is not one
+        # (CONNECT's authority form, OPTIONS *) gets here: the same 400 as any bad target.
+        response = record.refuse(_NOT_ORIGIN_FORM)
     except Exception:
         _log.exception("request_failed", **{"http.request.id": record.request_id})
         response = record.refuse(_internal_error)
     if request.body_exists and not request.content.at_eof() and isinstance(response, web.Response):
         # A refused request's body is never read: close rather than drain it.
+        response.force_close()
+    if "Upgrade" in request.headers and not response.prepared:
+        # aiohttp treats the connection as upgraded; nothing after it may be read as a request.
         response.force_close()
     duration_ns = time.perf_counter_ns() - started
     entry = AccessEntry(

@@ -34,7 +34,7 @@ from gateway.config import (
     RoutesConfig,
     Upstream,
 )
-from gateway.paths import CanonicalTarget, TargetError, canonicalize
+from gateway.paths import CanonicalTarget, TargetError, canonicalize, check_host
 from gateway.refusals import (
     Refusal,
     from_auth_error,
@@ -102,6 +102,7 @@ class RequestFacts:
     raw_target: str  # path and query exactly as sent
     authorization: tuple[str, ...] = ()  # every Authorization header value
     content_length: int | None = None
+    host: str | None = None  # the Host header, if any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,6 +193,7 @@ class Decider:
         """Take every decision step in order; with ``trace``, record each step taken."""
         steps = _Trace(trace)
         try:
+            check_host(request.host)
             target = canonicalize(request.raw_target)
         except TargetError as exc:
             refusal = from_target_error(exc)

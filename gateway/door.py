@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -38,16 +38,17 @@ class Policy:
     authenticator: Authenticator
     remote_keys: RemoteKeys
     upstream_tls: Mapping[str, ssl.SSLContext]
+    # The decision steps over this policy's routes and issuers (built once, with the policy).
+    decider: Decider = field(init=False, repr=False, compare=False)
 
-    @property
-    def decider(self) -> Decider:
-        """The decision steps over this policy's routes and issuers."""
-        return Decider(
+    def __post_init__(self) -> None:
+        decider = Decider(
             routes=self.config.routes,
             table=self.table,
             authenticator=self.authenticator,
             max_body_size=self.config.limits.max_body_size,
         )
+        object.__setattr__(self, "decider", decider)
 
 
 class Door:
@@ -67,6 +68,7 @@ class Door:
             raw_target=request.raw_path,
             authorization=authorization,
             content_length=request.content_length,
+            host=request.headers.get("Host"),
         )
         decision = await policy.decider.decide(facts)
         record.note(decision)

@@ -176,20 +176,23 @@ def _route_lines(config: Config, method: str, target: str, decision: Decision) -
     except TargetError:
         return []
     candidates = RouteTable.from_config(config.routes).candidates(path)
-    owner = (candidates[0].path, candidates[0].exact) if candidates else None
+    longest = candidates[0] if candidates else None
     lines = [f"  routes in {config.routes.file}:"]
     for route in config.routes.routes:
         if route is decision.route:
             why = "MATCHES"
         elif not route.matches_path(path):
             why = "exact path only" if route.exact else "path does not match"
-        elif (route.path, route.exact) != owner:
-            assert candidates
-            why = f"a more specific route owns this path ({_route_name(candidates[0])})"
-        else:
+        elif longest is not None and route.path != longest.path:
+            why = f"a more specific route owns this path ({_route_name(longest)})"
+        elif route.methods is not None and method not in route.methods:
             why = f"same path, {method} is not among its methods"
+        else:
+            first = decision.route or longest
+            assert first is not None
+            why = f"allows {method}, but {_route_name(first)} is tried first"
         lines.append(f"    {_route_name(route)}: {why}")
-    if owner is None:
+    if longest is None:
         lines.append("  no route matches: 404")
     return lines
 

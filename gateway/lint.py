@@ -1,8 +1,9 @@
 """Route-table warnings for `gateway check`: tables that load, but may not mean what they say.
 
-What this gateway's matching makes possible decides what is checked. The longest matching path
-owns every request under it, whatever its method: a method it does not list is a 405, never a
-fallback to a shorter (perhaps public) route. So "a protected route lists only GET and a
+What this gateway's matching makes possible decides what is checked, and the reachability checks
+ask the real `RouteTable.match`. The longest matching path owns every request under it, whatever
+its method: a method it does not list is a 405, never a fallback to a shorter (perhaps public)
+route. So "a protected route lists only GET and a
 broader public route catches the POST" cannot happen here; what can is the opposite surprise,
 a 405 for a method the broader route allows (`method_gap`). A route that can never match at all
 (same path and exactness, methods already taken) is a config *error*, not a warning.
@@ -10,8 +11,8 @@ a 405 for a method the broader route allows (`method_gap`). A route that can nev
 Warnings (each may be silenced on the route it names with ``lint_ignore: [code]``):
 
 - ``report_mode``: protected routes left in report mode forward what they would refuse.
-- ``shadowed``: a prefix route that never receives its own path, because an exact route there
-  owns it (and answers 405 for the methods it does not list).
+- ``shadowed``: a prefix route that never receives its own path (or not for some of its
+  methods), because an exact route at that path is tried first.
 - ``public_under_protected``: a public route inside a protected prefix (``/orders`` protected,
   ``/orders/export`` public): a typo in either path, or a new sub-path, changes who gets in.
 - ``protected_under_public``: the reverse; any spelling of the protected path the gateway does
@@ -27,10 +28,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.config import AuthMode, LintCode, Route, RouteMode, RoutesConfig
+from gateway.routes import Match, RouteTable
 
 __all__ = ["COMMON_METHODS", "LintWarning", "lint"]
 
 COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_OTHER = "other"  # stands for every method no route names (configured methods are upper case)
+_BELOW = "\x00"  # a path segment no route names: "somewhere below this path"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +53,12 @@ class LintWarning:
 def lint(routes: RoutesConfig) -> list[LintWarning]:
     """Every warning for a validated routes file, in line order."""
     groups = _groups(routes.routes)
+    table = RouteTable(routes.routes)  # the real matching decides what is reachable
     found = [
         *_report_mode(routes),
-        *_shadowed(groups),
+        *_shadowed(groups, table),
         *_nesting(groups),
-        *_method_gaps(groups),
+        *_method_gaps(groups, table),
     ]
     file = str(routes.file)
     kept = [
@@ -93,7 +98,7 @@ def _report_mode(routes: RoutesConfig) -> list[_Found]:
     ]  # fmt: skip
 
 
-def _shadowed(groups: Sequence[_Group]) -> list[_Found]:
+def _shadowed(groups: Sequence[_Group], table: RouteTable) -> list[_Found]:
     exact = {group[0].path: group for group in groups if group[0].exact}
     found: list[_Found] = []
     for group in groups:
@@ -101,11 +106,17 @@ def _shadowed(groups: Sequence[_Group]) -> list[_Found]:
         if group[0].exact or owner is None:
             continue
         for route in group:
+            methods = _probe_methods(route.methods)
+            lost = [m for m in methods if table.match(m, route.path).route is not route]
+            if not lost:
+                continue
+            what = f"'{route.path}' itself" if lost == methods else (
+                f"{', '.join(_shown(lost))} {route.path}"
+            )  # fmt: skip
             found.append((
                 route, LintCode.SHADOWED,
-                f"route '{route.path}' never receives '{route.path}' itself: the exact route "
-                f"at line {owner[0].line} owns that path (other methods get 405); it only "
-                "serves paths below it",
+                f"route '{route.path}' never receives {what}: the exact route at line "
+                f"{owner[0].line} takes that path first; it only serves paths below it",
             ))  # fmt: skip
     return found
 
@@ -152,24 +163,28 @@ def _nesting(groups: Sequence[_Group]) -> list[_Found]:
     return found
 
 
-def _method_gaps(groups: Sequence[_Group]) -> list[_Found]:
+def _method_gaps(groups: Sequence[_Group], table: RouteTable) -> list[_Found]:
     found: list[_Found] = []
     for group in groups:
-        own = _allowed(group)
         outer = _enclosing(group, groups)
-        if own is None or outer is None:
+        if _allowed(group) is None or outer is None:
             continue
         wider = _allowed(outer)
-        gap = (COMMON_METHODS if wider is None else wider) - own
+        first = group[0]
+        probe = first.path if first.exact else first.path.rstrip("/") + "/" + _BELOW
+        gap = [
+            m for m in sorted(COMMON_METHODS if wider is None else wider)
+            if table.match(m, probe).kind is Match.PARTIAL
+        ]  # fmt: skip
         if gap:
             # One warning per group, on a route that silences it if any does.
-            first = next((r for r in group if LintCode.METHOD_GAP in r.lint_ignore), group[0])
-            listed = ", ".join(sorted(own))
+            first = next((r for r in group if LintCode.METHOD_GAP in r.lint_ignore), first)
+            listed = ", ".join(sorted(_allowed(group) or ()))
             found.append((
                 first, LintCode.METHOD_GAP,
-                f"routes at '{first.path}' allow only {listed}; {', '.join(sorted(gap))} under "
-                f"it get 405 although '{outer[0].path}' (line {outer[0].line}) allows them "
-                "(the gateway never falls back to a shorter path)",
+                f"routes at '{first.path}' allow only {listed}; {', '.join(gap)} under it get "
+                f"405 although '{outer[0].path}' (line {outer[0].line}) allows them (the "
+                "gateway never falls back to a shorter path)",
             ))  # fmt: skip
     return found
 
@@ -178,6 +193,15 @@ def _allowed(group: _Group) -> frozenset[str] | None:
     if any(route.methods is None for route in group):
         return None
     return frozenset().union(*(route.methods or () for route in group))
+
+
+def _probe_methods(methods: frozenset[str] | None) -> list[str]:
+    """The methods to ask the table about: those listed, or the common ones and any other."""
+    return sorted(methods) if methods is not None else [*sorted(COMMON_METHODS), _OTHER]
+
+
+def _shown(methods: Iterable[str]) -> list[str]:
+    return ["(other methods)" if m == _OTHER else m for m in methods]
 
 
 def _share_a_method(a: Route, b: Route) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import MutableMapping
@@ -35,6 +36,7 @@ def _timestamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappi
     return event
 
 
+_LINE_BREAKERS = re.compile("[\u0085\u2028\u2029\x1c-\x1e]")
 _second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
 
 
@@ -55,9 +57,13 @@ def _dumps(value: Any, **_: Any) -> str:
     """orjson when it can (several times faster than json); json, which escapes them, for
     strings with lone surrogates (undecodable bytes in a header)."""
     try:
-        return orjson.dumps(value, default=str).decode()
+        text = orjson.dumps(value, default=str).decode()
     except TypeError:
         return json.dumps(value, default=str)
+    if _LINE_BREAKERS.search(text):
+        # Unicode line separators are valid JSON but split the line for `splitlines` readers.
+        text = _LINE_BREAKERS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return text
 
 
 def _ecs_fields(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

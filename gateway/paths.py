@@ -10,9 +10,17 @@ forwarded in another is the classic gateway bypass (``/public/%2e%2e/admin``).
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
-__all__ = ["CanonicalTarget", "TargetError", "TargetProblem", "canonicalize", "canonicalize_path"]
+__all__ = [
+    "CanonicalTarget",
+    "TargetError",
+    "TargetProblem",
+    "canonicalize",
+    "canonicalize_path",
+    "check_host",
+]
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -35,6 +43,7 @@ class TargetProblem(enum.Enum):
     BAD_CHARACTER = "bad_character"
     BAD_ESCAPE = "bad_escape"
     ESCAPES_ROOT = "escapes_root"
+    BAD_HOST = "bad_host"
 
 
 class TargetError(ValueError):
@@ -54,6 +63,17 @@ class CanonicalTarget:
 
     def __str__(self) -> str:
         return self.path if self.query is None else f"{self.path}?{self.query}"
+
+
+# RFC 3986 host (a DNS-style name, IPv4, or a bracketed IPv6 literal) and an optional port.
+_HOST = re.compile(r"(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+
+def check_host(host: str | None) -> None:
+    """Refuse a ``Host`` that is not a host[:port] (``a@b``, ``a/b``, spaces, backslashes): it
+    would be copied into ``X-Forwarded-Host``, where an upstream may build URLs from it."""
+    if host is not None and not _HOST.fullmatch(host):
+        raise TargetError(TargetProblem.BAD_HOST)
 
 
 def canonicalize(raw_target: str) -> CanonicalTarget:

@@ -174,6 +174,8 @@ class UpstreamClient:
                     reason=upstream_response.reason,
                     headers=headers,
                 )
+                if "Upgrade" in request.headers:
+                    response.force_close()  # the protocol is never switched: no tunnel
                 await response.prepare(request)
                 sent, completed = await _relay(upstream_response, response, request)
         return ProxyOutcome(

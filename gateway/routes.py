@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from gateway.config import Route, RoutesConfig
 
-__all__ = ["Match", "RouteMatch", "RouteTable"]
+__all__ = ["NEVER_PROXIED", "Match", "RouteMatch", "RouteTable"]
 
 
 class Match(enum.Enum):
@@ -36,6 +36,9 @@ class RouteMatch:
 
 
 _NO_MATCH = RouteMatch(Match.NONE)
+NEVER_PROXIED = frozenset({"TRACE", "CONNECT"})
+# What `Allow` lists for a route that accepts every method.
+_COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RouteTable:
@@ -55,15 +58,23 @@ class RouteTable:
 
     def match(self, method: str, path: str) -> RouteMatch:
         """Match a canonical path and a method."""
+        matched_path: str | None = None
+        allowed: set[str] = set()
         for group in self._groups:
+            if matched_path is not None and group[0].path != matched_path:
+                break  # only routes of the same (longest) path compete on the method
             if not group[0].matches_path(path):
                 continue
+            matched_path = group[0].path
             for route in group:
+                if method in NEVER_PROXIED:
+                    break  # TRACE and CONNECT never reach an upstream, whatever the route says
                 if route.methods is None or method in route.methods:
                     return RouteMatch(Match.FULL, route)
-            allowed = sorted({m for route in group for m in (route.methods or ())})
-            return RouteMatch(Match.PARTIAL, None, tuple(allowed))
-        return _NO_MATCH
+            allowed.update(m for route in group for m in (route.methods or _COMMON_METHODS))
+        if matched_path is None:
+            return _NO_MATCH
+        return RouteMatch(Match.PARTIAL, None, tuple(sorted(allowed - NEVER_PROXIED)))
 
     def candidates(self, path: str) -> list[Route]:
         """Every route whose path matches, most specific first (for `routes explain`)."""

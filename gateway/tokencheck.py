@@ -174,9 +174,13 @@ def _has_unsupported(header: Mapping[str, Any]) -> bool:
 
 def _number(value: object) -> float | None:
     """A NumericDate as `verify` accepts it (a finite JSON number, not a boolean), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)  # a JSON integer may be too large for a float
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _is_number(value: object) -> bool:

@@ -156,9 +156,13 @@ def _numeric_date(value: object) -> float:
     # RFC 7519 section 2: a NumericDate is a JSON number; PyJWT would also take "123" and true.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidToken("invalid_claim")
-    if not math.isfinite(value):
+    try:
+        seconds = float(value)  # an integer too large for a float raises OverflowError
+    except OverflowError:
+        raise InvalidToken("invalid_claim") from None
+    if not math.isfinite(seconds):
         raise InvalidToken("invalid_claim")
-    return float(value)
+    return seconds
 
 
 def _audience_matches(aud: object, accepted: tuple[str, ...]) -> bool:

@@ -227,3 +227,26 @@ def test_a_bad_header_option_is_one_line_and_exit_1(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1
     assert err.startswith("gateway: --header")
+
+
+EXACT_ROUTES = """\
+upstreams:
+  app: {{url: "http://127.0.0.1:9001"}}
+routes:
+  - {{path: /status, upstream: app, exact: true, methods: [GET], auth: none}}
+  - {{path: /status, upstream: app, methods: [GET]}}
+"""
+
+
+async def test_a_route_that_allows_the_method_but_loses_says_who_won(
+    make_config: Callable[..., Config],
+) -> None:
+    """At one path, the exact route is tried first, and the prefix route's line says so."""
+    request = ExplainRequest(method="GET", target="/status", now=time.time())
+    lines = await explain(make_config(routes=EXACT_ROUTES), request)
+    routes = [line.strip() for line in lines if line.startswith("    /status")]
+    assert routes == [
+        "/status (exact) [GET] (line 4): MATCHES",
+        "/status [GET] (line 5): allows GET, but /status (exact) [GET] (line 4) is tried first",
+    ]
+    assert _verdict(lines) == (200, "public", None)

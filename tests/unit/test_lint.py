@@ -40,10 +40,13 @@ TABLES = [
   - {path: /a/b/c, upstream: app, auth: none}
 """, [(5, L.PUBLIC_UNDER_PROTECTED)], id="only-the-nearest-enclosing-route-counts"),
     pytest.param("""\
-  - {path: /status, upstream: app, exact: true, methods: [GET], auth: none}
+  - {path: /status, upstream: app, exact: true, auth: none}
   - {path: /status, upstream: app}
-""", [(4, L.METHOD_GAP), (4, L.PUBLIC_UNDER_PROTECTED), (5, L.SHADOWED)],
-                 id="exact-shadows-prefix-at-its-path"),
+""", [(4, L.PUBLIC_UNDER_PROTECTED), (5, L.SHADOWED)], id="exact-shadows-prefix-at-its-path"),
+    pytest.param("""\
+  - {path: /status, upstream: app, exact: true, methods: [GET]}
+  - {path: /status, upstream: app, methods: [GET]}
+""", [(5, L.SHADOWED)], id="exact-takes-the-only-method"),
     pytest.param("""\
   - {path: /orders, upstream: app, methods: [GET, POST]}
   - {path: /orders/export, upstream: app, methods: [GET]}

@@ -82,3 +82,14 @@ def test_times_are_shown_in_utc_with_their_distance(value: object, shown: str) -
 def test_a_time_beyond_the_calendar_is_still_described() -> None:
     """A finite number too large for a date is shown as a number, not an exception."""
     assert describe_time(1e20, NOW).startswith("100000000000000000000 (in ")
+
+
+def test_an_integer_too_large_for_a_float_is_not_a_time() -> None:
+    """A JSON integer beyond float range is described as not a number, never raised."""
+    huge = 10**400
+    assert describe_time(huge, NOW) == f"{huge!r} (not a JSON number)"
+    checks = token_checks(
+        _token(nbf=huge), issuer=ISSUER, route=ROUTE, tokens=TOKENS, now=NOW,
+        reason="invalid_claim", signature_checked=True,
+    )  # fmt: skip
+    assert [c.name for c in checks if c.state is CheckState.FAILED] == ["nbf"]
