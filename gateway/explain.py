@@ -63,6 +63,7 @@ async def explain(config: Config, request: ExplainRequest) -> list[str]:
         raw_target=request.target,
         authorization=token.authorization,
         content_length=_content_length(request.headers),
+        host=next((v for k, v in request.headers if k.lower() == "host"), None),
     )
     decision = await decider.decide(facts, trace=True)
     lines = [f"request: {request.method} {shown_target(request.target)}"]

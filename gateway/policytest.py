@@ -72,6 +72,7 @@ async def run_cases(config: Config, cases: PolicyFile, *, now: float) -> list[Ca
             raw_target=case.path,
             authorization=authorization,
             content_length=_content_length(case.headers),
+            host=next((v for k, v in case.headers if k.lower() == "host"), None),
         )
         decision = await decider.decide(facts)
         results.append(CaseResult(case, decision, _failures(case, decision)))
