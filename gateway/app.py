@@ -59,6 +59,8 @@ def server_settings(limits: LimitsConfig) -> dict[str, object]:
         # A refused request's unread body is not drained (aiohttp would read and discard it for
         # up to 10 s): the connection is closed instead.
         "lingering_time": 0,
+        # Request bodies move in pieces of up to this size (flow control bounds the memory).
+        "read_bufsize": 256 * 1024,
     }
 
 

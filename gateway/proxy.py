@@ -24,7 +24,9 @@ from gateway.paths import CanonicalTarget
 
 __all__ = ["BodyTooLarge", "ProxyOutcome", "UpstreamClient", "UpstreamFailure", "upstream_url"]
 
-_CHUNK = 64 * 1024
+# The client's read buffer: flow control pauses the upstream socket past it, so it bounds memory
+# per stream while letting large bodies move in few, large pieces.
+_READ_BUFFER = 256 * 1024
 # Responses up to this size (with a Content-Length) are read whole and sent in one write.
 _BUFFERED_MAX = 64 * 1024
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -110,6 +112,7 @@ class UpstreamClient:
             skip_auto_headers=_NO_AUTO_HEADERS,
             trust_env=False,
             timeout=aiohttp.ClientTimeout(total=None),
+            read_bufsize=_READ_BUFFER,
         )
 
     async def close(self) -> None:
@@ -197,7 +200,7 @@ class _ByteCounter:
         self._limit = limit
 
     async def count(self, reader: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-        async for chunk in reader.iter_chunked(_CHUNK):
+        async for chunk in reader.iter_any():
             self.total += len(chunk)
             if self._limit is not None and self.total > self._limit:
                 raise BodyTooLarge
@@ -224,7 +227,8 @@ async def _relay(
 ) -> tuple[int, bool]:
     sent = 0
     try:
-        async for chunk in source.content.iter_chunked(_CHUNK):
+        # Whatever has arrived, up to the read buffer: fewer, larger writes than fixed chunks.
+        async for chunk in source.content.iter_any():
             await sink.write(chunk)
             sent += len(chunk)
         await sink.write_eof()
