@@ -299,7 +299,11 @@ def measure_target(
     upload_port: int | None = None,
 ) -> list[Result]:
     results = []
+    if args.targets and target not in args.targets.split(","):
+        return results
     for case in CASES:
+        if args.cases and case.name not in args.cases.split(","):
+            continue
         case_port = upload_port if upload_port and case.method == "POST" else port
         url = f"http://127.0.0.1:{case_port}{case.path}"
         token = tokens.get(case.token, "")
@@ -344,6 +348,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--cases", help="comma-separated case names to run (default: all)")
+    parser.add_argument("--targets", help="comma-separated targets to run (default: all)")
     parser.add_argument("--soak", type=float, metavar="SECONDS",
                         help="instead: RS256 load for SECONDS, RSS sampled")  # fmt: skip
     parser.add_argument("--scaling", action="store_true",
