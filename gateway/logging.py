@@ -135,25 +135,29 @@ def get_logger(**bound: Any) -> Any:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccessEntry:
-    """What happened to one request, gathered while it was handled."""
+    """What happened to one request, gathered while it was handled.
+
+    The defaults describe a request refused before routing (a parser error, a redirect), so
+    those callers name only what they know.
+    """
 
     started: datetime
-    duration_ns: int
     request_id: str
     client_ip: str | None
-    method: str | None
-    path: str | None
-    route: str | None
     status: int
-    upstream: str | None
-    upstream_duration_ns: int | None
-    request_bytes: int
-    response_bytes: int
-    user_agent: str | None
-    user_id: str | None
-    client_id: str | None
-    auth_result: str
-    auth_reason: str | None
+    duration_ns: int = 0
+    method: str | None = None
+    path: str | None = None
+    route: str | None = None
+    upstream: str | None = None
+    upstream_duration_ns: int | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+    user_agent: str | None = None
+    user_id: str | None = None
+    client_id: str | None = None
+    auth_result: str = "denied"
+    auth_reason: str | None = None
 
 
 def access_record(entry: AccessEntry) -> dict[str, Any]:

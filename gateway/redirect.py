@@ -52,17 +52,8 @@ def redirect_app(https_port: int) -> web.Application:
             request_id=rid,
             client_ip=request.remote,
             method=request.method,
-            path=None,
-            route=None,
             status=response.status,
-            upstream=None,
-            upstream_duration_ns=None,
-            request_bytes=0,
-            response_bytes=0,
             user_agent=request.headers.get("User-Agent"),
-            user_id=None,
-            client_id=None,
-            auth_result="denied",
             auth_reason="https_required" if location else "bad_host",
         )
         _log.info("access", **access_record(entry))

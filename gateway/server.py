@@ -68,21 +68,10 @@ class _GatewayProtocol(RequestHandler):
             )
         entry = AccessEntry(
             started=datetime.now(UTC),
-            duration_ns=0,
             request_id=rid,
             client_ip=request.remote,
-            method=None,
-            path=None,
-            route=None,
             status=status,
-            upstream=None,
-            upstream_duration_ns=None,
-            request_bytes=0,
             response_bytes=len(response.body or b""),  # type: ignore[arg-type]
-            user_agent=None,
-            user_id=None,
-            client_id=None,
-            auth_result="denied",
             auth_reason=refusal.reason,
         )
         _log.info("access", **access_record(entry))
