@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway import keytools
+from gateway.tools import keygen as keytools
 
 HERE = Path(__file__).resolve().parent
 LARGE_BYTES = 1024 * 1024

@@ -1,5 +1,5 @@
 """The `gateway` command: run | check | explain | test | routes explain/diff | keys generate |
-token | demo (the rollout commands are registered from `gateway.rollout_cli`).
+token | demo (the rollout commands are registered from `gateway.tools.rollout_cli`).
 
 Exit codes: 0 success, 1 a problem the user can fix (reported in one line each, never a
 traceback), 2 a usage error (argparse's own).
@@ -16,16 +16,18 @@ from pathlib import Path
 
 import jwt
 
-from gateway import __version__, keytools, rollout_cli
-from gateway.cli_support import UserError, add_config_option, load_config
+from gateway import __version__
 from gateway.config import AuthMode, ConfigError, load
-from gateway.durations import parse_duration
-from gateway.lint import lint
-from gateway.logging import configure
-from gateway.paths import TargetError, canonicalize
-from gateway.process import LOOPS, run_gateway
-from gateway.proxy import upstream_url
-from gateway.routes import Match, RouteTable
+from gateway.config.units import parse_duration
+from gateway.core.routes import Match, RouteTable
+from gateway.core.target import TargetError, canonicalize
+from gateway.server.logs import configure
+from gateway.server.process import LOOPS, run_gateway
+from gateway.server.upstream import upstream_url
+from gateway.tools import keygen as keytools
+from gateway.tools import rollout_cli
+from gateway.tools.cli_support import UserError, add_config_option, load_config
+from gateway.tools.lint import lint
 
 __all__ = ["main"]
 
@@ -232,6 +234,6 @@ def _claim(item: str) -> tuple[str, object]:
 
 def _demo(args: argparse.Namespace) -> int:
     configure("info")
-    from gateway.demo import run_demo
+    from gateway.tools.demo import run_demo
 
     return asyncio.run(run_demo(once=args.once))

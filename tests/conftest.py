@@ -13,10 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from gateway.app import create_app
 from gateway.config import Config, load
-from gateway.logging import configure
-from gateway.server import GatewayRunner
+from gateway.server.app import create_app
+from gateway.server.logs import configure
+from gateway.server.protocol import GatewayRunner
 from tests.support import (
     DEFAULT_GATEWAY,
     DEFAULT_ROUTES,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519 as _ed25519
 from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
 from multidict import CIMultiDictProxy
 
-from gateway.auth.keys import public_jwk
+from gateway.core.keys import public_jwk
 
 ISSUER = "https://auth.example.test"
 AUDIENCE = "example-api"

@@ -11,7 +11,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from gateway.config._reader import Reader
 from gateway.config.models import (
     AdminConfig,
     AuthMode,
@@ -32,6 +31,7 @@ from gateway.config.models import (
     TokensConfig,
     Upstream,
 )
+from gateway.config.reader import Reader
 
 __all__ = [
     "AdminConfig",

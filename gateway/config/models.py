@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yarl
 
-from gateway.auth.keys import KeySet
+from gateway.core.keys import KeySet
 
 __all__ = [
     "AdminConfig",

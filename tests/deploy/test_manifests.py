@@ -15,7 +15,7 @@ import yaml
 
 from gateway.cli import main
 from gateway.config import Config, ConfigError, load
-from gateway.durations import parse_duration
+from gateway.config.units import parse_duration
 from tests.deploy.test_dockerfile import (
     CONFIG_DIR,
     exec_form,

@@ -22,9 +22,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import load
+from gateway.server.app import create_app
 from tests.conftest import GatewayTestServer
 from tests.functional.gateway_process import running_gateway, wait_for_status
 from tests.support import (

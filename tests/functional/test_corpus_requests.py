@@ -30,7 +30,7 @@ from jwt.algorithms import get_default_algorithms
 from multidict import CIMultiDict, CIMultiDictProxy
 from pytest_aiohttp import AiohttpServer
 
-from gateway.auth.keys import public_jwk
+from gateway.core.keys import public_jwk
 from tests.conftest import GatewayFactory, LogCapture
 from tests.raw import Answer, http_request, read_chunked, send_raw
 from tests.support import (

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from gateway.auth.keys import public_jwk
 from gateway.cli import main
 from gateway.config import Config, load
-from gateway.explain import ExplainRequest, explain
-from gateway.keytools import SigningKey, mint
-from gateway.throwaway import ThrowawayKeys
+from gateway.core.keys import public_jwk
+from gateway.tools.explain import ExplainRequest, explain
+from gateway.tools.keygen import SigningKey, mint
+from gateway.tools.throwaway_keys import ThrowawayKeys
 from tests.conftest import GatewayFactory, LogCapture
 from tests.support import ENVIRON, TokenFactory
 

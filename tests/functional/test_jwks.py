@@ -18,10 +18,10 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from gateway.app import DOOR, METRICS, create_admin_app, create_app
-from gateway.auth.jwks import discovery_url
-from gateway.auth.keys import public_jwk
 from gateway.config import load
+from gateway.core.keys import public_jwk
+from gateway.jwks.remote import discovery_url
+from gateway.server.app import DOOR, METRICS, create_admin_app, create_app
 from tests.conftest import GatewayTestServer, LogCapture
 from tests.functional.test_metrics import sample
 from tests.support import DEFAULT_ROUTES, ENVIRON, RecordingUpstream, TestKeys, write_config

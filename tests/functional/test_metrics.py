@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway import __version__
-from gateway.app import DOOR, METRICS, RELOADER, create_admin_app, create_app
 from gateway.config import load
-from gateway.metrics import Metrics
+from gateway.server.app import DOOR, METRICS, RELOADER, create_admin_app, create_app
+from gateway.server.metrics import Metrics
 from tests.conftest import GatewayFactory, GatewayTestServer
 from tests.support import DEFAULT_ROUTES, ENVIRON, TestKeys, TokenFactory, write_config
 

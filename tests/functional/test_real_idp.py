@@ -21,8 +21,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from gateway.app import create_app
 from gateway.config import load
+from gateway.server.app import create_app
 from tests.conftest import GatewayTestServer
 from tests.support import DEFAULT_ROUTES, ENVIRON, RecordingUpstream, TestKeys, write_config
 

@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from gateway.app import DOOR, METRICS, RELOADER, create_app
 from gateway.config import load
+from gateway.server.app import DOOR, METRICS, RELOADER, create_app
 from tests.conftest import GatewayTestServer, LogCapture
 from tests.support import (
     DEFAULT_ROUTES,

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import METRICS
-from gateway.metrics import Metrics
+from gateway.server.app import METRICS
+from gateway.server.metrics import Metrics
 from tests.conftest import GatewayFactory, LogCapture
 from tests.support import RecordingUpstream, TokenFactory
 

@@ -13,9 +13,9 @@ import pytest
 import trustme
 from pytest_aiohttp import AiohttpServer
 
-from gateway.app import GatewayServer
 from gateway.config import ConfigError, load
-from gateway.tls import server_context
+from gateway.config.tls import server_context
+from gateway.server.app import GatewayServer
 from tests.conftest import LogCapture
 from tests.support import ENVIRON, RecordingUpstream, TestKeys, TokenFactory, write_config
 

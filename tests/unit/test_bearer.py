@@ -1,11 +1,11 @@
-"""Pure tests of `gateway.auth.bearer`: one bearer token in one Authorization header."""
+"""Pure tests of `gateway.core.bearer`: one bearer token in one Authorization header."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.auth.bearer import extract_bearer, query_has_access_token
-from gateway.auth.errors import MalformedCredentials, MissingCredentials
+from gateway.core.bearer import extract_bearer, query_has_access_token
+from gateway.core.errors import MalformedCredentials, MissingCredentials
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 

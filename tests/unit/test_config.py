@@ -12,7 +12,6 @@ import yarl
 from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import RSAAlgorithm
 
-from gateway.auth.keys import public_jwk
 from gateway.cli import main
 from gateway.config import (
     AuthMode,
@@ -24,6 +23,7 @@ from gateway.config import (
     load,
     load_routes,
 )
+from gateway.core.keys import public_jwk
 from tests.support import ENVIRON, TestKeys, write_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.auth.authenticator import Authenticator
 from gateway.config import Config
-from gateway.decision import AuthResult, Decider, RequestFacts, StepName, StepOutcome
-from gateway.routes import RouteTable
+from gateway.core.authenticator import Authenticator
+from gateway.core.decision import AuthResult, Decider, RequestFacts, StepName, StepOutcome
+from gateway.core.routes import RouteTable
 from tests.support import TokenFactory
 
 ROUTES = """\

@@ -1,4 +1,4 @@
-"""Pure tests of `gateway.durations` and `gateway._interpolate`: the config's small grammars."""
+"""Pure tests of `gateway.config.units` and `gateway.config.interpolate`: small grammars."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from gateway._interpolate import MalformedReference, MissingVariable, interpolate
-from gateway.durations import format_duration, parse_duration
+from gateway.config.interpolate import MalformedReference, MissingVariable, interpolate
+from gateway.config.units import format_duration, parse_duration
 
 DURATIONS = [
     pytest.param("500ms", 0.5, id="ms"),

@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import get_default_algorithms
 
-from gateway.auth.authenticator import Authenticator
-from gateway.auth.bearer import extract_bearer
-from gateway.auth.errors import AuthError, MalformedCredentials, MissingCredentials
 from gateway.config import AuthMode, Route, Upstream, load
-from gateway.paths import TargetError, canonicalize
-from gateway.proxy import upstream_url
-from gateway.routes import RouteTable
+from gateway.core.authenticator import Authenticator
+from gateway.core.bearer import extract_bearer
+from gateway.core.errors import AuthError, MalformedCredentials, MissingCredentials
+from gateway.core.routes import RouteTable
+from gateway.core.target import TargetError, canonicalize
+from gateway.server.upstream import upstream_url
 from tests.support import (
     AUDIENCE,
     DEV_ISSUER,

@@ -1,4 +1,4 @@
-"""Pure tests of `gateway.headers`: what the upstream and the client get to see."""
+"""Pure tests of `gateway.core.headers`: what the upstream and the client get to see."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import re
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.auth.tokens import Claims
 from gateway.config import IssuerConfig
-from gateway.headers import ForwardingContext, request_id, response_headers, upstream_headers
+from gateway.core.headers import ForwardingContext, request_id, response_headers, upstream_headers
+from gateway.core.tokens import Claims
 
 ISSUER = IssuerConfig(
     name="local", issuer="https://auth.example.test", algorithms=frozenset({"RS256"})

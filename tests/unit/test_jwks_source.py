@@ -15,9 +15,9 @@ import pytest
 import yarl
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.auth.jwks import FetchError, FetchResult, RemoteKeySource
-from gateway.auth.keys import public_jwk
 from gateway.config import ConfigError, IssuerConfig, JwksSettings, load
+from gateway.core.keys import public_jwk
+from gateway.jwks.remote import FetchError, FetchResult, RemoteKeySource
 from tests.support import DEFAULT_ROUTES, ENVIRON, TestKeys, write_config
 
 ISSUER = IssuerConfig(

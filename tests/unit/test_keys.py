@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.utils import base64url_decode
 
-from gateway.auth.keys import (
+from gateway.core.keys import (
     HMAC_ALGORITHMS,
     SUPPORTED_ALGORITHMS,
     KeyLoadError,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import LintCode, load_routes
-from gateway.lint import lint
+from gateway.tools.lint import lint
 
 HEAD = """\
 upstreams:

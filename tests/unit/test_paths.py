@@ -1,4 +1,4 @@
-"""Pure tests of `gateway.paths`: the one canonical form of a request target."""
+"""Pure tests of `gateway.core.target`: the one canonical form of a request target."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway.paths import (
+from gateway.core.target import (
     CanonicalTarget,
     TargetError,
     TargetProblem,

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import ScopeMode, ScopeRule, load_routes
-from gateway.routediff import Direction, _implies, diff_routes
+from gateway.tools.routes_diff import Direction, _implies, diff_routes
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "routes.yaml"
 HEAD = """\

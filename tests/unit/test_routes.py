@@ -1,4 +1,4 @@
-"""Pure tests of `gateway.routes`: the most specific path wins, then the method."""
+"""Pure tests of `gateway.core.routes`: the most specific path wins, then the method."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import yarl
 
 from gateway.config import Route, RoutesConfig, Upstream
-from gateway.routes import Match, RouteMatch, RouteTable
+from gateway.core.routes import Match, RouteMatch, RouteTable
 
 ORDERS_READ = Route(path="/orders", upstream="orders", methods=frozenset({"GET", "HEAD"}))
 ORDERS_WRITE = Route(

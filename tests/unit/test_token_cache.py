@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.auth import tokens as token_module
-from gateway.auth.authenticator import Authenticator
-from gateway.auth.cache import CachedToken, VerifiedTokenCache
-from gateway.auth.errors import InvalidToken
-from gateway.auth.keys import KeySet
 from gateway.config import Config, Route, load
+from gateway.core import tokens as token_module
+from gateway.core.authenticator import Authenticator
+from gateway.core.cache import CachedToken, VerifiedTokenCache
+from gateway.core.errors import InvalidToken
+from gateway.core.keys import KeySet
 from tests.support import ENVIRON, TestKeys, TokenFactory, write_config
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from gateway.auth.tokens import UnverifiedToken
 from gateway.config import IssuerConfig, Route, TokensConfig
-from gateway.tokencheck import CheckState, describe_time, token_checks
+from gateway.core.tokens import UnverifiedToken
+from gateway.tools.token_report import CheckState, describe_time, token_checks
 
 NOW = 1_700_000_000.0
 ISSUER = IssuerConfig(

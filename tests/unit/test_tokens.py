@@ -1,4 +1,4 @@
-"""Pure tests of `gateway.auth.tokens`: parsing, signature checks and every claim rule."""
+"""Pure tests of `gateway.core.tokens`: parsing, signature checks and every claim rule."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from jwt.algorithms import get_default_algorithms
 
-from gateway.auth.errors import InvalidToken
-from gateway.auth.keys import KeySet, keys_from_jwks
-from gateway.auth.tokens import Claims, parse, verify
 from gateway.config import Config, IssuerConfig, TokensConfig, load
+from gateway.core.errors import InvalidToken
+from gateway.core.keys import KeySet, keys_from_jwks
+from gateway.core.tokens import Claims, parse, verify
 from tests.support import (
     AUDIENCE,
     DEV_ISSUER,

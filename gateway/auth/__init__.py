@@ -1,1 +1,0 @@
-"""Authentication: bearer extraction, keys, token verification, the authenticator."""

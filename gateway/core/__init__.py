@@ -1,0 +1,1 @@
+"""pure decision code."""

@@ -1,0 +1,115 @@
+"""The door's token check: from a route and the request's credentials to `Claims` or a refusal.
+
+This is the one place that joins the pure parts (bearer extraction, token verification, scope
+rules) with key sources, which may do I/O (a remote JWKS fetch). The decision order is the
+spec's: credentials present and well-formed, token valid, then scopes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from gateway.config import AuthMode, IssuerConfig, Route, TokensConfig
+from gateway.core import tokens
+from gateway.core.bearer import extract_bearer, query_has_access_token
+from gateway.core.cache import CachedToken, VerifiedTokenCache, token_digest
+from gateway.core.errors import InsufficientScope, InvalidToken, KeysUnavailable
+from gateway.core.keys import KeySet
+from gateway.core.tokens import Claims
+
+__all__ = ["Authenticator", "KeySource", "StaticKeySource"]
+
+
+class KeySource(Protocol):
+    """Where an issuer's keys come from."""
+
+    async def key_set(self, kid: str | None) -> KeySet | None:
+        """The current keys for a token naming ``kid``; None when none were ever available."""
+
+
+class StaticKeySource:
+    """Keys loaded from configuration (PEM files, JWKS files, an HMAC secret)."""
+
+    def __init__(self, keys: KeySet) -> None:
+        self._keys = keys
+
+    async def key_set(self, kid: str | None) -> KeySet:
+        """Always the configured keys."""
+        return self._keys
+
+
+class Authenticator:
+    """Decides whether a request's credentials satisfy a route."""
+
+    def __init__(
+        self,
+        issuers: Sequence[IssuerConfig],
+        tokens_config: TokensConfig,
+        *,
+        key_sources: Mapping[str, KeySource] | None = None,
+        clock: Callable[[], float] = time.time,
+        cache_size: int = 10_000,
+    ) -> None:
+        self._by_issuer = {issuer.issuer: issuer for issuer in issuers}
+        sources = dict(key_sources or {})
+        self._sources: dict[str, KeySource] = {
+            issuer.name: sources.get(issuer.name) or StaticKeySource(issuer.keys)
+            for issuer in issuers
+        }
+        self._tokens = tokens_config
+        self._clock = clock
+        self._cache = VerifiedTokenCache(cache_size)
+
+    async def authenticate(
+        self, route: Route, authorization: Sequence[str], raw_query: str | None
+    ) -> Claims | None:
+        """Return the verified claims, None for a public route, or raise an `AuthError`."""
+        if route.auth is AuthMode.NONE:
+            return None
+        token = extract_bearer(authorization, token_in_query=query_has_access_token(raw_query))
+        claims = await self.verify_token(token, route)
+        if not route.scopes.satisfied_by(claims.scopes):
+            raise InsufficientScope(route.scopes, claims.subject, claims.client_id)
+        return claims
+
+    async def verify_token(self, token: str, route: Route | None = None) -> Claims:
+        """Verify a token against the configured issuers (and the route's issuer restriction).
+
+        A token verified before is answered from the cache while its validity window and its
+        issuer's key set are unchanged; everything else is checked in full.
+        """
+        digest = token_digest(token)
+        cached = self._cache.get(digest)
+        if cached is not None:
+            _check_route_issuer(cached.claims.issuer, route)
+            source = self._sources[cached.claims.issuer.name]
+            if cached.usable(self._clock(), await source.key_set(cached.kid)):
+                return cached.claims
+            self._cache.discard(digest)
+        unverified = tokens.parse(token)
+        issuer_id = unverified.issuer
+        issuer = self._by_issuer.get(issuer_id) if isinstance(issuer_id, str) else None
+        if issuer is None:
+            raise InvalidToken("unknown_issuer")
+        _check_route_issuer(issuer, route)
+        kid = unverified.kid if isinstance(unverified.kid, str) else None
+        keys = await self._sources[issuer.name].key_set(kid)
+        if keys is None:
+            raise KeysUnavailable(retry_after=5)
+        claims = tokens.verify(unverified, issuer, keys, self._tokens, self._clock())
+        self._cache.put(digest, _cache_entry(claims, kid, keys, self._tokens.leeway))
+        return claims
+
+
+def _check_route_issuer(issuer: IssuerConfig, route: Route | None) -> None:
+    if route is not None and route.issuers is not None and issuer.name not in route.issuers:
+        raise InvalidToken("issuer_not_allowed")
+
+
+def _cache_entry(claims: Claims, kid: str | None, keys: KeySet, leeway: float) -> CachedToken:
+    starts = [claims.payload[name] for name in ("nbf", "iat") if name in claims.payload]
+    # verify() has checked that these are finite JSON numbers.
+    valid_from = max((float(value) for value in starts), default=float("-inf")) - leeway
+    return CachedToken(claims, kid, keys, valid_from, claims.expires_at + leeway)

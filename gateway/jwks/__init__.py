@@ -1,0 +1,1 @@
+"""remote key sets."""

@@ -1,0 +1,157 @@
+"""Per-request bookkeeping and the access-log middleware: one JSON line per request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from gateway.core.decision import AuthResult, Decision
+from gateway.core.headers import request_id
+from gateway.core.refusals import Refusal, render
+from gateway.server.logs import AccessEntry, access_record, get_logger
+from gateway.server.metrics import Metrics, status_class
+from gateway.server.upstream import ProxyOutcome
+
+__all__ = ["ACCESS", "RequestRecord", "access_log_middleware"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_log = get_logger()
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_NOT_ORIGIN_FORM = Refusal(
+    400, "bad_request", "The request target is not acceptable", "not_origin_form"
+)
+_internal_error = Refusal(
+    500, "internal_error", "The gateway failed to handle this request", "error"
+)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What happened to one request so far; the door fills it in, the middleware logs it."""
+
+    request_id: str
+    path: str | None = None
+    route: str | None = None
+    upstream: str | None = None
+    upstream_ns: int | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+    upstream_failure: str | None = None  # "timeout", "tls" or "unreachable"
+    auth_result: str = "denied"
+    auth_reason: str | None = None
+    user_id: str | None = None
+    client_id: str | None = None
+
+    def refuse(self, refusal: Refusal, *, keep_auth: bool = False) -> web.Response:
+        """Render a refusal, and note it (``keep_auth`` for failures after the door let it in)."""
+        if not keep_auth:
+            self.auth_result = "denied"
+            self.auth_reason = refusal.reason
+        response = render(refusal, self.request_id)
+        self.response_bytes = len(response.body or b"")  # type: ignore[arg-type]
+        return response
+
+    def note(self, decision: Decision) -> None:
+        """Write down what the door decided (before the refusal or the proxying)."""
+        if decision.target is not None:
+            self.path = decision.target.path
+        if decision.route is not None:
+            self.route = decision.route.path
+        if decision.upstream is not None:
+            self.upstream = decision.upstream.name
+        if decision.claims is not None:
+            self.user_id = decision.claims.subject
+            self.client_id = decision.claims.client_id
+        self.auth_result = decision.result.value
+        self.auth_reason = decision.reason
+
+    def finish_proxy(self, outcome: ProxyOutcome) -> None:
+        """Note what the upstream exchange moved."""
+        self.upstream_ns = outcome.upstream_ns
+        self.request_bytes = outcome.request_bytes
+        self.response_bytes = outcome.response_bytes
+
+
+ACCESS = web.RequestKey("access_record", RequestRecord)
+
+
+def access_log_middleware(metrics: Metrics) -> Middleware:
+    """Give each request an id and a record; once answered, log one access line and count it."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        with metrics.in_flight.track_inprogress():
+            record, response, duration_ns = await _handle(request, handler)
+        _observe(metrics, request.method, record, response.status, duration_ns)
+        return response
+
+    return middleware
+
+
+async def _handle(
+    request: web.Request, handler: Handler
+) -> tuple[RequestRecord, web.StreamResponse, int]:
+    wall_start = datetime.now(UTC)
+    started = time.perf_counter_ns()
+    record = RequestRecord(request_id=request_id(request.headers.getall("X-Request-ID", [])))
+    request[ACCESS] = record
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except web.HTTPException:
+        # aiohttp's router matches every origin-form path, so only a target that is not one
+        # (CONNECT's authority form, OPTIONS *) gets here: the same 400 as any bad target.
+        response = record.refuse(_NOT_ORIGIN_FORM)
+    except Exception:
+        _log.exception("request_failed", **{"http.request.id": record.request_id})
+        response = record.refuse(_internal_error)
+    if request.body_exists and not request.content.at_eof() and isinstance(response, web.Response):
+        # A refused request's body is never read: close rather than drain it.
+        response.force_close()
+    if "Upgrade" in request.headers and not response.prepared:
+        # aiohttp treats the connection as upgraded; nothing after it may be read as a request.
+        response.force_close()
+    duration_ns = time.perf_counter_ns() - started
+    entry = AccessEntry(
+        started=wall_start,
+        duration_ns=duration_ns,
+        request_id=record.request_id,
+        client_ip=request.remote,
+        method=request.method,
+        path=record.path,
+        route=record.route,
+        status=response.status,
+        upstream=record.upstream,
+        upstream_duration_ns=record.upstream_ns,
+        request_bytes=record.request_bytes,
+        response_bytes=record.response_bytes,
+        user_agent=request.headers.get("User-Agent"),
+        user_id=record.user_id,
+        client_id=record.client_id,
+        auth_result=record.auth_result,
+        auth_reason=record.auth_reason,
+    )
+    _log.info("access", **access_record(entry))
+    return record, response, duration_ns
+
+
+def _observe(
+    metrics: Metrics, method: str, record: RequestRecord, status: int, duration_ns: int
+) -> None:
+    route = record.route or "none"
+    label_method = method if method in _METHODS else "other"
+    metrics.requests.labels(route, label_method, status_class(status)).inc()
+    metrics.request_duration.labels(route).observe(duration_ns / 1e9)
+    if record.auth_result == AuthResult.DENIED.value and record.auth_reason is not None:
+        metrics.auth_refusals.labels(record.auth_reason).inc()
+    if record.auth_result == AuthResult.WOULD_DENY.value and record.auth_reason is not None:
+        metrics.auth_would_deny.labels(route, record.auth_reason).inc()
+    if record.upstream is not None and record.upstream_ns is not None:
+        metrics.upstream_duration.labels(record.upstream).observe(record.upstream_ns / 1e9)
+    if record.upstream is not None and record.upstream_failure is not None:
+        metrics.upstream_failures.labels(record.upstream, record.upstream_failure).inc()

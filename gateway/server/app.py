@@ -1,0 +1,307 @@
+"""Wiring: the public application, the admin application, and serving both until a signal.
+
+This is the only module that knows how the parts fit together; each part is built from the
+validated `Config` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from aiohttp import web
+
+from gateway.config import Config, LimitsConfig
+from gateway.config.tls import TlsError, client_context, load_server_chain, server_context
+from gateway.core.authenticator import Authenticator
+from gateway.core.routes import RouteTable
+from gateway.jwks.remote import RemoteKeys
+from gateway.server.access import access_log_middleware
+from gateway.server.handler import Door, Policy
+from gateway.server.logs import get_logger
+from gateway.server.metrics import CONTENT_TYPE, Metrics
+from gateway.server.protocol import MAX_CONNECTIONS, GatewayRunner, require_c_parser
+from gateway.server.redirect import redirect_app
+from gateway.server.reload import ConfigReloader
+from gateway.server.upstream import UpstreamClient
+
+__all__ = [
+    "DOOR",
+    "METRICS",
+    "RELOADER",
+    "GatewayServer",
+    "build_policy",
+    "create_admin_app",
+    "create_app",
+    "serve",
+]
+
+DOOR = web.AppKey("door", Door)
+METRICS = web.AppKey("metrics", Metrics)
+RELOADER = web.AppKey("reloader", ConfigReloader)
+_log = get_logger()
+
+
+def server_settings(limits: LimitsConfig) -> dict[str, object]:
+    """What every public connection is served with: explicit, so that no default of aiohttp's
+    decides it (its keep-alive default is an hour)."""
+    return {
+        "auto_decompress": False,  # forward request bodies byte for byte
+        "keepalive_timeout": limits.keepalive_timeout,
+        "max_line_size": limits.max_line_size,
+        "max_field_size": limits.max_field_size,
+        "max_headers": limits.max_headers,
+        # A refused request's unread body is not drained (aiohttp would read and discard it for
+        # up to 10 s): the connection is closed instead.
+        "lingering_time": 0,
+        # Request bodies move in pieces of up to this size (flow control bounds the memory).
+        "read_bufsize": 256 * 1024,
+    }
+
+
+def build_policy(
+    config: Config, remote_keys: RemoteKeys, *, clock: Callable[[], float] = time.time
+) -> Policy:
+    """Everything the door decides with, from one validated config."""
+    authenticator = Authenticator(
+        config.issuers, config.tokens, key_sources=remote_keys.sources, clock=clock
+    )
+    return Policy(
+        config=config,
+        table=RouteTable.from_config(config.routes),
+        authenticator=authenticator,
+        remote_keys=remote_keys,
+        upstream_tls=_upstream_tls(config),
+    )
+
+
+def _upstream_tls(config: Config) -> dict[str, ssl.SSLContext]:
+    contexts = {}
+    for upstream in config.routes.upstreams.values():
+        if upstream.url.scheme != "https":
+            continue
+        if not upstream.tls_verify:
+            _log.warning("upstream_tls_verify_disabled", **{"upstream.name": upstream.name})
+        contexts[upstream.name] = client_context(
+            ca=upstream.ca,
+            client_cert=upstream.client_cert,
+            client_key=upstream.client_key,
+            verify=upstream.tls_verify,
+        )
+    return contexts
+
+
+def create_app(
+    config: Config,
+    *,
+    metrics: Metrics | None = None,
+    watch: bool = False,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The public application: the door in front of every upstream.
+
+    With ``watch``, changes in the config directories are reloaded while it runs; reloads read
+    ``${VAR}`` values from ``environ`` (default: the process environment).
+    """
+    metrics = metrics or Metrics()
+    limits = config.limits
+    client = UpstreamClient(
+        pool_size=limits.upstream_pool_size,
+        pool_size_per_host=limits.upstream_pool_size_per_host,
+        connect_timeout=limits.upstream_connect_timeout,
+    )
+
+    def build(new_config: Config, remote_keys: RemoteKeys) -> Policy:
+        return build_policy(new_config, remote_keys, clock=clock)
+
+    door = Door(build(config, RemoteKeys(config.issuers, config.jwks, metrics=metrics)), client)
+    reloader = ConfigReloader(door, metrics, build, environ=environ)
+    metrics.set_config_version(config.version, time.time())
+    app = web.Application(
+        middlewares=[access_log_middleware(metrics)], handler_args=server_settings(limits)
+    )
+    app[DOOR] = door
+    app[METRICS] = metrics
+    app[MAX_CONNECTIONS] = limits.max_connections
+    app[RELOADER] = reloader
+
+    async def resources(_: web.Application) -> AsyncIterator[None]:
+        await client.start()
+        await door.policy.remote_keys.start()
+        stop_watching = asyncio.Event()
+        watcher = asyncio.create_task(reloader.watch(stop_watching)) if watch else None
+        yield
+        stop_watching.set()
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await door.policy.remote_keys.stop()
+        await client.close()
+
+    app.cleanup_ctx.append(resources)
+    if config.tls is not None and config.tls.hsts:
+        hsts = config.tls.hsts
+
+        async def add_hsts(_: web.Request, response: web.StreamResponse) -> None:
+            response.headers["Strict-Transport-Security"] = hsts
+
+        app.on_response_prepare.append(add_hsts)
+    app.router.add_route("*", "/{tail:.*}", door.handle)
+    return app
+
+
+def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> web.Application:
+    """The admin application: liveness, readiness and metrics, never on the public port."""
+    app = web.Application()
+
+    async def healthz(_: web.Request) -> web.Response:
+        # Liveness never checks dependencies: an IdP outage must not get the process killed.
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        policy = door.policy
+        keys = policy.remote_keys
+        ready = serving.is_set() and keys.ready
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "serving": serving.is_set(),
+            "config_version": policy.config.version,
+            "issuers": [dataclasses.asdict(state) for state in keys.states()],
+        }
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def metrics_handler(_: web.Request) -> web.Response:
+        response = web.Response(body=metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+class GatewayServer:
+    """The listeners of one gateway process: public (HTTP or HTTPS), plain-HTTP redirect, admin."""
+
+    def __init__(self, config: Config, *, watch: bool = True, reuse_port: bool = False) -> None:
+        require_c_parser()
+        self.config = config
+        self._reuse_port = reuse_port or None
+        self._serving = asyncio.Event()
+        tls = config.tls
+        self._ssl = server_context(tls.cert, tls.key) if tls else None
+        app = create_app(config, watch=watch)
+        self.reloader = app[RELOADER]
+        self.reloader.on_applied.append(self._reload_certificate)
+        self._public = GatewayRunner(app, access_log=None, shutdown_timeout=config.drain_timeout)
+        self._admin = web.AppRunner(
+            create_admin_app(self._serving, app[DOOR], app[METRICS]), access_log=None
+        )
+        self._redirect: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Bind every listener and mark the gateway as serving."""
+        config = self.config
+        await self._public.setup()
+        await web.TCPSite(
+            self._public,
+            config.listen.host,
+            config.listen.port,
+            ssl_context=self._ssl,
+            reuse_port=self._reuse_port,
+        ).start()
+        if config.tls is not None and config.tls.http_redirect is not None:
+            self._redirect = web.AppRunner(redirect_app(self.public_port), access_log=None)
+            await self._redirect.setup()
+            redirect = config.tls.http_redirect
+            await web.TCPSite(self._redirect, redirect.host, redirect.port).start()
+        await self._admin.setup()
+        await web.TCPSite(
+            self._admin, config.admin.host, config.admin.port, reuse_port=self._reuse_port
+        ).start()
+        self._serving.set()
+        _log.info(
+            "startup",
+            version=config.version,
+            listen=_addresses(self._public),
+            tls=self._ssl is not None,
+            http_redirect=_addresses(self._redirect) if self._redirect else None,
+            admin=_addresses(self._admin),
+            routes=len(config.routes.routes),
+            issuers=[issuer.name for issuer in config.issuers],
+        )
+
+    @property
+    def public_port(self) -> int:
+        """The bound public port (useful when the config asked for port 0)."""
+        return int(self._public.addresses[0][1])
+
+    @property
+    def redirect_port(self) -> int | None:
+        """The bound plain-HTTP redirect port, if there is one."""
+        return int(self._redirect.addresses[0][1]) if self._redirect else None
+
+    @property
+    def admin_port(self) -> int:
+        """The bound admin port."""
+        return int(self._admin.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Turn not-ready, stop accepting, let in-flight requests finish (up to the drain
+        timeout), then close."""
+        self._serving.clear()
+        _log.info("shutdown", drain_timeout_s=self.config.drain_timeout)
+        if self._redirect is not None:
+            await self._redirect.cleanup()
+        await self._public.cleanup()
+        await self._admin.cleanup()
+        _log.info("stopped")
+
+    async def _reload_certificate(self, config: Config) -> None:
+        """New handshakes get the certificate on disk; established connections keep theirs."""
+        if self._ssl is None or config.tls is None:
+            return
+        try:
+            load_server_chain(self._ssl, config.tls.cert, config.tls.key)
+        except TlsError as exc:
+            _log.error("tls_reload_failed", reason=str(exc))
+            return
+        _log.info("tls_reloaded", cert=str(config.tls.cert))
+
+
+async def serve(
+    config: Config, *, stop: asyncio.Event | None = None, reuse_port: bool = False
+) -> None:
+    """Serve until SIGTERM/SIGINT (or ``stop``), reload on SIGHUP, then drain and return."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    server = GatewayServer(config, reuse_port=reuse_port)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_hangup() -> None:
+        task = asyncio.create_task(server.reloader.reload("sighup"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    try:
+        await server.start()
+        await stop.wait()
+    finally:
+        await server.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+
+def _addresses(runner: web.AppRunner) -> list[str]:
+    return [str(address) for address in runner.addresses]

@@ -1,0 +1,64 @@
+"""The plain-HTTP listener next to HTTPS: it only ever answers with a 308 to the HTTPS URL.
+
+It never proxies anything, so a token sent over plain HTTP is never forwarded (the client should
+treat it as exposed and the redirect tells it where to go next time).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from gateway.core.headers import request_id
+from gateway.core.refusals import Refusal, render
+from gateway.server.logs import AccessEntry, access_record, get_logger
+
+__all__ = ["https_location", "redirect_app"]
+
+_log = get_logger()
+_HOST = re.compile(r"(?P<host>[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+_BAD_HOST = Refusal(400, "bad_request", "The Host header is not acceptable", "bad_host")
+
+
+def https_location(host_header: str | None, raw_target: str, https_port: int) -> str | None:
+    """The HTTPS URL for a plain-HTTP request, or None if the request cannot be redirected."""
+    if host_header is None or not raw_target.startswith("/"):
+        return None
+    match = _HOST.fullmatch(host_header)
+    if match is None:
+        return None
+    port = "" if https_port == 443 else f":{https_port}"
+    return f"https://{match.group('host')}{port}{raw_target}"
+
+
+def redirect_app(https_port: int) -> web.Application:
+    """An application that answers every request with a 308 to HTTPS (or a 400)."""
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter_ns()
+        rid = request_id(request.headers.getall("X-Request-ID", []))
+        location = https_location(request.headers.get("Host"), request.raw_path, https_port)
+        if location is None:
+            response: web.StreamResponse = render(_BAD_HOST, rid)
+        else:
+            response = web.Response(status=308, headers={"Location": location})
+        response.force_close()
+        entry = AccessEntry(
+            started=datetime.now(UTC),
+            duration_ns=time.perf_counter_ns() - started,
+            request_id=rid,
+            client_ip=request.remote,
+            method=request.method,
+            status=response.status,
+            user_agent=request.headers.get("User-Agent"),
+            auth_reason="https_required" if location else "bad_host",
+        )
+        _log.info("access", **access_record(entry))
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", redirect)
+    return app

@@ -1,0 +1,189 @@
+"""`gateway test`: run a policy-test file's cases through the real decision code, offline.
+
+The issuers' private keys are never at hand, so for the run every issuer is given a throwaway
+key (made in memory, per issuer and key family) next to its configured keys, and the tokens the
+cases describe are signed with it; remote issuers are checked against the throwaway key only.
+Everything else (routes, methods, issuer choice, alg allowlists, times, audiences, types,
+scopes, report mode, body limits) is the configuration's, decided by `Decider.decide`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from gateway.config import Config, IssuerConfig
+from gateway.config.units import parse_duration
+from gateway.core.decision import Decider, Decision, RequestFacts
+from gateway.core.keys import KeySet
+from gateway.server.upstream import upstream_url
+from gateway.tools.explain import shown_target
+from gateway.tools.policy_cases import Case, PolicyFile
+from gateway.tools.throwaway_keys import ThrowawayKeys
+
+__all__ = ["CaseResult", "run_cases"]
+
+_ALG_PREFERENCE = ("RS256", "ES256", "EdDSA", "PS256", "ES384", "ES512", "RS384", "RS512",
+                   "PS384", "PS512", "HS256", "HS384", "HS512")  # fmt: skip
+_DEFAULT_TTL = 300
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    """How one case fared: ``failures`` is empty when it passed."""
+
+    case: Case
+    decision: Decision | None
+    failures: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every expectation held."""
+        return not self.failures
+
+    def line(self, file: str) -> str:
+        """One line for the report (never the token)."""
+        verdict = "PASS" if self.passed else "FAIL"
+        target = f"{self.case.method} {shown_target(self.case.path)}"
+        head = f"{verdict} {file}:{self.case.line}: {self.case.name} ({target})"
+        if self.passed:
+            return f"{head}: {_summary(self.decision)}"
+        return f"{head}: {'; '.join(self.failures)}"
+
+
+async def run_cases(config: Config, cases: PolicyFile, *, now: float) -> list[CaseResult]:
+    """Decide every case with the real decision code under ``config``."""
+    stand_ins = {issuer.name: _stand_in(issuer) for issuer in config.issuers}
+    issuers = [issuer for issuer, _ in stand_ins.values()]
+    decider = Decider.offline(config, clock=lambda: now, issuers=issuers)
+    results = []
+    for case in cases.cases:
+        try:
+            authorization = _authorization(case, cases, config, stand_ins, now)
+        except ValueError as exc:
+            results.append(CaseResult(case, None, (str(exc),)))
+            continue
+        facts = RequestFacts(
+            method=case.method,
+            raw_target=case.path,
+            authorization=authorization,
+            content_length=_content_length(case.headers),
+            host=next((v for k, v in case.headers if k.lower() == "host"), None),
+        )
+        decision = await decider.decide(facts)
+        results.append(CaseResult(case, decision, _failures(case, decision)))
+    return results
+
+
+def _stand_in(issuer: IssuerConfig) -> tuple[IssuerConfig, ThrowawayKeys]:
+    throwaway = ThrowawayKeys.generate(issuer.algorithms)
+    keys = KeySet(
+        keys=(*issuer.keys.keys, *throwaway.keys.keys),
+        ambiguous_kids=issuer.keys.ambiguous_kids,
+    )
+    local = dataclasses.replace(issuer, keys=keys, jwks_uri=None, discovery=False)
+    return local, throwaway
+
+
+def _authorization(
+    case: Case,
+    cases: PolicyFile,
+    config: Config,
+    stand_ins: Mapping[str, tuple[IssuerConfig, ThrowawayKeys]],
+    now: float,
+) -> tuple[str, ...]:
+    given = tuple(value for name, value in case.headers if name.lower() == "authorization")
+    if given:
+        return given
+    if case.token is not None:
+        return (f"Bearer {case.token}",)
+    if case.claims is None:
+        return ()
+    name = case.issuer or cases.issuer or (config.issuers[0].name if config.issuers else None)
+    if name is None or name not in stand_ins:
+        raise ValueError(f"issuer '{name}' is not configured")
+    issuer, throwaway = stand_ins[name]
+    claims = _claims(issuer, {**cases.claims, **case.claims}, now)
+    alg = next((a for a in _ALG_PREFERENCE if a in throwaway.signers), None)
+    if alg is None:
+        raise ValueError(f"issuer '{name}' allows no algorithm tokens can be signed with")
+    signer = throwaway.signers[alg]
+    headers = {"typ": issuer.require_typ} if issuer.require_typ else None
+    return (f"Bearer {jwt.encode(claims, signer.key, algorithm=alg, headers=headers)}",)
+
+
+def _claims(issuer: IssuerConfig, given: Mapping[str, Any], now: float) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "iss": issuer.issuer,
+        "sub": "policy-test",
+        "iat": int(now),
+        "exp": int(now) + _DEFAULT_TTL,
+    }
+    if issuer.audiences:
+        claims["aud"] = issuer.audiences[0]
+    for name, value in given.items():
+        if value is None:
+            claims.pop(name, None)
+        elif name in {"exp", "nbf", "iat"} and isinstance(value, str):
+            claims[name] = _relative_time(name, value, now)
+        else:
+            claims[name] = value
+    return claims
+
+
+def _relative_time(name: str, value: str, now: float) -> int:
+    text = value.strip()
+    if text == "now":
+        return int(now)
+    sign = {"+": 1, "-": -1}.get(text[:1])
+    if sign is None:
+        raise ValueError(f"claim {name}: write a number, 'now', '+15m' or '-1h', not {value!r}")
+    return int(now + sign * parse_duration(text[1:]))
+
+
+def _content_length(headers: tuple[tuple[str, str], ...]) -> int | None:
+    values = [value.strip() for name, value in headers if name.lower() == "content-length"]
+    return int(values[0]) if values and values[0].isdigit() else None
+
+
+def _failures(case: Case, decision: Decision) -> tuple[str, ...]:
+    expect = case.expect
+    failures = []
+    if decision.status != expect.status:
+        failures.append(f"expected status {expect.status}, got {_summary(decision)}")
+    if expect.check_reason and decision.reason != expect.reason:
+        failures.append(f"expected reason {expect.reason}, got {decision.reason}")
+    if expect.result is not None and decision.result is not expect.result:
+        failures.append(f"expected result {expect.result.value}, got {decision.result.value}")
+    upstream = decision.upstream.name if decision.upstream and decision.forwarded else None
+    if expect.upstream is not None and upstream != expect.upstream:
+        failures.append(f"expected upstream {expect.upstream}, got {upstream}")
+    if expect.upstream_path is not None:
+        path = _upstream_path(decision)
+        if path != expect.upstream_path:
+            got = shown_target(path) if path is not None else None
+            failures.append(
+                f"expected upstream_path {shown_target(expect.upstream_path)}, got {got}"
+            )
+    return tuple(failures)
+
+
+def _upstream_path(decision: Decision) -> str | None:
+    if not decision.forwarded or decision.upstream is None or decision.route is None:
+        return None
+    assert decision.target is not None
+    return upstream_url(decision.upstream, decision.route, decision.target).raw_path_qs
+
+
+def _summary(decision: Decision | None) -> str:
+    if decision is None:
+        return "no decision"
+    reason = f", {decision.reason}" if decision.reason else ""
+    if decision.forwarded:
+        assert decision.upstream is not None
+        return f"200 forward to {decision.upstream.name} ({decision.result.value}{reason})"
+    return f"{decision.status} ({decision.result.value}{reason})"

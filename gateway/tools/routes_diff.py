@@ -1,0 +1,225 @@
+"""`gateway routes diff`: what a routes.yaml change does to access, per method and path.
+
+Matching depends only on which route paths are prefixes of a request path, so comparing two
+tables at finitely many probes covers every request: for each route path P in either file, P
+itself and a path below it that no route names ("P/*"), for each method either file names, the
+common methods, and one stand-in for every other method. At each probe both tables are asked
+what they would do (the real `RouteTable.match`), and the two answers are compared.
+
+A change is *loosened* when some request gets further than before: newly routed or newly
+public, scopes that more tokens satisfy, more issuers accepted, enforce to report mode, or the
+token now forwarded to the upstream. *Tightened* is the reverse. A different upstream is
+*changed*: it neither opens nor closes anything. A 404 turning into a 405 (or back) is not
+listed: both are refusals before any upstream.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway.config import AuthMode, Route, RouteMode, RoutesConfig, ScopeMode, ScopeRule
+from gateway.core.routes import Match, RouteTable
+from gateway.tools.lint import COMMON_METHODS
+
+__all__ = ["Change", "Direction", "diff_routes"]
+
+OTHER_METHODS = "other"  # never a configured method: those are upper case
+_BELOW = "\x00"  # a segment no route path can contain: "somewhere below P"
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class Direction(enum.Enum):
+    """Whether a change lets more requests through."""
+
+    LOOSENED = "loosened"
+    TIGHTENED = "tightened"
+    CHANGED = "changed"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One access change, for the methods and path (probe) it applies to."""
+
+    direction: Direction
+    methods: tuple[str, ...]
+    path: str  # "/orders" or "/orders/*" (below it)
+    what: str
+    where: str  # file:line of the route that now answers (or answered)
+
+    @property
+    def methods_shown(self) -> str:
+        """The methods, with the stand-in for unnamed ones spelt out."""
+        return ", ".join("(other methods)" if m == OTHER_METHODS else m for m in self.methods)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.direction.value}: {self.methods_shown} {self.path}: {self.what} [{self.where}]"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Access:
+    """What one table does with one (method, path)."""
+
+    status: int  # 404, 405, or 200 for routed
+    route: Route | None = None
+    destination: str = ""
+
+    @property
+    def public(self) -> bool:
+        return self.route is not None and self.route.auth is AuthMode.NONE
+
+
+def diff_routes(old: RoutesConfig, new: RoutesConfig) -> list[Change]:
+    """Every access change from ``old`` to ``new``, loosened first, then by path and method."""
+    tables = (RouteTable.from_config(old), RouteTable.from_config(new))
+    methods = _methods(old.routes, new.routes)
+    found: dict[tuple[str, str, Direction, str, str], list[str]] = {}
+    for path, shown in _probes(old.routes, new.routes):
+        for method in methods:
+            before = _access(old, tables[0], method, path)
+            after = _access(new, tables[1], method, path)
+            for direction, what in _compare(before, after):
+                where = _where(new, after) if after.route else _where(old, before)
+                found.setdefault((shown, where, direction, what, path), []).append(method)
+    merged: dict[tuple[str, Direction, str, tuple[str, ...]], list[str]] = {}
+    for (shown, where, direction, what, _), probed in found.items():
+        every = len(probed) == len(methods)
+        key = (where, direction, what, ("all methods",) if every else tuple(probed))
+        merged.setdefault(key, []).append(shown)
+    changes = [
+        Change(direction, methods_shown, _join_paths(paths), what, where)
+        for (where, direction, what, methods_shown), paths in merged.items()
+    ]
+    order = list(Direction)
+    return sorted(changes, key=lambda c: (order.index(c.direction), c.path, c.methods))
+
+
+def _join_paths(paths: list[str]) -> str:
+    """``/orders`` and ``/orders/*`` together read ``/orders and below``."""
+    remaining = set(paths)
+    shown = []
+    for path in sorted(paths):
+        if path not in remaining:
+            continue
+        remaining.discard(path)
+        below = path.rstrip("/") + "/*"
+        if not path.endswith("*") and below in remaining:
+            remaining.discard(below)
+            shown.append(f"{path} and below")
+        else:
+            shown.append(path)
+    return ", ".join(shown)
+
+
+def _methods(*tables: Iterable[Route]) -> list[str]:
+    named = {m for routes in tables for route in routes for m in (route.methods or ())}
+    extra = sorted(named - set(_METHOD_ORDER))
+    common = [m for m in _METHOD_ORDER if m in COMMON_METHODS | named]
+    return [*common, *extra, OTHER_METHODS]
+
+
+def _probes(*tables: Iterable[Route]) -> list[tuple[str, str]]:
+    paths = sorted({route.path for routes in tables for route in routes})
+    probes = []
+    for path in paths:
+        below = path.rstrip("/") + "/"
+        probes.append((path, path))
+        probes.append((below + _BELOW, below + "*"))
+    return probes
+
+
+def _access(config: RoutesConfig, table: RouteTable, method: str, path: str) -> _Access:
+    match = table.match(method, path)
+    if match.kind is Match.NONE:
+        return _Access(404)
+    if match.kind is Match.PARTIAL:
+        return _Access(405)
+    route = match.route
+    assert route is not None
+    upstream = config.upstreams[route.upstream]
+    strip = f", strip_prefix {route.path}" if route.strip_prefix else ""
+    return _Access(200, route, f"'{upstream.name}' ({upstream.url}{strip})")
+
+
+def _compare(before: _Access, after: _Access) -> list[tuple[Direction, str]]:
+    b, a = before.route, after.route
+    if b is None and a is None:
+        return []  # refused either way (404 or 405): nothing reaches an upstream
+    if b is None:
+        assert a is not None
+        opened = "newly public" if after.public else f"newly routed ({_needs(a)})"
+        return [(Direction.LOOSENED, f"{opened}; was {before.status}")]
+    if a is None:
+        return [(Direction.TIGHTENED, f"no longer routed ({after.status}); was {_needs(b)}")]
+    changes: list[tuple[Direction, str]] = []
+    if before.public != after.public:
+        if after.public:
+            changes.append((Direction.LOOSENED, f"newly public; was {_needs(b)}"))
+        else:
+            changes.append((Direction.TIGHTENED, f"newly protected: {_needs(a)}"))
+    elif not after.public:
+        changes.extend(_protected_changes(b, a))
+    if before.destination != after.destination:
+        changes.append((Direction.CHANGED, f"upstream {before.destination} -> {after.destination}"))
+    return changes
+
+
+def _protected_changes(b: Route, a: Route) -> list[tuple[Direction, str]]:
+    changes: list[tuple[Direction, str]] = []
+    if _describe(b.scopes) != _describe(a.scopes):
+        loosened = not _implies(a.scopes, b.scopes)
+        direction = Direction.LOOSENED if loosened else Direction.TIGHTENED
+        changes.append((direction, f"scopes {_describe(b.scopes)} -> {_describe(a.scopes)}"))
+    if b.issuers != a.issuers:
+        widened = b.issuers is not None and (a.issuers is None or bool(a.issuers - b.issuers))
+        direction = Direction.LOOSENED if widened else Direction.TIGHTENED
+        changes.append((direction, f"issuers {_issuers(b)} -> {_issuers(a)}"))
+    if b.mode is not a.mode:
+        loosened = a.mode is RouteMode.REPORT
+        direction = Direction.LOOSENED if loosened else Direction.TIGHTENED
+        note = " (forwards what it would refuse)" if loosened else ""
+        changes.append((direction, f"mode {b.mode.value} -> {a.mode.value}{note}"))
+    if b.forward_token != a.forward_token:
+        direction = Direction.LOOSENED if a.forward_token else Direction.TIGHTENED
+        state = "now forwarded" if a.forward_token else "no longer forwarded"
+        changes.append((direction, f"the bearer token is {state} to the upstream"))
+    return changes
+
+
+def _implies(new: ScopeRule, old: ScopeRule) -> bool:
+    """Whether every set of scopes that satisfies ``new`` also satisfies ``old``."""
+    o, n = set(old.scopes), set(new.scopes)
+    if old.mode is ScopeMode.ALL and not o:
+        return True
+    if new.mode is ScopeMode.ALL:
+        return o <= n if old.mode is ScopeMode.ALL else bool(n & o)
+    if old.mode is ScopeMode.ALL:
+        return all(o <= {scope} for scope in n)
+    return n <= o
+
+
+def _describe(rule: ScopeRule) -> str:
+    if not rule.scopes:
+        return "(any valid token)"
+    if rule.mode is ScopeMode.ANY:
+        return "any of [" + ", ".join(sorted(rule.scopes)) + "]"
+    return "[" + ", ".join(sorted(rule.scopes)) + "]"
+
+
+def _needs(route: Route) -> str:
+    if route.auth is AuthMode.NONE:
+        return "public"
+    mode = ", report mode" if route.mode is RouteMode.REPORT else ""
+    return f"token with scopes {_describe(route.scopes)}{mode}"
+
+
+def _issuers(route: Route) -> str:
+    return "(all)" if route.issuers is None else "[" + ", ".join(sorted(route.issuers)) + "]"
+
+
+def _where(config: RoutesConfig, access: _Access) -> str:
+    assert access.route is not None
+    return f"{config.file}:{access.route.line}"
