@@ -17,8 +17,9 @@ from pathlib import Path
 import jwt
 
 from gateway import __version__
-from gateway.config import AuthMode, ConfigError, load
+from gateway.config import ConfigError, load
 from gateway.config.units import parse_duration
+from gateway.core.models import AuthMode
 from gateway.core.routes import Match, RouteTable
 from gateway.core.target import TargetError, canonicalize
 from gateway.server.logs import configure

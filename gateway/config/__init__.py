@@ -13,45 +13,26 @@ from pathlib import Path
 
 from gateway.config.models import (
     AdminConfig,
-    AuthMode,
     Config,
     ConfigError,
     ConfigIssue,
-    IssuerConfig,
     JwksSettings,
     LimitsConfig,
-    LintCode,
     ListenConfig,
-    Route,
-    RouteMode,
-    RoutesConfig,
-    ScopeMode,
-    ScopeRule,
     TlsConfig,
-    TokensConfig,
-    Upstream,
 )
 from gateway.config.reader import Reader
+from gateway.core.models import RoutesConfig
 
 __all__ = [
     "AdminConfig",
-    "AuthMode",
     "Config",
     "ConfigError",
     "ConfigIssue",
-    "IssuerConfig",
     "JwksSettings",
     "LimitsConfig",
-    "LintCode",
     "ListenConfig",
-    "Route",
-    "RouteMode",
-    "RoutesConfig",
-    "ScopeMode",
-    "ScopeRule",
     "TlsConfig",
-    "TokensConfig",
-    "Upstream",
     "load",
     "load_routes",
 ]

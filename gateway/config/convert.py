@@ -9,8 +9,8 @@ from typing import Any
 
 import yarl
 
-from gateway.config.models import AuthMode, LintCode, RouteMode, ScopeMode, ScopeRule
 from gateway.core.keys import SUPPORTED_ALGORITHMS
+from gateway.core.models import AuthMode, LintCode, RouteMode, ScopeMode, ScopeRule
 from gateway.core.target import TargetError, canonicalize_path
 
 # RFC 9110 token characters, upper-case only: methods are case-sensitive.

@@ -12,12 +12,10 @@ from gateway.config import convert
 from gateway.config.models import (
     AdminConfig,
     Config,
-    IssuerConfig,
     JwksSettings,
     LimitsConfig,
     ListenConfig,
     TlsConfig,
-    TokensConfig,
 )
 from gateway.config.routes_reader import RoutesReader
 from gateway.config.tls import TlsError, server_context
@@ -34,6 +32,7 @@ from gateway.core.keys import (
     keys_from_jwks,
     keys_from_pem,
 )
+from gateway.core.models import IssuerConfig, TokensConfig
 from gateway.core.urls import https_or_loopback
 
 __all__ = ["Reader"]

@@ -6,18 +6,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.config import convert
-from gateway.config.models import (
-    AuthMode,
-    Route,
-    RouteMode,
-    RoutesConfig,
-    ScopeRule,
-    Upstream,
-)
 from gateway.config.reader_base import ReaderBase
 from gateway.config.tls import TlsError, client_context
 from gateway.config.units import parse_duration
 from gateway.config.yamlfile import YamlList, YamlMap
+from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, ScopeRule, Upstream
 
 __all__ = ["RoutesReader"]
 

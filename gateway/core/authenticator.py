@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from gateway.config import AuthMode, IssuerConfig, Route, TokensConfig
 from gateway.core import tokens
 from gateway.core.bearer import extract_bearer, query_has_access_token
 from gateway.core.cache import CachedToken, VerifiedTokenCache, token_digest
 from gateway.core.errors import InsufficientScope, InvalidToken, KeysUnavailable
 from gateway.core.keys import KeySet
+from gateway.core.models import AuthMode, IssuerConfig, Route, TokensConfig
 from gateway.core.tokens import Claims
 
 __all__ = ["Authenticator", "KeySource", "StaticKeySource"]

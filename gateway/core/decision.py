@@ -21,18 +21,11 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.config import (
-    AuthMode,
-    Config,
-    IssuerConfig,
-    Route,
-    RouteMode,
-    RoutesConfig,
-    Upstream,
-)
+from gateway.config import Config
 from gateway.core.authenticator import Authenticator, KeySource
 from gateway.core.bearer import extract_bearer, query_has_access_token
 from gateway.core.errors import AuthError, InsufficientScope
+from gateway.core.models import AuthMode, IssuerConfig, Route, RouteMode, RoutesConfig, Upstream
 from gateway.core.refusals import (
     Refusal,
     from_auth_error,

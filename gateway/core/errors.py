@@ -14,7 +14,7 @@ here: never claim or header data, so nothing the client sent is ever echoed back
 
 from __future__ import annotations
 
-from gateway.config import ScopeRule
+from gateway.core.models import ScopeRule
 
 __all__ = [
     "AuthError",

@@ -1,25 +1,31 @@
-"""Pure mapping from every door decision to its status, JSON body and challenge headers."""
+"""The refusal catalogue: every answer the gateway gives itself, as values.
+
+Each refusal is its status, its JSON ``error`` code, a fixed description (never client or claim
+data) and the access log's ``auth.reason``. Rendering one as an HTTP response is the server's
+job (`gateway.server.render`).
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-
-from aiohttp import web
 
 from gateway.core.errors import AuthError, InsufficientScope, KeysUnavailable
 from gateway.core.target import TargetError
-from gateway.server.upstream import UpstreamFailure
 
 __all__ = [
+    "BAD_HOST_REDIRECT",
+    "INTERNAL_ERROR",
+    "NOT_ORIGIN_FORM",
+    "REQUEST_TIMEOUT",
+    "UNPARSEABLE",
     "Refusal",
     "from_auth_error",
     "from_target_error",
-    "from_upstream_failure",
     "method_not_allowed",
     "not_found",
+    "parser_refusal",
     "payload_too_large",
-    "render",
+    "upstream_failed",
 ]
 
 REALM = 'Bearer realm="gateway"'
@@ -87,23 +93,28 @@ def from_auth_error(exc: AuthError) -> Refusal:
     )
 
 
-def from_upstream_failure(exc: UpstreamFailure) -> Refusal:
+def upstream_failed(*, timed_out: bool) -> Refusal:
     """502 or 504; the body never names the upstream or the library's error text."""
-    if exc.timed_out:
+    if timed_out:
         return Refusal(504, "gateway_timeout", "The upstream service did not answer in time", None)
     return Refusal(502, "bad_gateway", "The upstream service could not be reached", None)
 
 
-def render(refusal: Refusal, request_id: str) -> web.Response:
-    """The JSON response for a refusal."""
-    body = {
-        "error": refusal.error,
-        "error_description": refusal.description,
-        "request_id": request_id,
-    }
-    return web.Response(
-        status=refusal.status,
-        body=json.dumps(body).encode(),
-        content_type="application/json",
-        headers={**refusal.headers, "Cache-Control": "no-store"},
-    )
+# A target that is not origin-form (CONNECT's authority form, ``OPTIONS *``).
+NOT_ORIGIN_FORM = Refusal(
+    400, "bad_request", "The request target is not acceptable", "not_origin_form"
+)
+INTERNAL_ERROR = Refusal(
+    500, "internal_error", "The gateway failed to handle this request", "error"
+)
+# What the HTTP parser refuses before any handler runs.
+UNPARSEABLE = Refusal(400, "bad_request", "The request could not be parsed", "unparseable_request")
+REQUEST_TIMEOUT = Refusal(504, "gateway_timeout", "The request took too long to handle", None)
+# The plain-HTTP listener cannot build an HTTPS URL from the request's Host.
+BAD_HOST_REDIRECT = Refusal(400, "bad_request", "The Host header is not acceptable", "bad_host")
+
+
+def parser_refusal(status: int) -> Refusal:
+    """The refusal for a request the HTTP parser (or the server under it) gave up on."""
+    known = {400: UNPARSEABLE, 500: INTERNAL_ERROR, 504: REQUEST_TIMEOUT}
+    return known.get(status) or Refusal(status, "bad_request", "Request refused", None)

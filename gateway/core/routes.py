@@ -13,7 +13,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.config import Route, RoutesConfig
+from gateway.core.models import Route, RoutesConfig
 
 __all__ = ["NEVER_PROXIED", "Match", "RouteMatch", "RouteTable"]
 

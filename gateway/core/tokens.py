@@ -19,9 +19,9 @@ from typing import Any
 
 from jwt.algorithms import get_default_algorithms
 
-from gateway.config import IssuerConfig, TokensConfig
 from gateway.core.errors import InvalidToken
 from gateway.core.keys import KeySet
+from gateway.core.models import IssuerConfig, TokensConfig
 
 __all__ = ["Claims", "UnverifiedToken", "parse", "verify"]
 

@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 import aiohttp
 import yarl
 
-from gateway.config import IssuerConfig, JwksSettings
+from gateway.config import JwksSettings
 from gateway.core.keys import KeyLoadError, KeySet, SkippedKey, keys_from_jwks
+from gateway.core.models import IssuerConfig
 from gateway.core.urls import https_or_loopback
 from gateway.server.logs import get_logger
 from gateway.server.metrics import Metrics

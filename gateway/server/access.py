@@ -12,9 +12,10 @@ from aiohttp.typedefs import Middleware
 
 from gateway.core.decision import AuthResult, Decision
 from gateway.core.headers import request_id
-from gateway.core.refusals import Refusal, render
+from gateway.core.refusals import INTERNAL_ERROR, NOT_ORIGIN_FORM, Refusal
 from gateway.server.logs import AccessEntry, access_record, get_logger
 from gateway.server.metrics import Metrics, status_class
+from gateway.server.render import render
 from gateway.server.upstream import ProxyOutcome
 
 __all__ = ["ACCESS", "RequestRecord", "access_log_middleware"]
@@ -22,12 +23,6 @@ __all__ = ["ACCESS", "RequestRecord", "access_log_middleware"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _log = get_logger()
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_NOT_ORIGIN_FORM = Refusal(
-    400, "bad_request", "The request target is not acceptable", "not_origin_form"
-)
-_internal_error = Refusal(
-    500, "internal_error", "The gateway failed to handle this request", "error"
-)
 
 
 @dataclass(slots=True)
@@ -106,10 +101,10 @@ async def _handle(
     except web.HTTPException:
         # aiohttp's router matches every origin-form path, so only a target that is not one
         # (CONNECT's authority form, OPTIONS *) gets here: the same 400 as any bad target.
-        response = record.refuse(_NOT_ORIGIN_FORM)
+        response = record.refuse(NOT_ORIGIN_FORM)
     except Exception:
         _log.exception("request_failed", **{"http.request.id": record.request_id})
-        response = record.refuse(_internal_error)
+        response = record.refuse(INTERNAL_ERROR)
     if request.body_exists and not request.content.at_eof() and isinstance(response, web.Response):
         # A refused request's body is never read: close rather than drain it.
         response.force_close()

@@ -17,7 +17,7 @@ from gateway.config import Config
 from gateway.core.authenticator import Authenticator
 from gateway.core.decision import Decider, RequestFacts
 from gateway.core.headers import ForwardingContext, upstream_headers
-from gateway.core.refusals import from_upstream_failure, payload_too_large
+from gateway.core.refusals import payload_too_large, upstream_failed
 from gateway.core.routes import RouteTable
 from gateway.jwks.remote import RemoteKeys
 from gateway.server.access import ACCESS
@@ -106,6 +106,6 @@ class Door:
                     "http.request.id": record.request_id,
                 },
             )
-            return record.refuse(from_upstream_failure(exc), keep_auth=True)
+            return record.refuse(upstream_failed(timed_out=exc.timed_out), keep_auth=True)
         record.finish_proxy(outcome)
         return outcome.response

@@ -15,17 +15,13 @@ from aiohttp import web, web_protocol
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.core.headers import request_id
-from gateway.core.refusals import Refusal, render
+from gateway.core.refusals import parser_refusal
 from gateway.server.logs import AccessEntry, access_record, get_logger
+from gateway.server.render import render
 
 __all__ = ["MAX_CONNECTIONS", "GatewayRunner", "PurePythonParser", "require_c_parser"]
 
 _log = get_logger()
-_REFUSALS = {
-    400: Refusal(400, "bad_request", "The request could not be parsed", "unparseable_request"),
-    500: Refusal(500, "internal_error", "The gateway failed to handle this request", "error"),
-    504: Refusal(504, "gateway_timeout", "The request took too long to handle", None),
-}
 
 
 class PurePythonParser(RuntimeError):
@@ -58,7 +54,7 @@ class _GatewayProtocol(RequestHandler):
     ) -> web.StreamResponse:
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; closing the connection")
-        refusal = _REFUSALS.get(status) or Refusal(status, "bad_request", "Request refused", None)
+        refusal = parser_refusal(status)
         rid = request_id([])
         response = render(refusal, rid)
         response.force_close()

@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from gateway.core.headers import request_id
-from gateway.core.refusals import Refusal, render
+from gateway.core.refusals import BAD_HOST_REDIRECT
 from gateway.server.logs import AccessEntry, access_record, get_logger
+from gateway.server.render import render
 
 __all__ = ["https_location", "redirect_app"]
 
 _log = get_logger()
 _HOST = re.compile(r"(?P<host>[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
-_BAD_HOST = Refusal(400, "bad_request", "The Host header is not acceptable", "bad_host")
 
 
 def https_location(host_header: str | None, raw_target: str, https_port: int) -> str | None:
@@ -42,7 +42,7 @@ def redirect_app(https_port: int) -> web.Application:
         rid = request_id(request.headers.getall("X-Request-ID", []))
         location = https_location(request.headers.get("Host"), request.raw_path, https_port)
         if location is None:
-            response: web.StreamResponse = render(_BAD_HOST, rid)
+            response: web.StreamResponse = render(BAD_HOST_REDIRECT, rid)
         else:
             response = web.Response(status=308, headers={"Location": location})
         response.force_close()

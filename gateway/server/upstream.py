@@ -18,8 +18,8 @@ import yarl
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.config import Route, Upstream
 from gateway.core.headers import response_headers
+from gateway.core.models import Route, Upstream
 from gateway.core.target import CanonicalTarget
 
 __all__ = ["BodyTooLarge", "ProxyOutcome", "UpstreamClient", "UpstreamFailure", "upstream_url"]

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.config import Config, IssuerConfig, Route, RouteMode, ScopeMode
+from gateway.config import Config
 from gateway.core.authenticator import KeySource, StaticKeySource
 from gateway.core.bearer import extract_bearer
 from gateway.core.decision import Decider, Decision, RequestFacts, Step, StepName, StepOutcome
 from gateway.core.errors import AuthError
 from gateway.core.headers import ForwardingContext, upstream_headers
 from gateway.core.keys import KeySet
+from gateway.core.models import IssuerConfig, Route, RouteMode, ScopeMode
 from gateway.core.routes import RouteTable
 from gateway.core.target import TargetError, canonicalize
 from gateway.core.tokens import UnverifiedToken, parse

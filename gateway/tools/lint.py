@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.config import AuthMode, LintCode, Route, RouteMode, RoutesConfig
+from gateway.core.models import AuthMode, LintCode, Route, RouteMode, RoutesConfig
 from gateway.core.routes import Match, RouteTable
 
 __all__ = ["COMMON_METHODS", "LintWarning", "lint"]

@@ -16,10 +16,11 @@ from typing import Any
 
 import jwt
 
-from gateway.config import Config, IssuerConfig
+from gateway.config import Config
 from gateway.config.units import parse_duration
 from gateway.core.decision import Decider, Decision, RequestFacts
 from gateway.core.keys import KeySet
+from gateway.core.models import IssuerConfig
 from gateway.server.upstream import upstream_url
 from gateway.tools.explain import shown_target
 from gateway.tools.policy_cases import Case, PolicyFile

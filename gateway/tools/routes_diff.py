@@ -19,7 +19,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.config import AuthMode, Route, RouteMode, RoutesConfig, ScopeMode, ScopeRule
+from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, ScopeMode, ScopeRule
 from gateway.core.routes import Match, RouteTable
 from gateway.tools.lint import COMMON_METHODS
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.config import IssuerConfig, Route, TokensConfig
+from gateway.core.models import IssuerConfig, Route, TokensConfig
 from gateway.core.tokens import UnverifiedToken
 
 __all__ = ["Check", "CheckState", "describe_time", "token_checks"]

@@ -21,9 +21,9 @@ from cryptography.x509.oid import NameOID
 from jwt.algorithms import get_default_algorithms
 from pytest_aiohttp import AiohttpServer
 
-from gateway.config import ScopeRule
 from gateway.core.errors import InsufficientScope, InvalidToken
 from gateway.core.keys import public_jwk
+from gateway.core.models import ScopeRule
 from tests.conftest import GatewayFactory, LogCapture
 from tests.support import (
     AUDIENCE,

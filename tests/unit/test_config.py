@@ -13,17 +13,9 @@ from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import RSAAlgorithm
 
 from gateway.cli import main
-from gateway.config import (
-    AuthMode,
-    Config,
-    ConfigError,
-    ConfigIssue,
-    ScopeMode,
-    ScopeRule,
-    load,
-    load_routes,
-)
+from gateway.config import Config, ConfigError, ConfigIssue, load, load_routes
 from gateway.core.keys import public_jwk
+from gateway.core.models import AuthMode, ScopeMode, ScopeRule
 from tests.support import ENVIRON, TestKeys, write_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import get_default_algorithms
 
-from gateway.config import AuthMode, Route, Upstream, load
+from gateway.config import load
 from gateway.core.authenticator import Authenticator
 from gateway.core.bearer import extract_bearer
 from gateway.core.errors import AuthError, MalformedCredentials, MissingCredentials
+from gateway.core.models import AuthMode, Route, Upstream
 from gateway.core.routes import RouteTable
 from gateway.core.target import TargetError, canonicalize
 from gateway.server.upstream import upstream_url

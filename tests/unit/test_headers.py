@@ -7,8 +7,8 @@ import re
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.config import IssuerConfig
 from gateway.core.headers import ForwardingContext, request_id, response_headers, upstream_headers
+from gateway.core.models import IssuerConfig
 from gateway.core.tokens import Claims
 
 ISSUER = IssuerConfig(

@@ -15,8 +15,9 @@ import pytest
 import yarl
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.config import ConfigError, IssuerConfig, JwksSettings, load
+from gateway.config import ConfigError, JwksSettings, load
 from gateway.core.keys import public_jwk
+from gateway.core.models import IssuerConfig
 from gateway.jwks.remote import FetchError, FetchResult, RemoteKeySource
 from tests.support import DEFAULT_ROUTES, ENVIRON, TestKeys, write_config
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import LintCode, load_routes
+from gateway.config import load_routes
+from gateway.core.models import LintCode
 from gateway.tools.lint import lint
 
 HEAD = """\

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, LintCode, RouteMode, load_routes
+from gateway.config import ConfigError, load_routes
+from gateway.core.models import LintCode, RouteMode
 
 BASE = """\
 upstreams:

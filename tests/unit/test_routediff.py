@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import ScopeMode, ScopeRule, load_routes
+from gateway.config import load_routes
+from gateway.core.models import ScopeMode, ScopeRule
 from gateway.tools.routes_diff import Direction, _implies, diff_routes
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "routes.yaml"

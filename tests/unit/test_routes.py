@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yarl
 
-from gateway.config import Route, RoutesConfig, Upstream
+from gateway.core.models import Route, RoutesConfig, Upstream
 from gateway.core.routes import Match, RouteMatch, RouteTable
 
 ORDERS_READ = Route(path="/orders", upstream="orders", methods=frozenset({"GET", "HEAD"}))

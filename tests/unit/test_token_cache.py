@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, Route, load
+from gateway.config import Config, load
 from gateway.core import tokens as token_module
 from gateway.core.authenticator import Authenticator
 from gateway.core.cache import CachedToken, VerifiedTokenCache
 from gateway.core.errors import InvalidToken
 from gateway.core.keys import KeySet
+from gateway.core.models import Route
 from tests.support import ENVIRON, TestKeys, TokenFactory, write_config
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import IssuerConfig, Route, TokensConfig
+from gateway.core.models import IssuerConfig, Route, TokensConfig
 from gateway.core.tokens import UnverifiedToken
 from gateway.tools.token_report import CheckState, describe_time, token_checks
 

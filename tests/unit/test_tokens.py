@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from jwt.algorithms import get_default_algorithms
 
-from gateway.config import Config, IssuerConfig, TokensConfig, load
+from gateway.config import Config, load
 from gateway.core.errors import InvalidToken
 from gateway.core.keys import KeySet, keys_from_jwks
+from gateway.core.models import IssuerConfig, TokensConfig
 from gateway.core.tokens import Claims, parse, verify
 from tests.support import (
     AUDIENCE,

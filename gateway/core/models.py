@@ -1,0 +1,160 @@
+"""The frozen values every decision reads: routes, upstreams, scope rules, issuers, token rules.
+
+They are built by `gateway.config` from the YAML files (and directly by tests and tools); each
+default lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yarl
+
+from gateway.core.keys import KeySet
+
+__all__ = [
+    "AuthMode",
+    "IssuerConfig",
+    "LintCode",
+    "Route",
+    "RouteMode",
+    "RoutesConfig",
+    "ScopeMode",
+    "ScopeRule",
+    "TokensConfig",
+    "Upstream",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuerConfig:
+    """A trusted token issuer with its algorithm allowlist and its keys."""
+
+    name: str
+    issuer: str
+    algorithms: frozenset[str]
+    audiences: tuple[str, ...] = ()
+    keys: KeySet = field(default_factory=KeySet)
+    key_files: tuple[Path, ...] = ()
+    require_typ: str | None = None
+    jwks_uri: yarl.URL | None = None
+    discovery: bool = False
+    allow_insecure_http: bool = False
+
+    @property
+    def remote(self) -> bool:
+        """Whether the keys come over HTTP (a JWKS URI or OIDC discovery)."""
+        return self.jwks_uri is not None or self.discovery
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokensConfig:
+    """Rules for every token, whatever its issuer."""
+
+    leeway: float = 30.0
+    max_lifetime: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upstream:
+    """A service behind the gateway."""
+
+    name: str
+    url: yarl.URL
+    timeout: float = 30.0
+    ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    tls_verify: bool = True
+
+
+class AuthMode(enum.Enum):
+    """Whether a route needs a token."""
+
+    REQUIRED = "required"
+    NONE = "none"
+
+
+class RouteMode(enum.Enum):
+    """What a protected route does with its decision: refuse (``enforce``), or only log and
+    count what it would have refused and forward the request anyway (``report``)."""
+
+    ENFORCE = "enforce"
+    REPORT = "report"
+
+
+class LintCode(enum.Enum):
+    """The route-table warnings of `gateway check`; a route may opt out of one (``lint_ignore``)."""
+
+    REPORT_MODE = "report_mode"
+    SHADOWED = "shadowed"
+    PUBLIC_UNDER_PROTECTED = "public_under_protected"
+    PROTECTED_UNDER_PUBLIC = "protected_under_public"
+    METHOD_GAP = "method_gap"
+
+
+class ScopeMode(enum.Enum):
+    """How a route's scope list is read: all of them, or at least one."""
+
+    ALL = "all"
+    ANY = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRule:
+    """The scopes a route needs."""
+
+    mode: ScopeMode = ScopeMode.ALL
+    scopes: tuple[str, ...] = ()
+
+    def satisfied_by(self, granted: frozenset[str]) -> bool:
+        """Exact string matching: ``orders:readX`` does not satisfy ``orders:read``."""
+        if self.mode is ScopeMode.ANY:
+            return any(scope in granted for scope in self.scopes)
+        return all(scope in granted for scope in self.scopes)
+
+    def __str__(self) -> str:
+        joined = " ".join(self.scopes)
+        return f"any of: {joined}" if self.mode is ScopeMode.ANY else joined
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """One entry of the route table."""
+
+    path: str
+    upstream: str
+    methods: frozenset[str] | None = None
+    auth: AuthMode = AuthMode.REQUIRED
+    scopes: ScopeRule = ScopeRule()
+    issuers: frozenset[str] | None = None
+    strip_prefix: bool = False
+    max_body_size: int | None = None
+    forward_token: bool = False
+    exact: bool = False
+    mode: RouteMode = RouteMode.ENFORCE
+    lint_ignore: frozenset[LintCode] = frozenset()
+    line: int = 0
+
+    def matches_path(self, path: str) -> bool:
+        """Whole-segment prefix match (``/orders`` matches ``/orders/7``, never ``/ordersX``)."""
+        if path == self.path:
+            return True
+        if self.exact:
+            return False
+        prefix = self.path if self.path.endswith("/") else self.path + "/"
+        return path.startswith(prefix)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutesConfig:
+    """The contents of routes.yaml."""
+
+    upstreams: Mapping[str, Upstream]
+    routes: tuple[Route, ...]
+    file: Path
+    default_mode: RouteMode = RouteMode.ENFORCE  # `defaults: {mode: ...}`
+    default_mode_line: int = 0
