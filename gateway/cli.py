@@ -22,9 +22,9 @@ from gateway.config.units import parse_duration
 from gateway.core.models import AuthMode
 from gateway.core.routes import Match, RouteTable
 from gateway.core.target import TargetError, canonicalize
+from gateway.core.urls import upstream_url
 from gateway.server.logs import configure
 from gateway.server.process import LOOPS, run_gateway
-from gateway.server.upstream import upstream_url
 from gateway.tools import keygen as keytools
 from gateway.tools import rollout_cli
 from gateway.tools.cli_support import UserError, add_config_option, load_config

@@ -18,14 +18,12 @@ The only I/O is the authenticator's key lookup (a remote JWKS may be fetched).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.config import Config
-from gateway.core.authenticator import Authenticator, KeySource
+from gateway.core.authenticator import Authenticator
 from gateway.core.bearer import extract_bearer, query_has_access_token
 from gateway.core.errors import AuthError, InsufficientScope
-from gateway.core.models import AuthMode, IssuerConfig, Route, RouteMode, RoutesConfig, Upstream
+from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
 from gateway.core.refusals import (
     Refusal,
     from_auth_error,
@@ -42,6 +40,8 @@ __all__ = [
     "AuthResult",
     "Decider",
     "Decision",
+    "Forward",
+    "Refuse",
     "RequestFacts",
     "Step",
     "StepName",
@@ -99,17 +99,41 @@ class RequestFacts:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Decision:
-    """The door's answer to one request.
+class Forward:
+    """Send the request to ``upstream``: the route allows it, or is in report mode.
 
-    ``refusal`` is what the gateway answers itself (None: forward to ``upstream``).
-    ``would_refuse`` is set in report mode when the request is forwarded although enforce mode
-    would have refused it. ``claims`` come only from a token that verified.
+    ``would_refuse`` is the refusal enforce mode would have given (report mode only); ``claims``
+    come only from a token that verified.
     """
 
-    result: AuthResult
-    refusal: Refusal | None = None
+    target: CanonicalTarget
+    route: Route
+    upstream: Upstream
+    result: AuthResult  # ALLOWED, PUBLIC or WOULD_DENY
+    claims: Claims | None = None
     would_refuse: Refusal | None = None
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def status(self) -> int:
+        """200 for "forwarded": the upstream's own status is not known here."""
+        return 200
+
+    @property
+    def reason(self) -> str | None:
+        """The access log's ``auth.reason``: why enforce mode would have refused it."""
+        return self.would_refuse.reason if self.would_refuse is not None else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refuse:
+    """Answer with ``refusal``; nothing reaches an upstream.
+
+    How far the request got is data: ``target`` is None when the request target itself was
+    refused, ``route`` and ``upstream`` are None when no route was chosen.
+    """
+
+    refusal: Refusal
     target: CanonicalTarget | None = None
     route: Route | None = None
     upstream: Upstream | None = None
@@ -117,20 +141,22 @@ class Decision:
     steps: tuple[Step, ...] = ()
 
     @property
-    def forwarded(self) -> bool:
-        """Whether the request goes to the upstream."""
-        return self.refusal is None
+    def result(self) -> AuthResult:
+        """Always ``denied``."""
+        return AuthResult.DENIED
 
     @property
     def status(self) -> int:
-        """The gateway's own status, or 200 for "forwarded" (the upstream's is not known here)."""
-        return 200 if self.refusal is None else self.refusal.status
+        """The refusal's status."""
+        return self.refusal.status
 
     @property
     def reason(self) -> str | None:
-        """The access log's ``auth.reason``: why it was refused, or would have been."""
-        refusal = self.refusal or self.would_refuse
-        return refusal.reason if refusal is not None else None
+        """The access log's ``auth.reason``."""
+        return self.refusal.reason
+
+
+Decision = Forward | Refuse
 
 
 class _Trace:
@@ -159,29 +185,6 @@ class Decider:
     authenticator: Authenticator
     max_body_size: int
 
-    @classmethod
-    def offline(
-        cls,
-        config: Config,
-        *,
-        clock: Callable[[], float],
-        issuers: Sequence[IssuerConfig] | None = None,
-        key_sources: Mapping[str, KeySource] | None = None,
-    ) -> Decider:
-        """A decider for the offline tools: the config's routes, its issuers (or stand-ins with
-        other keys), keys from ``key_sources`` where given, else each issuer's own keys."""
-        return cls(
-            routes=config.routes,
-            table=RouteTable.from_config(config.routes),
-            authenticator=Authenticator(
-                config.issuers if issuers is None else issuers,
-                config.tokens,
-                key_sources=key_sources,
-                clock=clock,
-            ),
-            max_body_size=config.limits.max_body_size,
-        )
-
     async def decide(self, request: RequestFacts, *, trace: bool = False) -> Decision:
         """Take every decision step in order; with ``trace``, record each step taken."""
         steps = _Trace(trace)
@@ -191,24 +194,19 @@ class Decider:
         except TargetError as exc:
             refusal = from_target_error(exc)
             steps.note(StepName.TARGET, StepOutcome.FAILED, refusal.reason)
-            return Decision(result=AuthResult.DENIED, refusal=refusal, steps=steps.steps)
+            return Refuse(refusal=refusal, steps=steps.steps)
         steps.note(StepName.TARGET, StepOutcome.PASSED)
         match = self.table.match(request.method, target.path)
         if match.kind is Match.NONE:
             steps.note(StepName.ROUTE, StepOutcome.FAILED, "no_route")
-            return Decision(
-                result=AuthResult.DENIED, refusal=not_found(), target=target, steps=steps.steps
-            )
+            return Refuse(refusal=not_found(), target=target, steps=steps.steps)
         steps.note(StepName.ROUTE, StepOutcome.PASSED)
-        if match.kind is Match.PARTIAL:
+        route = match.route
+        if route is None:  # the path matched, the method did not
             steps.note(StepName.METHOD, StepOutcome.FAILED, "method_not_allowed")
             refusal = method_not_allowed(match.allowed_methods)
-            return Decision(
-                result=AuthResult.DENIED, refusal=refusal, target=target, steps=steps.steps
-            )
+            return Refuse(refusal=refusal, target=target, steps=steps.steps)
         steps.note(StepName.METHOD, StepOutcome.PASSED)
-        route = match.route
-        assert route is not None
         upstream = self.routes.upstreams[route.upstream]
 
         result = AuthResult.PUBLIC
@@ -223,23 +221,23 @@ class Decider:
             if error is not None:
                 would_refuse = from_auth_error(error)
                 if route.mode is RouteMode.ENFORCE:
-                    return Decision(
-                        result=AuthResult.DENIED, refusal=would_refuse, target=target,
-                        route=route, upstream=upstream, claims=claims, steps=steps.steps,
+                    return Refuse(
+                        refusal=would_refuse, target=target, route=route, upstream=upstream,
+                        claims=claims, steps=steps.steps,
                     )  # fmt: skip
                 result = AuthResult.WOULD_DENY
 
         body_limit = route.max_body_size or self.max_body_size
         if request.content_length is not None and request.content_length > body_limit:
             steps.note(StepName.BODY, StepOutcome.FAILED, "body_too_large")
-            return Decision(
-                result=AuthResult.DENIED, refusal=payload_too_large(), target=target,
-                route=route, upstream=upstream, claims=claims, steps=steps.steps,
+            return Refuse(
+                refusal=payload_too_large(), target=target, route=route, upstream=upstream,
+                claims=claims, steps=steps.steps,
             )  # fmt: skip
         steps.note(StepName.BODY, StepOutcome.PASSED)
-        return Decision(
-            result=result, would_refuse=would_refuse, target=target, route=route,
-            upstream=upstream, claims=claims, steps=steps.steps,
+        return Forward(
+            target=target, route=route, upstream=upstream, result=result, claims=claims,
+            would_refuse=would_refuse, steps=steps.steps,
         )  # fmt: skip
 
     async def _authenticate(

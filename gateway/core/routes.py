@@ -13,9 +13,10 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gateway.core.methods import COMMON_METHODS, NEVER_PROXIED
 from gateway.core.models import Route, RoutesConfig
 
-__all__ = ["NEVER_PROXIED", "Match", "RouteMatch", "RouteTable"]
+__all__ = ["Match", "RouteMatch", "RouteTable"]
 
 
 class Match(enum.Enum):
@@ -36,9 +37,6 @@ class RouteMatch:
 
 
 _NO_MATCH = RouteMatch(Match.NONE)
-NEVER_PROXIED = frozenset({"TRACE", "CONNECT"})
-# What `Allow` lists for a route that accepts every method.
-_COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RouteTable:
@@ -71,7 +69,7 @@ class RouteTable:
                     break  # TRACE and CONNECT never reach an upstream, whatever the route says
                 if route.methods is None or method in route.methods:
                     return RouteMatch(Match.FULL, route)
-            allowed.update(m for route in group for m in (route.methods or _COMMON_METHODS))
+            allowed.update(m for route in group for m in (route.methods or COMMON_METHODS))
         if matched_path is None:
             return _NO_MATCH
         return RouteMatch(Match.PARTIAL, None, tuple(sorted(allowed - NEVER_PROXIED)))

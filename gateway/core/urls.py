@@ -1,4 +1,4 @@
-"""Small network facts shared by config validation and the key fetcher."""
+"""URLs: where a forwarded request goes, and which URLs keys may be fetched from."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import ipaddress
 
 import yarl
 
-__all__ = ["https_or_loopback", "is_loopback"]
+from gateway.core.models import Route, Upstream
+from gateway.core.target import CanonicalTarget
+
+__all__ = ["https_or_loopback", "is_loopback", "upstream_url"]
 
 
 def is_loopback(url: yarl.URL) -> bool:
@@ -25,3 +28,25 @@ def https_or_loopback(url: yarl.URL, *, allow_insecure_http: bool = False) -> bo
     if url.scheme == "https":
         return True
     return url.scheme == "http" and (allow_insecure_http or is_loopback(url))
+
+
+def upstream_url(upstream: Upstream, route: Route, target: CanonicalTarget) -> yarl.URL:
+    """The URL the upstream receives: the canonical path, unchanged unless the route strips its
+    prefix, under the upstream's base path, with the query exactly as sent.
+
+    Built with ``encoded=True`` so that yarl does not decode or resolve anything again.
+    """
+    path = target.path
+    if route.strip_prefix and route.path != "/":
+        path = path[len(route.path) :] or "/"
+        if not path.startswith("/"):
+            path = "/" + path
+    base = upstream.url.raw_path.rstrip("/")
+    return yarl.URL.build(
+        scheme=upstream.url.scheme,
+        host=upstream.url.raw_host or "",
+        port=upstream.url.explicit_port,
+        path=base + path,
+        query_string=target.query or "",
+        encoded=True,
+    )

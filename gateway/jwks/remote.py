@@ -29,8 +29,7 @@ from gateway.config import JwksSettings
 from gateway.core.keys import KeyLoadError, KeySet, SkippedKey, keys_from_jwks
 from gateway.core.models import IssuerConfig
 from gateway.core.urls import https_or_loopback
-from gateway.server.logs import get_logger
-from gateway.server.metrics import Metrics
+from gateway.jwks.events import KeySetEvents, QuietEvents
 
 __all__ = [
     "FetchError",
@@ -43,7 +42,6 @@ __all__ = [
     "discovery_url",
 ]
 
-_log = get_logger()
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
 _NO_STORE = re.compile(r"(?:^|,)\s*no-(?:store|cache)\b", re.IGNORECASE)
 _MAX_REMEMBERED_KIDS = 10_000
@@ -135,12 +133,13 @@ class RemoteKeys:
         settings: JwksSettings,
         *,
         fetcher: Fetcher | None = None,
-        metrics: Metrics | None = None,
+        events: KeySetEvents | None = None,
     ) -> None:
         self._http = HttpFetcher(settings) if fetcher is None else None
         fetch: Fetcher = fetcher or self._http  # type: ignore[assignment]
+        self._events = events or QuietEvents()
         self.sources = {
-            issuer.name: RemoteKeySource(issuer, fetch, settings, metrics=metrics)
+            issuer.name: RemoteKeySource(issuer, fetch, settings, events=self._events)
             for issuer in issuers
             if issuer.remote
         }
@@ -150,7 +149,7 @@ class RemoteKeys:
         """Open the session and start every source's refresher."""
         for issuer in self._issuers:
             if issuer.allow_insecure_http:
-                _log.warning("jwks_insecure_http_allowed", issuer=issuer.name)
+                self._events.insecure_http_allowed(issuer.name)
         if self._http is not None:
             await self._http.open()
         for source in self.sources.values():
@@ -183,10 +182,10 @@ class RemoteKeySource:
         settings: JwksSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
-        metrics: Metrics | None = None,
+        events: KeySetEvents | None = None,
     ) -> None:
         self._issuer = issuer
-        self._metrics = metrics
+        self._events = events or QuietEvents()
         self._fetch = fetcher
         self._settings = settings
         self._clock = clock
@@ -290,14 +289,6 @@ class RemoteKeySource:
         except FetchError as exc:
             self._failed(exc.reason)
             return False
-        name = self._issuer.name
-        for skip in skipped:
-            _log.warning("jwks_key_skipped", issuer=name, kid=skip.kid, reason=skip.reason)
-            if self._metrics is not None:
-                self._metrics.jwks_skipped.labels(name, skip.reason).inc()
-        if self._metrics is not None:
-            self._metrics.jwks_fetches.labels(name, "success").inc()
-            self._metrics.jwks_keys.labels(name).set(len(keys.keys))
         self._keys = keys
         self._fetched_at = self._clock()
         self._ttl = _bounded_ttl(result.max_age, self._settings)
@@ -306,31 +297,20 @@ class RemoteKeySource:
         self._last_error = None
         self._stale_logged = False
         self._unknown_kids = {k: t for k, t in self._unknown_kids.items() if not _has_kid(keys, k)}
-        _log.info(
-            "jwks_fetched",
-            issuer=self._issuer.name,
-            key_count=len(keys.keys),
-            kids=list(keys.kids),
-            skipped=len(skipped),
-            ttl_s=self._ttl,
-        )
+        self._events.fetched(self._issuer.name, keys, skipped, self._ttl)
         return True
 
     def _failed(self, reason: str) -> None:
-        if self._metrics is not None:
-            self._metrics.jwks_fetches.labels(self._issuer.name, "failure").inc()
         self._failures += 1
         self._last_error = reason
         if self._issuer.discovery:
             self._jwks_uri = None  # rediscover next time: the provider may have moved its keys
-        retry = self._next_delay(False)
-        _log.warning(
-            "jwks_fetch_failed",
-            issuer=self._issuer.name,
-            reason=reason,
+        self._events.fetch_failed(
+            self._issuer.name,
+            reason,
             failures=self._failures,
-            keeping_cached_keys=self._current() is not None,
-            next_retry_s=round(retry, 1),
+            keeping_cached=self._current() is not None,
+            retry_in=self._next_delay(False),
         )
 
     async def _resolve_jwks_uri(self) -> yarl.URL:
@@ -339,7 +319,7 @@ class RemoteKeySource:
         document = _json_object((await self._fetch(discovery_url(self._issuer.issuer))).body)
         if document.get("issuer") != self._issuer.issuer:
             # OpenID Connect Discovery 1.0 section 4.3: the issuer must match exactly.
-            _log.error("jwks_discovery_mismatch", issuer=self._issuer.name)
+            self._events.discovery_mismatch(self._issuer.name)
             raise FetchError("discovery_issuer_mismatch")
         raw = document.get("jwks_uri")
         if not isinstance(raw, str):
@@ -358,9 +338,7 @@ class RemoteKeySource:
         if self._clock() - self._fetched_at > self._settings.max_stale:
             if not self._stale_logged:
                 self._stale_logged = True
-                _log.error("jwks_keys_expired", issuer=self._issuer.name)
-                if self._metrics is not None:
-                    self._metrics.jwks_keys.labels(self._issuer.name).set(0)
+                self._events.keys_expired(self._issuer.name)
             return None
         return self._keys
 

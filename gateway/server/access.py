@@ -12,6 +12,7 @@ from aiohttp.typedefs import Middleware
 
 from gateway.core.decision import AuthResult, Decision
 from gateway.core.headers import request_id
+from gateway.core.methods import COMMON_METHODS
 from gateway.core.refusals import INTERNAL_ERROR, NOT_ORIGIN_FORM, Refusal
 from gateway.server.logs import AccessEntry, access_record, get_logger
 from gateway.server.metrics import Metrics, status_class
@@ -22,7 +23,6 @@ __all__ = ["ACCESS", "RequestRecord", "access_log_middleware"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _log = get_logger()
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @dataclass(slots=True)
@@ -139,7 +139,7 @@ def _observe(
     metrics: Metrics, method: str, record: RequestRecord, status: int, duration_ns: int
 ) -> None:
     route = record.route or "none"
-    label_method = method if method in _METHODS else "other"
+    label_method = method if method in COMMON_METHODS else "other"
     metrics.requests.labels(route, label_method, status_class(status)).inc()
     metrics.request_duration.labels(route).observe(duration_ns / 1e9)
     if record.auth_result == AuthResult.DENIED.value and record.auth_reason is not None:

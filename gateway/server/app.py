@@ -23,6 +23,7 @@ from gateway.core.routes import RouteTable
 from gateway.jwks.remote import RemoteKeys
 from gateway.server.access import access_log_middleware
 from gateway.server.handler import Door, Policy
+from gateway.server.key_events import LoggedKeyEvents
 from gateway.server.logs import get_logger
 from gateway.server.metrics import CONTENT_TYPE, Metrics
 from gateway.server.protocol import MAX_CONNECTIONS, GatewayRunner, require_c_parser
@@ -120,7 +121,10 @@ def create_app(
     def build(new_config: Config, remote_keys: RemoteKeys) -> Policy:
         return build_policy(new_config, remote_keys, clock=clock)
 
-    door = Door(build(config, RemoteKeys(config.issuers, config.jwks, metrics=metrics)), client)
+    door = Door(
+        build(config, RemoteKeys(config.issuers, config.jwks, events=LoggedKeyEvents(metrics))),
+        client,
+    )
     reloader = ConfigReloader(door, metrics, build, environ=environ)
     metrics.set_config_version(config.version, time.time())
     app = web.Application(

@@ -15,14 +15,15 @@ from aiohttp import web
 
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator
-from gateway.core.decision import Decider, RequestFacts
+from gateway.core.decision import Decider, Refuse, RequestFacts
 from gateway.core.headers import ForwardingContext, upstream_headers
 from gateway.core.refusals import payload_too_large, upstream_failed
 from gateway.core.routes import RouteTable
+from gateway.core.urls import upstream_url
 from gateway.jwks.remote import RemoteKeys
 from gateway.server.access import ACCESS
 from gateway.server.logs import get_logger
-from gateway.server.upstream import BodyTooLarge, UpstreamClient, UpstreamFailure, upstream_url
+from gateway.server.upstream import BodyTooLarge, UpstreamClient, UpstreamFailure
 
 __all__ = ["Door", "Policy"]
 
@@ -72,12 +73,9 @@ class Door:
         )
         decision = await policy.decider.decide(facts)
         record.note(decision)
-        if decision.refusal is not None:
+        if isinstance(decision, Refuse):
             return record.refuse(decision.refusal)
         route, upstream, target = decision.route, decision.upstream, decision.target
-        assert route is not None
-        assert upstream is not None
-        assert target is not None
         context = ForwardingContext(
             peer=request.remote or "",
             proto=request.scheme,

@@ -19,6 +19,7 @@ import watchfiles
 from gateway.config import Config, ConfigError, load
 from gateway.jwks.remote import RemoteKeys
 from gateway.server.handler import Door, Policy
+from gateway.server.key_events import LoggedKeyEvents
 from gateway.server.logs import get_logger
 from gateway.server.metrics import Metrics
 
@@ -79,7 +80,9 @@ class ConfigReloader:
         restart = [name for name in RESTART_ONLY if getattr(config, name) != getattr(old, name)]
         remote_keys = current.remote_keys
         if config.issuers != old.issuers or config.jwks != old.jwks:
-            remote_keys = RemoteKeys(config.issuers, config.jwks, metrics=self._metrics)
+            remote_keys = RemoteKeys(
+                config.issuers, config.jwks, events=LoggedKeyEvents(self._metrics)
+            )
             await remote_keys.start()
         self._door.policy = self._build(config, remote_keys)
         if remote_keys is not current.remote_keys:

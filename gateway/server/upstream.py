@@ -19,10 +19,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.core.headers import response_headers
-from gateway.core.models import Route, Upstream
-from gateway.core.target import CanonicalTarget
+from gateway.core.models import Upstream
 
-__all__ = ["BodyTooLarge", "ProxyOutcome", "UpstreamClient", "UpstreamFailure", "upstream_url"]
+__all__ = ["BodyTooLarge", "ProxyOutcome", "UpstreamClient", "UpstreamFailure"]
 
 # The client's read buffer: flow control pauses the upstream socket past it, so it bounds memory
 # per stream while letting large bodies move in few, large pieces.
@@ -62,28 +61,6 @@ class ProxyOutcome:
     request_bytes: int
     response_bytes: int
     completed: bool
-
-
-def upstream_url(upstream: Upstream, route: Route, target: CanonicalTarget) -> yarl.URL:
-    """The URL the upstream receives: the canonical path, unchanged unless the route strips its
-    prefix, under the upstream's base path, with the query exactly as sent.
-
-    Built with ``encoded=True`` so that yarl does not decode or resolve anything again.
-    """
-    path = target.path
-    if route.strip_prefix and route.path != "/":
-        path = path[len(route.path) :] or "/"
-        if not path.startswith("/"):
-            path = "/" + path
-    base = upstream.url.raw_path.rstrip("/")
-    return yarl.URL.build(
-        scheme=upstream.url.scheme,
-        host=upstream.url.raw_host or "",
-        port=upstream.url.explicit_port,
-        path=base + path,
-        query_string=target.query or "",
-        encoded=True,
-    )
 
 
 class UpstreamClient:

@@ -10,7 +10,7 @@ that every other check still runs in the real code, and the signature is reporte
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -18,7 +18,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.config import Config
 from gateway.core.authenticator import KeySource, StaticKeySource
 from gateway.core.bearer import extract_bearer
-from gateway.core.decision import Decider, Decision, RequestFacts, Step, StepName, StepOutcome
+from gateway.core.decision import Decision, Forward, Refuse, Step, StepName, StepOutcome
 from gateway.core.errors import AuthError
 from gateway.core.headers import ForwardingContext, upstream_headers
 from gateway.core.keys import KeySet
@@ -26,7 +26,8 @@ from gateway.core.models import IssuerConfig, Route, RouteMode, ScopeMode
 from gateway.core.routes import RouteTable
 from gateway.core.target import TargetError, canonicalize
 from gateway.core.tokens import UnverifiedToken, parse
-from gateway.server.upstream import upstream_url
+from gateway.core.urls import upstream_url
+from gateway.tools import offline
 from gateway.tools.throwaway_keys import ThrowawayKeys, resign
 from gateway.tools.token_report import token_checks
 
@@ -58,20 +59,16 @@ async def explain(config: Config, request: ExplainRequest) -> list[str]:
     """The decision for ``request`` under ``config``, as lines of text."""
     authorization = tuple(v for k, v in request.headers if k.lower() == "authorization")
     token, key_sources = _prepare_token(config, authorization, request.remote_keys)
-    decider = Decider.offline(config, clock=lambda: request.now, key_sources=key_sources)
-    facts = RequestFacts(
-        method=request.method,
-        raw_target=request.target,
-        authorization=token.authorization,
-        content_length=_content_length(request.headers),
-        host=next((v for k, v in request.headers if k.lower() == "host"), None),
+    decider = offline.decider(config, clock=lambda: request.now, key_sources=key_sources)
+    facts = offline.request_facts(
+        request.method, request.target, request.headers, authorization=token.authorization
     )
     decision = await decider.decide(facts, trace=True)
     lines = [f"request: {request.method} {shown_target(request.target)}"]
     for step in decision.steps:
         lines.extend(_step_lines(step, decision, config, request, token))
     lines.append(_verdict(decision, token))
-    if decision.forwarded:
+    if isinstance(decision, Forward):
         lines.extend(_forwarded_headers(decision, request))
     return lines
 
@@ -103,11 +100,6 @@ def _prepare_token(
             resigned = resign(raw, throwaway.signers[alg])
             authorization = (authorization[0].replace(raw, resigned),)
     return _Token(unverified, issuer, False, authorization), sources
-
-
-def _content_length(headers: Sequence[tuple[str, str]]) -> int | None:
-    values = [v.strip() for k, v in headers if k.lower() == "content-length"]
-    return int(values[0]) if values and values[0].isdigit() else None
 
 
 def shown_target(target: str) -> str:
@@ -150,8 +142,9 @@ def _step_lines(
 
 
 def _why(decision: Decision) -> str:
-    refusal = decision.refusal or decision.would_refuse
-    assert refusal is not None
+    refusal = decision.refusal if isinstance(decision, Refuse) else decision.would_refuse
+    if refusal is None:
+        return "passed"
     return f"{refusal.reason}: {refusal.description}"
 
 
@@ -235,7 +228,7 @@ def _scope_detail(route: Route, decision: Decision) -> str:
 
 def _verdict(decision: Decision, token: _Token) -> str:
     unchecked = "" if token.signature_checked else " (signature NOT checked)"
-    if decision.refusal is not None:
+    if isinstance(decision, Refuse):
         refusal = decision.refusal
         headers = "".join(f"; {name}: {value}" for name, value in refusal.headers.items())
         return (
@@ -244,9 +237,6 @@ def _verdict(decision: Decision, token: _Token) -> str:
             f"{headers}{unchecked}"
         )
     route, upstream, target = decision.route, decision.upstream, decision.target
-    assert route is not None
-    assert upstream is not None
-    assert target is not None
     url = upstream_url(upstream, route, target)
     shown = url.with_query(None) if target.query is not None else url
     query = "?<query as sent>" if target.query is not None else ""
@@ -262,9 +252,8 @@ def _verdict(decision: Decision, token: _Token) -> str:
     return line + ")" + unchecked
 
 
-def _forwarded_headers(decision: Decision, request: ExplainRequest) -> list[str]:
+def _forwarded_headers(decision: Forward, request: ExplainRequest) -> list[str]:
     route = decision.route
-    assert route is not None
     incoming = CIMultiDictProxy(CIMultiDict(request.headers))
     authorization = incoming.getall("Authorization", [])
     context = ForwardingContext(

@@ -27,12 +27,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from gateway.core.methods import COMMON_METHODS
 from gateway.core.models import AuthMode, LintCode, Route, RouteMode, RoutesConfig
 from gateway.core.routes import Match, RouteTable
 
-__all__ = ["COMMON_METHODS", "LintWarning", "lint"]
+__all__ = ["LintWarning", "lint"]
 
-COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _OTHER = "other"  # stands for every method no route names (configured methods are upper case)
 _BELOW = "\x00"  # a path segment no route names: "somewhere below this path"
 

@@ -4,7 +4,8 @@ The issuers' private keys are never at hand, so for the run every issuer is give
 key (made in memory, per issuer and key family) next to its configured keys, and the tokens the
 cases describe are signed with it; remote issuers are checked against the throwaway key only.
 Everything else (routes, methods, issuer choice, alg allowlists, times, audiences, types,
-scopes, report mode, body limits) is the configuration's, decided by `Decider.decide`.
+scopes, report mode, body limits) is the configuration's, decided by `Decider.decide`
+(through `gateway.tools.offline`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import jwt
 
 from gateway.config import Config
 from gateway.config.units import parse_duration
-from gateway.core.decision import Decider, Decision, RequestFacts
+from gateway.core.decision import Decision, Forward
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig
-from gateway.server.upstream import upstream_url
+from gateway.core.urls import upstream_url
+from gateway.tools import offline
 from gateway.tools.explain import shown_target
 from gateway.tools.policy_cases import Case, PolicyFile
 from gateway.tools.throwaway_keys import ThrowawayKeys
@@ -60,7 +62,7 @@ async def run_cases(config: Config, cases: PolicyFile, *, now: float) -> list[Ca
     """Decide every case with the real decision code under ``config``."""
     stand_ins = {issuer.name: _stand_in(issuer) for issuer in config.issuers}
     issuers = [issuer for issuer, _ in stand_ins.values()]
-    decider = Decider.offline(config, clock=lambda: now, issuers=issuers)
+    decider = offline.decider(config, clock=lambda: now, issuers=issuers)
     results = []
     for case in cases.cases:
         try:
@@ -68,12 +70,8 @@ async def run_cases(config: Config, cases: PolicyFile, *, now: float) -> list[Ca
         except ValueError as exc:
             results.append(CaseResult(case, None, (str(exc),)))
             continue
-        facts = RequestFacts(
-            method=case.method,
-            raw_target=case.path,
-            authorization=authorization,
-            content_length=_content_length(case.headers),
-            host=next((v for k, v in case.headers if k.lower() == "host"), None),
+        facts = offline.request_facts(
+            case.method, case.path, case.headers, authorization=authorization
         )
         decision = await decider.decide(facts)
         results.append(CaseResult(case, decision, _failures(case, decision)))
@@ -146,11 +144,6 @@ def _relative_time(name: str, value: str, now: float) -> int:
     return int(now + sign * parse_duration(text[1:]))
 
 
-def _content_length(headers: tuple[tuple[str, str], ...]) -> int | None:
-    values = [value.strip() for name, value in headers if name.lower() == "content-length"]
-    return int(values[0]) if values and values[0].isdigit() else None
-
-
 def _failures(case: Case, decision: Decision) -> tuple[str, ...]:
     expect = case.expect
     failures = []
@@ -160,7 +153,7 @@ def _failures(case: Case, decision: Decision) -> tuple[str, ...]:
         failures.append(f"expected reason {expect.reason}, got {decision.reason}")
     if expect.result is not None and decision.result is not expect.result:
         failures.append(f"expected result {expect.result.value}, got {decision.result.value}")
-    upstream = decision.upstream.name if decision.upstream and decision.forwarded else None
+    upstream = decision.upstream.name if isinstance(decision, Forward) else None
     if expect.upstream is not None and upstream != expect.upstream:
         failures.append(f"expected upstream {expect.upstream}, got {upstream}")
     if expect.upstream_path is not None:
@@ -174,9 +167,8 @@ def _failures(case: Case, decision: Decision) -> tuple[str, ...]:
 
 
 def _upstream_path(decision: Decision) -> str | None:
-    if not decision.forwarded or decision.upstream is None or decision.route is None:
+    if not isinstance(decision, Forward):
         return None
-    assert decision.target is not None
     return upstream_url(decision.upstream, decision.route, decision.target).raw_path_qs
 
 
@@ -184,7 +176,6 @@ def _summary(decision: Decision | None) -> str:
     if decision is None:
         return "no decision"
     reason = f", {decision.reason}" if decision.reason else ""
-    if decision.forwarded:
-        assert decision.upstream is not None
+    if isinstance(decision, Forward):
         return f"200 forward to {decision.upstream.name} ({decision.result.value}{reason})"
     return f"{decision.status} ({decision.result.value}{reason})"

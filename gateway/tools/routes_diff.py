@@ -19,15 +19,14 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gateway.core.methods import COMMON_METHODS
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, ScopeMode, ScopeRule
 from gateway.core.routes import Match, RouteTable
-from gateway.tools.lint import COMMON_METHODS
 
 __all__ = ["Change", "Direction", "diff_routes"]
 
 OTHER_METHODS = "other"  # never a configured method: those are upper case
 _BELOW = "\x00"  # a segment no route path can contain: "somewhere below P"
-_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class Direction(enum.Enum):
@@ -116,9 +115,8 @@ def _join_paths(paths: list[str]) -> str:
 
 def _methods(*tables: Iterable[Route]) -> list[str]:
     named = {m for routes in tables for route in routes for m in (route.methods or ())}
-    extra = sorted(named - set(_METHOD_ORDER))
-    common = [m for m in _METHOD_ORDER if m in COMMON_METHODS | named]
-    return [*common, *extra, OTHER_METHODS]
+    extra = sorted(named - set(COMMON_METHODS))
+    return [*COMMON_METHODS, *extra, OTHER_METHODS]
 
 
 def _probes(*tables: Iterable[Route]) -> list[tuple[str, str]]:

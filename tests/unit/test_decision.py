@@ -8,7 +8,14 @@ import pytest
 
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator
-from gateway.core.decision import AuthResult, Decider, RequestFacts, StepName, StepOutcome
+from gateway.core.decision import (
+    AuthResult,
+    Decider,
+    Forward,
+    RequestFacts,
+    StepName,
+    StepOutcome,
+)
 from gateway.core.routes import RouteTable
 from tests.support import TokenFactory
 
@@ -113,7 +120,7 @@ async def test_steps_run_in_order_and_the_first_failure_answers(
     assert (decision.result, decision.status, decision.reason) == (result, status, reason)
     assert [step.name for step in decision.steps] == taken
     assert [s.name for s in decision.steps if s.outcome is StepOutcome.FAILED] == failed
-    assert decision.forwarded == (status == 200)
+    assert isinstance(decision, Forward) == (status == 200)
 
 
 async def test_trace_is_only_recorded_when_asked(

@@ -27,7 +27,7 @@ from gateway.core.errors import AuthError, MalformedCredentials, MissingCredenti
 from gateway.core.models import AuthMode, Route, Upstream
 from gateway.core.routes import RouteTable
 from gateway.core.target import TargetError, canonicalize
-from gateway.server.upstream import upstream_url
+from gateway.core.urls import upstream_url
 from tests.support import (
     AUDIENCE,
     DEV_ISSUER,
