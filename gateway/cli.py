@@ -1,36 +1,25 @@
-"""The `gateway` command: run | check | explain | test | routes explain/diff | keys generate |
-token | demo (the rollout commands are registered from `gateway.tools.rollout_cli`).
+"""The `gateway` command: argument parsing only; each subcommand's work is in
+`gateway.tools.commands`.
 
 Exit codes: 0 success, 1 a problem the user can fix (reported in one line each, never a
-traceback), 2 a usage error (argparse's own).
+traceback), 2 a usage error (argparse's own), 3 `routes diff` found a loosening.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import jwt
-
 from gateway import __version__
-from gateway.config import ConfigError, load
-from gateway.config.units import parse_duration
-from gateway.core.models import AuthMode
-from gateway.core.routes import Match, RouteTable
-from gateway.core.target import TargetError, canonicalize
-from gateway.core.urls import upstream_url
-from gateway.server.logs import configure
-from gateway.server.process import LOOPS, run_gateway
-from gateway.tools import keygen as keytools
-from gateway.tools import rollout_cli
-from gateway.tools.cli_support import UserError, add_config_option, load_config
-from gateway.tools.lint import lint
+from gateway.server.process import LOOPS
+from gateway.tools import commands as commands_
+from gateway.tools.keygen import GENERATED_ALGORITHMS
 
 __all__ = ["main"]
+
+DEFAULT_CONFIG = "config/gateway.yaml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,11 +28,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except UserError as exc:
+    except commands_.UserError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _add_config_option(sub: argparse.ArgumentParser) -> None:
+    """``-c/--config FILE``, defaulting to config/gateway.yaml."""
+    sub.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help=f"gateway.yaml to use (default: {DEFAULT_CONFIG})",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    with_config = add_config_option
+    with_config = _add_config_option
 
     run = commands.add_parser(
         "run", help="serve until SIGTERM/SIGINT, then drain in-flight requests"
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="event loop (auto: uvloop when installed)")  # fmt: skip
     run.add_argument("--workers", type=int, default=1, metavar="N",
                      help="worker processes sharing the port (SO_REUSEPORT)")  # fmt: skip
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=commands_.run)
 
     check = commands.add_parser(
         "check", help="validate gateway.yaml and routes.yaml without serving"
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--strict", action="store_true", help="treat route-table warnings as errors (exit 1)"
     )
-    check.set_defaults(handler=_check)
+    check.set_defaults(handler=commands_.check)
 
     routes = commands.add_parser("routes", help="inspect the route table")
     routes_commands = routes.add_subparsers(dest="routes_command", required=True, metavar="COMMAND")
@@ -85,16 +85,16 @@ def _parser() -> argparse.ArgumentParser:
         "path", help="request target as a client would send it, e.g. /orders/7?x=1"
     )
     with_config(explain)
-    explain.set_defaults(handler=_routes_explain)
+    explain.set_defaults(handler=commands_.routes_explain)
 
     keys = commands.add_parser("keys", help="key management")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     generate = keys_commands.add_parser(
         "generate", help="write a private key, its public PEM and a JWKS (HS256: a secret)"
     )
-    generate.add_argument("--alg", required=True, choices=keytools.GENERATED_ALGORITHMS)
+    generate.add_argument("--alg", required=True, choices=GENERATED_ALGORITHMS)
     generate.add_argument("--out", required=True, type=Path, metavar="DIR")
-    generate.set_defaults(handler=_keys_generate)
+    generate.set_defaults(handler=commands_.keys_generate)
 
     token = commands.add_parser(
         "token", help="print a signed access token (tests, local development)"
@@ -118,123 +118,44 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=JSON",
         help="an extra claim; the value is JSON if it parses, else text",
     )
-    token.set_defaults(handler=_token)
+    token.set_defaults(handler=commands_.token)
 
     demo = commands.add_parser(
         "demo", help="run an echo upstream and the gateway, with example requests"
     )
     demo.add_argument("--once", action="store_true", help="exit after the example requests")
-    demo.set_defaults(handler=_demo)
-    rollout_cli.add_commands(commands, routes_commands)
-    return parser
+    demo.set_defaults(handler=commands_.demo)
 
-
-def _run(args: argparse.Namespace) -> int:
-    return run_gateway(args.config, loop=args.loop, workers=args.workers)
-
-
-def _check(args: argparse.Namespace) -> int:
-    try:
-        config = load(args.config)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue)
-        return 1
-    warnings = lint(config.routes)
-    if warnings and args.strict:
-        for warning in warnings:
-            print(warning)
-        print(f"{len(warnings)} warning(s), which --strict makes errors")
-        return 1
-    routes = config.routes
-    noted = f", {len(warnings)} warning(s):" if warnings else ""
-    print(
-        f"ok: {args.config} and {routes.file}: {len(routes.routes)} routes, "
-        f"{len(routes.upstreams)} upstreams, {len(config.issuers)} issuers{noted}"
+    explainer = commands.add_parser(
+        "explain", help="decide one request offline, step by step, as the gateway would"
     )
-    for warning in warnings:
-        print(warning)
-    return 0
+    explainer.add_argument("method", help="HTTP method, e.g. GET")
+    explainer.add_argument("path", help="request target as a client would send it")
+    given = explainer.add_mutually_exclusive_group()
+    given.add_argument("--token", metavar="TOKEN", help="a bearer token (never printed)")
+    given.add_argument("--token-file", type=Path, metavar="FILE", help="a file holding one")
+    explainer.add_argument(
+        "--header", action="append", default=[], metavar="'NAME: VALUE'",
+        help="a request header (repeatable)",
+    )  # fmt: skip
+    explainer.add_argument(
+        "--jwks", type=Path, metavar="FILE",
+        help="a JWKS file for remote issuers (else their signatures are not checked)",
+    )  # fmt: skip
+    with_config(explainer)
+    explainer.set_defaults(handler=commands_.explain_request)
 
+    tester = commands.add_parser(
+        "test", help="run a policy-test file's cases through the decision code, offline"
+    )
+    tester.add_argument("cases", type=Path, help="the policy-test file (e.g. routes.test.yaml)")
+    with_config(tester)
+    tester.set_defaults(handler=commands_.test)
 
-def _routes_explain(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    try:
-        target = canonicalize(args.path)
-    except TargetError as exc:
-        print(f"400 bad_request: the request target is refused ({exc.problem.value})")
-        return 0
-    table = RouteTable.from_config(config.routes)
-    match = table.match(args.method, target.path)
-    print(f"canonical path: {target.path}")
-    if match.kind is Match.NONE:
-        print("no route matches: 404 not_found")
-        return 0
-    if match.kind is Match.PARTIAL:
-        print(
-            f"the path matches but {args.method} does not: "
-            f"405, Allow: {', '.join(match.allowed_methods)}"
-        )
-        return 0
-    route = match.route
-    assert route is not None
-    upstream = config.routes.upstreams[route.upstream]
-    methods = ", ".join(sorted(route.methods)) if route.methods else "any"
-    print(f"route: {route.path} (methods: {methods}) at {config.routes.file}:{route.line}")
-    print(f"upstream: {upstream.name} -> {upstream_url(upstream, route, target)}")
-    if route.auth is AuthMode.NONE:
-        print("auth: none (public; client X-Auth-* headers are still removed)")
-    elif route.scopes.scopes:
-        print(f"auth: bearer token with scopes: {route.scopes}")
-    else:
-        print("auth: any valid bearer token")
-    return 0
-
-
-def _keys_generate(args: argparse.Namespace) -> int:
-    generated = keytools.generate(args.alg)
-    try:
-        written = keytools.write(generated, args.out)
-    except OSError as exc:
-        raise UserError(str(exc)) from None
-    for path in written:
-        print(path)
-    return 0
-
-
-def _token(args: argparse.Namespace) -> int:
-    try:
-        ttl = parse_duration(args.ttl)
-        key = keytools.load_signing_key(args.key, args.alg)
-        extra = dict(_claim(item) for item in args.claim)
-        print(
-            keytools.mint(
-                key,
-                issuer=args.iss,
-                audience=args.aud,
-                subject=args.sub,
-                scope=args.scope,
-                ttl=ttl,
-                extra=extra,
-            )
-        )
-    except (ValueError, TypeError, OSError, jwt.PyJWTError) as exc:
-        raise UserError(str(exc)) from None
-    return 0
-
-
-def _claim(item: str) -> tuple[str, object]:
-    name, separator, raw = item.partition("=")
-    if not separator or not name:
-        raise ValueError(f"--claim {item!r}: write NAME=VALUE")
-    try:
-        return name, json.loads(raw)
-    except ValueError:
-        return name, raw
-
-
-def _demo(args: argparse.Namespace) -> int:
-    configure("info")
-    from gateway.tools.demo import run_demo
-
-    return asyncio.run(run_demo(once=args.once))
+    differ = routes_commands.add_parser(
+        "diff", help="what a routes.yaml change does to access (exit 3 if it loosens any)"
+    )
+    differ.add_argument("old", type=Path, help="the routes file before the change")
+    differ.add_argument("new", type=Path, help="the routes file after the change")
+    differ.set_defaults(handler=commands_.routes_diff)
+    return parser

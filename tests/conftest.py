@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.config import Config, load
+from gateway.server.aiohttp_overrides import GatewayRunner
 from gateway.server.app import create_app
 from gateway.server.logs import configure
-from gateway.server.protocol import GatewayRunner
 from tests.support import (
     DEFAULT_GATEWAY,
     DEFAULT_ROUTES,

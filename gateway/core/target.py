@@ -20,6 +20,7 @@ __all__ = [
     "canonicalize",
     "canonicalize_path",
     "check_host",
+    "host_name",
 ]
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -65,14 +66,22 @@ class CanonicalTarget:
         return self.path if self.query is None else f"{self.path}?{self.query}"
 
 
-# RFC 3986 host (a DNS-style name, IPv4, or a bracketed IPv6 literal) and an optional port.
-_HOST = re.compile(r"(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+# RFC 3986 host (a DNS-style name, IPv4, or a bracketed IPv6 literal) and an optional port. The
+# underscore is accepted: container and service names carry it, and it is harmless in a URL.
+_HOST = re.compile(r"(?P<host>[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+
+def host_name(host: str) -> str | None:
+    """The host part of a ``Host`` header value (without the port), or None if the value is not
+    a host[:port]."""
+    match = _HOST.fullmatch(host)
+    return match.group("host") if match is not None else None
 
 
 def check_host(host: str | None) -> None:
     """Refuse a ``Host`` that is not a host[:port] (``a@b``, ``a/b``, spaces, backslashes): it
     would be copied into ``X-Forwarded-Host``, where an upstream may build URLs from it."""
-    if host is not None and not _HOST.fullmatch(host):
+    if host is not None and host_name(host) is None:
         raise TargetError(TargetProblem.BAD_HOST)
 
 

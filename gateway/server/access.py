@@ -1,4 +1,11 @@
-"""Per-request bookkeeping and the access-log middleware: one JSON line per request."""
+"""The access log: one JSON line per request, whoever answered it.
+
+`RequestRecord` is what the handler notes while deciding and forwarding; the middleware turns it
+into an `AccessEntry` once the response is out. Requests answered below the application (parser
+errors, the plain-HTTP redirect listener) build their `AccessEntry` directly. `access_record` is
+pure: the entry as the access-log fields (Elastic Common Schema / OpenTelemetry names), and
+`log_access` is the one place that writes them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -14,12 +22,19 @@ from gateway.core.decision import AuthResult, Decision
 from gateway.core.headers import request_id
 from gateway.core.methods import COMMON_METHODS
 from gateway.core.refusals import INTERNAL_ERROR, NOT_ORIGIN_FORM, Refusal
-from gateway.server.logs import AccessEntry, access_record, get_logger
+from gateway.server.logs import get_logger, rfc3339
 from gateway.server.metrics import Metrics, status_class
 from gateway.server.render import render
 from gateway.server.upstream import ProxyOutcome
 
-__all__ = ["ACCESS", "RequestRecord", "access_log_middleware"]
+__all__ = [
+    "ACCESS",
+    "AccessEntry",
+    "RequestRecord",
+    "access_log_middleware",
+    "access_record",
+    "log_access",
+]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _log = get_logger()
@@ -131,7 +146,7 @@ async def _handle(
         auth_result=record.auth_result,
         auth_reason=record.auth_reason,
     )
-    _log.info("access", **access_record(entry))
+    log_access(entry)
     return record, response, duration_ns
 
 
@@ -150,3 +165,60 @@ def _observe(
         metrics.upstream_duration.labels(record.upstream).observe(record.upstream_ns / 1e9)
     if record.upstream is not None and record.upstream_failure is not None:
         metrics.upstream_failures.labels(record.upstream, record.upstream_failure).inc()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessEntry:
+    """What happened to one request, gathered while it was handled.
+
+    The defaults describe a request refused before routing (a parser error, a redirect), so
+    those callers name only what they know.
+    """
+
+    started: datetime
+    request_id: str
+    client_ip: str | None
+    status: int
+    duration_ns: int = 0
+    method: str | None = None
+    path: str | None = None
+    route: str | None = None
+    upstream: str | None = None
+    upstream_duration_ns: int | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+    user_agent: str | None = None
+    user_id: str | None = None
+    client_id: str | None = None
+    auth_result: str = "denied"
+    auth_reason: str | None = None
+
+
+def access_record(entry: AccessEntry) -> dict[str, Any]:
+    """The access-log fields for one request (the query string is never logged)."""
+    return {
+        "@timestamp": rfc3339(entry.started),
+        "log.level": "info",
+        "event.action": "access",
+        "http.request.id": entry.request_id,
+        "client.ip": entry.client_ip,
+        "http.request.method": entry.method,
+        "url.path": entry.path,
+        "http.route": entry.route,
+        "http.response.status_code": entry.status,
+        "event.duration": entry.duration_ns,
+        "upstream.name": entry.upstream,
+        "upstream.duration": entry.upstream_duration_ns,
+        "http.request.body.bytes": entry.request_bytes,
+        "http.response.body.bytes": entry.response_bytes,
+        "user_agent.original": entry.user_agent,
+        "user.id": entry.user_id,
+        "client.id": entry.client_id,
+        "auth.result": entry.auth_result,
+        "auth.reason": entry.auth_reason,
+    }
+
+
+def log_access(entry: AccessEntry) -> None:
+    """Write the access line for one request: the only place an ``access`` event is logged."""
+    _log.info("access", **access_record(entry))

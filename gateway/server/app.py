@@ -22,11 +22,11 @@ from gateway.core.authenticator import Authenticator
 from gateway.core.routes import RouteTable
 from gateway.jwks.remote import RemoteKeys
 from gateway.server.access import access_log_middleware
+from gateway.server.aiohttp_overrides import MAX_CONNECTIONS, GatewayRunner, require_c_parser
 from gateway.server.handler import Door, Policy
 from gateway.server.key_events import LoggedKeyEvents
 from gateway.server.logs import get_logger
 from gateway.server.metrics import CONTENT_TYPE, Metrics
-from gateway.server.protocol import MAX_CONNECTIONS, GatewayRunner, require_c_parser
 from gateway.server.redirect import redirect_app
 from gateway.server.reload import ConfigReloader
 from gateway.server.upstream import UpstreamClient

@@ -1,8 +1,7 @@
 """Structured JSON output: one object per line on stdout, for every event the gateway prints.
 
 `configure` sets structlog (and the standard library's root logger, where aiohttp and asyncio
-write) to render JSON lines. `access_record` is pure: it turns what happened to one request into
-the access-log fields (Elastic Common Schema / OpenTelemetry names).
+write) to render JSON lines. The access line's fields are built in `gateway.server.access`.
 """
 
 from __future__ import annotations
@@ -13,14 +12,13 @@ import re
 import sys
 import time
 from collections.abc import MutableMapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
 import orjson
 import structlog
 
-__all__ = ["AccessEntry", "access_record", "configure", "get_logger"]
+__all__ = ["configure", "get_logger", "now_rfc3339", "rfc3339"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -80,7 +78,8 @@ def _ecs_fields(_: Any, method: str, event: MutableMapping[str, Any]) -> Mutable
     return {**head, **event}
 
 
-def _rfc3339(moment: datetime) -> str:
+def rfc3339(moment: datetime) -> str:
+    """A moment as RFC 3339 UTC with milliseconds (the per-second text is cached)."""
     return _format(int(moment.timestamp()), moment.microsecond // 1000)
 
 
@@ -131,55 +130,3 @@ def _foreign_record(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
 def get_logger(**bound: Any) -> Any:
     """A structlog logger, optionally with bound context."""
     return structlog.get_logger(**bound)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AccessEntry:
-    """What happened to one request, gathered while it was handled.
-
-    The defaults describe a request refused before routing (a parser error, a redirect), so
-    those callers name only what they know.
-    """
-
-    started: datetime
-    request_id: str
-    client_ip: str | None
-    status: int
-    duration_ns: int = 0
-    method: str | None = None
-    path: str | None = None
-    route: str | None = None
-    upstream: str | None = None
-    upstream_duration_ns: int | None = None
-    request_bytes: int = 0
-    response_bytes: int = 0
-    user_agent: str | None = None
-    user_id: str | None = None
-    client_id: str | None = None
-    auth_result: str = "denied"
-    auth_reason: str | None = None
-
-
-def access_record(entry: AccessEntry) -> dict[str, Any]:
-    """The access-log fields for one request (the query string is never logged)."""
-    return {
-        "@timestamp": _rfc3339(entry.started),
-        "log.level": "info",
-        "event.action": "access",
-        "http.request.id": entry.request_id,
-        "client.ip": entry.client_ip,
-        "http.request.method": entry.method,
-        "url.path": entry.path,
-        "http.route": entry.route,
-        "http.response.status_code": entry.status,
-        "event.duration": entry.duration_ns,
-        "upstream.name": entry.upstream,
-        "upstream.duration": entry.upstream_duration_ns,
-        "http.request.body.bytes": entry.request_bytes,
-        "http.response.body.bytes": entry.response_bytes,
-        "user_agent.original": entry.user_agent,
-        "user.id": entry.user_id,
-        "client.id": entry.client_id,
-        "auth.result": entry.auth_result,
-        "auth.reason": entry.auth_reason,
-    }

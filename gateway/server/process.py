@@ -50,8 +50,8 @@ def run_gateway(config_path: str, *, loop: str = "auto", workers: int = 1) -> in
 
 
 def _serve_one(config: Config, loop: str, *, reuse_port: bool) -> int:
+    from gateway.server.aiohttp_overrides import PurePythonParser
     from gateway.server.app import serve
-    from gateway.server.protocol import PurePythonParser
 
     loop_name, factory = event_loop_factory(loop)
     get_logger().info("event_loop", loop=loop_name, pid=os.getpid())

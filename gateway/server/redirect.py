@@ -6,7 +6,6 @@ treat it as exposed and the redirect tells it where to go next time).
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import UTC, datetime
 
@@ -14,24 +13,25 @@ from aiohttp import web
 
 from gateway.core.headers import request_id
 from gateway.core.refusals import BAD_HOST_REDIRECT
-from gateway.server.logs import AccessEntry, access_record, get_logger
+from gateway.core.target import host_name
+from gateway.server.access import AccessEntry, log_access
+from gateway.server.logs import get_logger
 from gateway.server.render import render
 
 __all__ = ["https_location", "redirect_app"]
 
 _log = get_logger()
-_HOST = re.compile(r"(?P<host>[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
 
 def https_location(host_header: str | None, raw_target: str, https_port: int) -> str | None:
     """The HTTPS URL for a plain-HTTP request, or None if the request cannot be redirected."""
     if host_header is None or not raw_target.startswith("/"):
         return None
-    match = _HOST.fullmatch(host_header)
-    if match is None:
+    host = host_name(host_header)
+    if host is None:
         return None
     port = "" if https_port == 443 else f":{https_port}"
-    return f"https://{match.group('host')}{port}{raw_target}"
+    return f"https://{host}{port}{raw_target}"
 
 
 def redirect_app(https_port: int) -> web.Application:
@@ -56,7 +56,7 @@ def redirect_app(https_port: int) -> web.Application:
             user_agent=request.headers.get("User-Agent"),
             auth_reason="https_required" if location else "bad_host",
         )
-        _log.info("access", **access_record(entry))
+        log_access(entry)
         return response
 
     app = web.Application()

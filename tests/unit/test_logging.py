@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.server.logs import AccessEntry, access_record, configure, get_logger
+from gateway.server.access import AccessEntry, access_record
+from gateway.server.logs import configure, get_logger
 
 SPEC_FIELDS = {
     "@timestamp", "log.level", "event.action", "http.request.id", "client.ip",

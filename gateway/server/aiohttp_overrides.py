@@ -1,0 +1,194 @@
+"""Every place the gateway reaches into aiohttp's private parts, in one module.
+
+aiohttp answers a request its parser refuses before any middleware runs, with a text body that
+quotes the offending bytes (an ``Authorization`` line among them) and an error log entry that
+does the same. `GatewayRunner` serves the application with a protocol whose error responses are
+the gateway's JSON refusal, quote nothing the client sent, and are logged as one access line;
+it also caps the number of client connections.
+
+Each override below says which private attribute or class it relies on. `PRIVATE_SHAPES` lists
+them all, and `check_private_shapes` (run on every server the runner builds) fails loudly when an
+aiohttp release changes one, instead of letting the gateway silently fall back to aiohttp's own
+behaviour. ``pyproject.toml`` bounds aiohttp below its next minor version for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import cast
+
+from aiohttp import web, web_protocol
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http_writer import StreamWriter
+from aiohttp.web_protocol import RequestHandler
+
+from gateway.core.headers import request_id
+from gateway.core.refusals import parser_refusal
+from gateway.server.access import AccessEntry, log_access
+from gateway.server.logs import get_logger
+from gateway.server.render import render
+
+__all__ = [
+    "MAX_CONNECTIONS",
+    "PRIVATE_SHAPES",
+    "GatewayRunner",
+    "PrivateShapeChanged",
+    "PurePythonParser",
+    "check_private_shapes",
+    "missing_shapes",
+    "private_owners",
+    "require_c_parser",
+]
+
+_log = get_logger()
+
+
+class PurePythonParser(RuntimeError):
+    """aiohttp would parse requests with its pure-Python parser, which accepts several inputs
+    the C parser refuses (``Transfer-Encoding: chunked, chunked``, raw UTF-8 in the target,
+    lower-case and unknown methods); the gateway refuses to serve with it."""
+
+
+class PrivateShapeChanged(RuntimeError):
+    """An aiohttp internal the gateway overrides is not where or what it was."""
+
+
+# (owner, attribute, what the gateway uses it for). Instance attributes of `web.Server` are
+# checked on a real instance.
+PRIVATE_SHAPES: tuple[tuple[str, str, str], ...] = (
+    ("web_protocol", "HttpRequestParser", "the parser class each connection instantiates"),
+    ("RequestHandler", "handle_error", "the error page for requests the parser refuses"),
+    ("AppRunner", "_make_server", "where the runner builds its web.Server"),
+    ("Server", "_loop", "passed to each new RequestHandler"),
+    ("Server", "_kwargs", "the handler settings passed to each new RequestHandler"),
+    ("Server", "_connections", "the open connections, counted against max_connections"),
+    ("Server", "connection_made", "called for each new connection"),
+    ("StreamWriter", "output_size", "whether a response has started on the connection"),
+)
+
+
+def private_owners(server: web.Server) -> dict[str, object]:
+    """The real objects `PRIVATE_SHAPES` names, instances where the attribute is set in
+    ``__init__`` (``server``: a real one)."""
+    writer = StreamWriter(cast(BaseProtocol, None), server._loop)
+    return {
+        "web_protocol": web_protocol,
+        "RequestHandler": RequestHandler,
+        "AppRunner": web.AppRunner,
+        "Server": server,
+        "StreamWriter": writer,
+    }
+
+
+def missing_shapes(owners: Mapping[str, object]) -> list[str]:
+    """Each internal in `PRIVATE_SHAPES` that ``owners`` lacks, or whose signature changed."""
+    missing = [
+        f"{owner}.{name} ({use})"
+        for owner, name, use in PRIVATE_SHAPES
+        if not hasattr(owners[owner], name)
+    ]
+    handle_error = getattr(owners["RequestHandler"], "handle_error", None)
+    if handle_error is not None:
+        parameters = list(inspect.signature(handle_error).parameters)[:5]
+        if parameters != ["self", "request", "status", "exc", "message"]:
+            missing.append("RequestHandler.handle_error (its parameters changed)")
+    return missing
+
+
+def check_private_shapes(server: web.Server) -> None:
+    """Raise `PrivateShapeChanged` unless every internal in `PRIVATE_SHAPES` is as expected."""
+    missing = missing_shapes(private_owners(server))
+    if missing:
+        raise PrivateShapeChanged(
+            "aiohttp's internals changed shape; the gateway's overrides need updating: "
+            + "; ".join(missing)
+        )
+
+
+def require_c_parser() -> None:
+    """Raise `PurePythonParser` unless aiohttp's C HTTP parser is the one in use."""
+    # Override: `web_protocol.HttpRequestParser` is the parser class each connection actually
+    # instantiates, whatever `aiohttp.http_parser` exports.
+    parser: type = getattr(web_protocol, "HttpRequestParser")  # noqa: B009
+    if parser.__module__ != "aiohttp._http_parser":
+        raise PurePythonParser(
+            "aiohttp's C HTTP parser is not in use (AIOHTTP_NO_EXTENSIONS is set, or the "
+            "installed aiohttp has no compiled extensions); refusing to serve with the "
+            "pure-Python parser"
+        )
+
+
+class _GatewayProtocol(RequestHandler):
+    """Override: `RequestHandler.handle_error` (documented nowhere) writes aiohttp's error page;
+    ours is the JSON refusal, quotes nothing the client sent, and logs one access line."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # Private: `StreamWriter.output_size` says whether a response has started.
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; closing the connection")
+        refusal = parser_refusal(status)
+        rid = request_id([])
+        response = render(refusal, rid)
+        response.force_close()
+        if status >= 500 and exc is not None:
+            _log.error(
+                "request_failed", **{"error.type": type(exc).__name__, "http.request.id": rid}
+            )
+        entry = AccessEntry(
+            started=datetime.now(UTC),
+            request_id=rid,
+            client_ip=request.remote,
+            status=status,
+            response_bytes=len(response.body or b""),  # type: ignore[arg-type]
+            auth_reason=refusal.reason,
+        )
+        log_access(entry)
+        return response
+
+
+class _GatewayHTTPServer(web.Server):
+    """Override: `web.Server.__call__` makes each connection's protocol (from the private
+    `_loop` and `_kwargs`); `connection_made` is told of each new connection."""
+
+    max_connections = 0  # set by GatewayRunner; 0 is no limit
+
+    def __call__(self) -> RequestHandler:
+        return _GatewayProtocol(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        # Private: `_connections` holds every open connection, this one included.
+        if self.max_connections and len(self._connections) > self.max_connections:
+            # Over the limit: close at once rather than let it hold a slot the others need.
+            transport.close()
+
+
+MAX_CONNECTIONS = web.AppKey("max_connections", int)
+
+
+class GatewayRunner(web.AppRunner):
+    """An `AppRunner` whose connections answer parser errors in the gateway's own shape and
+    that holds at most ``app[MAX_CONNECTIONS]`` client connections (0: no limit)."""
+
+    __slots__ = ()
+
+    async def _make_server(self) -> web.Server:
+        # Override: `AppRunner._make_server` is where the runner builds its `web.Server`.
+        server = await super()._make_server()
+        check_private_shapes(server)
+        # aiohttp builds its Server inside Application; swapping the class only changes which
+        # protocol each new connection gets (covered by the parser-error tests).
+        server.__class__ = _GatewayHTTPServer
+        server.max_connections = self.app.get(MAX_CONNECTIONS, 0)  # type: ignore[attr-defined]
+        return server
