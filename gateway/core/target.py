@@ -24,6 +24,13 @@ __all__ = [
 ]
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# Escapes decoded before matching: every byte that may also appear raw in a path segment with the
+# same meaning to a decoding framework (unreserved, sub-delims but ';', ':' and '@'). Flask,
+# Starlette and aiohttp route ``/v1/admin%3Areindex`` as ``/v1/admin:reindex``; so does the
+# gateway, and it forwards the decoded form. Everything else stays escaped: '/', '\\' and ';'
+# are refused, and '%', '?', '#', spaces and non-ASCII bytes would change the path's structure
+# or be decoded a second time.
+_DECODED = _UNRESERVED | frozenset(b"!$&'()*+,=:@")
 _HEX = frozenset("0123456789abcdefABCDEF")
 # RFC 3986 pchar minus ';' (path parameters are refused: Tomcat/Spring strip them upstream).
 _PATH_CHARS = frozenset(
@@ -98,13 +105,14 @@ def canonicalize(raw_target: str) -> CanonicalTarget:
 def canonicalize_path(raw_path: str) -> str:
     """Return the canonical form of an encoded path.
 
-    Unreserved percent-escapes are decoded, other escapes keep their bytes (upper-case hex),
+    Escapes of bytes a path may carry raw (unreserved, sub-delims, ``:`` and ``@``) are decoded,
+    other escapes keep their bytes (upper-case hex),
     duplicate slashes are merged and dot segments resolved; anything that could be read two
     ways by the next server is refused.
     """
     if not raw_path.startswith("/"):
         raise TargetError(TargetProblem.NOT_ORIGIN_FORM)
-    decoded = _decode_unreserved(raw_path)
+    decoded = _decode_pchars(raw_path)
     segments: list[str] = []
     trailing_slash = False
     for segment in decoded.split("/")[1:]:
@@ -123,7 +131,7 @@ def canonicalize_path(raw_path: str) -> str:
     return path
 
 
-def _decode_unreserved(raw_path: str) -> str:
+def _decode_pchars(raw_path: str) -> str:
     out: list[str] = []
     i = 0
     length = len(raw_path)
@@ -135,7 +143,7 @@ def _decode_unreserved(raw_path: str) -> str:
                 raise TargetError(TargetProblem.BAD_ESCAPE)
             byte = int(hex_digits, 16)
             _refuse_byte(byte)
-            out.append(chr(byte) if byte in _UNRESERVED else "%" + hex_digits.upper())
+            out.append(chr(byte) if byte in _DECODED else "%" + hex_digits.upper())
             i += 3
             continue
         if ch not in _PATH_CHARS:
