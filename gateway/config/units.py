@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["parse_duration"]
 
 _DURATION = re.compile(r"([0-9]+)(ms|s|m|h)")  # ASCII digits only
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -18,12 +18,3 @@ def parse_duration(text: object) -> float:
     if match is None:
         raise ValueError(f"bad duration '{text}': use a whole number and ms, s, m or h (e.g. 30s)")
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact spelling of ``seconds`` in the config's duration syntax."""
-    millis = round(seconds * 1000)
-    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if millis and millis % size == 0:
-            return f"{millis // size}{unit}"
-    return f"{millis}ms"

@@ -1,8 +1,9 @@
-"""The door's token check: from a route and the request's credentials to `Claims` or a refusal.
+"""The door's token check: from a bearer token (and the route's issuer restriction) to `Claims`
+or a refusal.
 
-This is the one place that joins the pure parts (bearer extraction, token verification, scope
-rules) with key sources, which may do I/O (a remote JWKS fetch). The decision order is the
-spec's: credentials present and well-formed, token valid, then scopes.
+This is the one place that joins the pure token verification with key sources, which may do I/O
+(a remote JWKS fetch), and with the cache of verified tokens. Credentials and scopes are checked
+around it by `gateway.core.decision`, in the spec's order.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from gateway.core import tokens
-from gateway.core.bearer import extract_bearer, query_has_access_token
 from gateway.core.cache import CachedToken, VerifiedTokenCache, token_digest
-from gateway.core.errors import InsufficientScope, InvalidToken, KeysUnavailable
+from gateway.core.errors import InvalidToken, KeysUnavailable
 from gateway.core.keys import KeySet
-from gateway.core.models import AuthMode, IssuerConfig, Route, TokensConfig
+from gateway.core.models import IssuerConfig, Route, TokensConfig
 from gateway.core.tokens import Claims
 
 __all__ = ["Authenticator", "KeySource", "StaticKeySource"]
@@ -41,7 +41,7 @@ class StaticKeySource:
 
 
 class Authenticator:
-    """Decides whether a request's credentials satisfy a route."""
+    """Verifies bearer tokens against the configured issuers and their keys."""
 
     def __init__(
         self,
@@ -61,18 +61,6 @@ class Authenticator:
         self._tokens = tokens_config
         self._clock = clock
         self._cache = VerifiedTokenCache(cache_size)
-
-    async def authenticate(
-        self, route: Route, authorization: Sequence[str], raw_query: str | None
-    ) -> Claims | None:
-        """Return the verified claims, None for a public route, or raise an `AuthError`."""
-        if route.auth is AuthMode.NONE:
-            return None
-        token = extract_bearer(authorization, token_in_query=query_has_access_token(raw_query))
-        claims = await self.verify_token(token, route)
-        if not route.scopes.satisfied_by(claims.scopes):
-            raise InsufficientScope(route.scopes, claims.subject, claims.client_id)
-        return claims
 
     async def verify_token(self, token: str, route: Route | None = None) -> Claims:
         """Verify a token against the configured issuers (and the route's issuer restriction).

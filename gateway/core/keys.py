@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 __all__ = [
+    "EC_CURVES",
     "HMAC_MIN_BYTES",
     "SUPPORTED_ALGORITHMS",
     "KeyLoadError",
@@ -38,8 +39,14 @@ __all__ = [
 
 RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-_EC_CURVE_ALGORITHM = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-SUPPORTED_ALGORITHMS = RSA_ALGORITHMS | HMAC_ALGORITHMS | {"ES256", "ES384", "ES512", "EdDSA"}
+# RFC 7518 section 3.4: each ECDSA algorithm is bound to one curve.
+EC_CURVES: Mapping[str, ec.EllipticCurve] = {
+    "ES256": ec.SECP256R1(),
+    "ES384": ec.SECP384R1(),
+    "ES512": ec.SECP521R1(),
+}
+_EC_CURVE_ALGORITHM = {curve.name: algorithm for algorithm, curve in EC_CURVES.items()}
+SUPPORTED_ALGORITHMS = RSA_ALGORITHMS | HMAC_ALGORITHMS | frozenset(EC_CURVES) | {"EdDSA"}
 # RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output.
 HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _RSA_MIN_BITS = 2048

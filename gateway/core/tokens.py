@@ -23,7 +23,7 @@ from gateway.core.errors import InvalidToken
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig, TokensConfig
 
-__all__ = ["Claims", "UnverifiedToken", "parse", "verify"]
+__all__ = ["Claims", "UnverifiedToken", "numeric_date", "parse", "verify"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 _ALGORITHMS = get_default_algorithms()
@@ -128,12 +128,12 @@ def _validate_claims(
     leeway = tokens.leeway
     if "exp" not in payload:
         raise InvalidToken("missing_claim")
-    expires_at = _numeric_date(payload["exp"])
+    expires_at = _date_or_refuse(payload["exp"])
     if now > expires_at + leeway:
         raise InvalidToken("expired")
-    if "nbf" in payload and now + leeway < _numeric_date(payload["nbf"]):
+    if "nbf" in payload and now + leeway < _date_or_refuse(payload["nbf"]):
         raise InvalidToken("not_yet_valid")
-    issued_at = _numeric_date(payload["iat"]) if "iat" in payload else None
+    issued_at = _date_or_refuse(payload["iat"]) if "iat" in payload else None
     if issued_at is not None and issued_at > now + leeway:
         raise InvalidToken("not_yet_valid")
     if tokens.max_lifetime is not None:
@@ -152,15 +152,22 @@ def _validate_claims(
     )
 
 
-def _numeric_date(value: object) -> float:
+def numeric_date(value: object) -> float | None:
+    """A claim's value as a NumericDate in seconds, or None when it is not one: a NumericDate is
+    a finite JSON number, never a boolean, and an integer too large for a float is not one."""
     # RFC 7519 section 2: a NumericDate is a JSON number; PyJWT would also take "123" and true.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidToken("invalid_claim")
+        return None
     try:
         seconds = float(value)  # an integer too large for a float raises OverflowError
     except OverflowError:
-        raise InvalidToken("invalid_claim") from None
-    if not math.isfinite(seconds):
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def _date_or_refuse(value: object) -> float:
+    seconds = numeric_date(value)
+    if seconds is None:
         raise InvalidToken("invalid_claim")
     return seconds
 

@@ -253,11 +253,6 @@ class GatewayServer:
         """The bound plain-HTTP redirect port, if there is one."""
         return int(self._redirect.addresses[0][1]) if self._redirect else None
 
-    @property
-    def admin_port(self) -> int:
-        """The bound admin port."""
-        return int(self._admin.addresses[0][1])
-
     async def stop(self) -> None:
         """Turn not-ready, stop accepting, let in-flight requests finish (up to the drain
         timeout), then close."""

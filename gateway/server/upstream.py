@@ -60,7 +60,6 @@ class ProxyOutcome:
     upstream_ns: int
     request_bytes: int
     response_bytes: int
-    completed: bool
 
 
 class UpstreamClient:
@@ -147,7 +146,7 @@ class UpstreamClient:
             response: web.StreamResponse
             if length is not None and length <= _BUFFERED_MAX and request.method != "HEAD":
                 response = await _buffered(upstream_response, headers, length, upstream.name)
-                sent, completed = length, True
+                sent = length
             else:
                 response = web.StreamResponse(
                     status=upstream_response.status,
@@ -157,13 +156,12 @@ class UpstreamClient:
                 if "Upgrade" in request.headers:
                     response.force_close()  # the protocol is never switched: no tunnel
                 await response.prepare(request)
-                sent, completed = await _relay(upstream_response, response, request)
+                sent = await _relay(upstream_response, response, request)
         return ProxyOutcome(
             response=response,
             upstream_ns=time.perf_counter_ns() - started,
             request_bytes=counter.total,
             response_bytes=sent,
-            completed=completed,
         )
 
 
@@ -201,7 +199,7 @@ async def _buffered(
 
 async def _relay(
     source: aiohttp.ClientResponse, sink: web.StreamResponse, request: web.Request
-) -> tuple[int, bool]:
+) -> int:
     sent = 0
     try:
         # Whatever has arrived, up to the read buffer: fewer, larger writes than fixed chunks.
@@ -214,5 +212,4 @@ async def _relay(
         # never to finish a chunked body that would look complete.
         if request.transport is not None:
             request.transport.abort()
-        return sent, False
-    return sent, True
+    return sent

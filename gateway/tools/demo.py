@@ -124,21 +124,11 @@ def _free_or_any(host: str, port: int) -> int:
 def _tokens(config: Config, signing: keytools.SigningKey) -> tuple[str, str]:
     local = next(issuer for issuer in config.issuers if issuer.name == "local")
     audience = local.audiences[0] if local.audiences else None
-    read = keytools.mint(
-        signing,
-        issuer=local.issuer,
-        audience=audience,
-        subject="alice",
-        scope="orders:read",
-        ttl=900,
-    )
-    write = keytools.mint(
-        signing,
-        issuer=local.issuer,
-        audience=audience,
-        subject="bob",
-        scope="orders:write",
-        ttl=900,
+    read, write = (
+        keytools.mint(
+            signing, issuer=local.issuer, audience=audience, subject=subject, scope=scope, ttl=900
+        )
+        for subject, scope in (("alice", "orders:read"), ("bob", "orders:write"))
     )
     return read, write
 

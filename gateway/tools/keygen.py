@@ -1,4 +1,9 @@
-"""Key generation and token minting for local development, tests and the demo."""
+"""Key generation and token minting for local development, tests and the demo.
+
+Every new key the tools make comes from `new_private_key` or `new_hmac_secret`: key files for
+`gateway keys generate`, the demo and the benchmark, and the in-memory keys of
+`gateway.tools.throwaway_keys`.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from gateway.core.keys import HMAC_MIN_BYTES, public_jwk, thumbprint
+from gateway.core.keys import EC_CURVES, HMAC_MIN_BYTES, RSA_ALGORITHMS, public_jwk, thumbprint
 
 __all__ = [
     "GENERATED_ALGORITHMS",
@@ -24,12 +29,15 @@ __all__ = [
     "generate",
     "load_signing_key",
     "mint",
+    "new_hmac_secret",
+    "new_private_key",
     "write",
 ]
 
 GENERATED_ALGORITHMS = ("RS256", "ES256", "EdDSA", "HS256")
 _KEY_FILE_SUFFIXES = {".pem", ".key", ".json", ".secret", ".jwk", ".jwks"}
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+_EC_CURVE_ALGORITHM = {curve.name: algorithm for algorithm, curve in EC_CURVES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +59,13 @@ class GeneratedKey:
 
 def generate(algorithm: str) -> GeneratedKey:
     """A new key pair (private PEM, public PEM, JWKS), or a new HMAC secret for HS256."""
+    if algorithm not in GENERATED_ALGORITHMS:
+        raise ValueError(
+            f"cannot generate keys for {algorithm}; choose one of {', '.join(GENERATED_ALGORITHMS)}"
+        )
     if algorithm == "HS256":
-        secret = secrets.token_urlsafe(HMAC_MIN_BYTES["HS256"] * 2)
-        return GeneratedKey(algorithm, {"hmac.secret": secret.encode() + b"\n"})
-    private = _new_private_key(algorithm)
+        return GeneratedKey(algorithm, {"hmac.secret": new_hmac_secret().encode() + b"\n"})
+    private = new_private_key(algorithm)
     public = private.public_key()
     jwk = {**public_jwk(public), "kid": thumbprint(public), "alg": algorithm, "use": "sig"}
     private_pem = private.private_bytes(
@@ -152,23 +163,26 @@ def mint(
     return jwt.encode(claims, key.key, algorithm=key.algorithm, headers=headers)
 
 
-def _new_private_key(algorithm: str) -> PrivateKey:
-    if algorithm == "RS256":
+def new_private_key(algorithm: str) -> PrivateKey:
+    """A new private key of the family ``algorithm`` signs with: RSA (2048 bits) for RS* and
+    PS*, the algorithm's own curve for ES*, Ed25519 for EdDSA."""
+    if algorithm in RSA_ALGORITHMS:
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    if algorithm == "ES256":
-        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm in EC_CURVES:
+        return ec.generate_private_key(EC_CURVES[algorithm])
     if algorithm == "EdDSA":
         return ed25519.Ed25519PrivateKey.generate()
-    raise ValueError(
-        f"cannot generate keys for {algorithm}; choose one of {', '.join(GENERATED_ALGORITHMS)}"
-    )
+    raise ValueError(f"{algorithm} is not signed with a private key this tool can make")
+
+
+def new_hmac_secret() -> str:
+    """A new random HMAC secret, long enough for every HS* algorithm (HS512 needs the most)."""
+    return secrets.token_urlsafe(HMAC_MIN_BYTES["HS512"])
 
 
 def _algorithm_for(private: PrivateKey) -> str:
     if isinstance(private, rsa.RSAPrivateKey):
         return "RS256"
     if isinstance(private, ec.EllipticCurvePrivateKey):
-        return {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}[
-            private.curve.name
-        ]
+        return _EC_CURVE_ALGORITHM[private.curve.name]
     return "EdDSA"

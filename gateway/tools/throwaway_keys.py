@@ -8,31 +8,24 @@ real code.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 from jwt.utils import base64url_encode
 
 from gateway.core.keys import (
+    EC_CURVES,
     HMAC_ALGORITHMS,
-    HMAC_MIN_BYTES,
     RSA_ALGORITHMS,
     KeySet,
     VerificationKey,
     hmac_key,
 )
-from gateway.tools.keygen import SigningKey
+from gateway.tools.keygen import SigningKey, new_hmac_secret, new_private_key
 
 __all__ = ["ThrowawayKeys", "resign"]
 
-_EC_CURVES: Mapping[str, ec.EllipticCurve] = {
-    "ES256": ec.SECP256R1(),
-    "ES384": ec.SECP384R1(),
-    "ES512": ec.SECP521R1(),
-}
 _ALGORITHMS = get_default_algorithms()
 _SOURCE = "throwaway key (in memory)"
 
@@ -49,33 +42,30 @@ class ThrowawayKeys:
         """Fresh keys covering ``algorithms`` (one per key family, kid-less like a PEM key)."""
         signers: dict[str, SigningKey] = {}
         verifiers: list[VerificationKey] = []
-        if algorithms & RSA_ALGORITHMS:
-            private_rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            usable = algorithms & RSA_ALGORITHMS
-            verifiers.append(VerificationKey(None, usable, private_rsa.public_key(), _SOURCE))
-            signers.update({alg: SigningKey(private_rsa, alg, None) for alg in usable})
-        for alg in sorted(algorithms & _EC_CURVES.keys()):
-            private_ec = ec.generate_private_key(_EC_CURVES[alg])
-            verifiers.append(
-                VerificationKey(None, frozenset({alg}), private_ec.public_key(), _SOURCE)
-            )
-            signers[alg] = SigningKey(private_ec, alg, None)
-        if "EdDSA" in algorithms:
-            private_ed = ed25519.Ed25519PrivateKey.generate()
-            verifiers.append(
-                VerificationKey(None, frozenset({"EdDSA"}), private_ed.public_key(), _SOURCE)
-            )
-            signers["EdDSA"] = SigningKey(private_ed, "EdDSA", None)
-        if algorithms & HMAC_ALGORITHMS:
-            secret = secrets.token_urlsafe(HMAC_MIN_BYTES["HS512"])
-            verifiers.append(hmac_key(secret, algorithms, _SOURCE))
-            signers.update(
-                {
-                    alg: SigningKey(secret.encode(), alg, None)
-                    for alg in algorithms & HMAC_ALGORITHMS
-                }
-            )
+        for usable in _by_key(algorithms):
+            key: object
+            if usable <= HMAC_ALGORITHMS:
+                secret = new_hmac_secret()
+                verifiers.append(hmac_key(secret, usable, _SOURCE))
+                key = secret.encode()
+            else:
+                private = new_private_key(min(usable))  # every name in a group: the same family
+                verifiers.append(VerificationKey(None, usable, private.public_key(), _SOURCE))
+                key = private
+            signers.update({alg: SigningKey(key, alg, None) for alg in usable})
         return cls(signers=signers, keys=KeySet(keys=tuple(verifiers)))
+
+
+def _by_key(algorithms: frozenset[str]) -> list[frozenset[str]]:
+    """The algorithms grouped by the key that will sign them: one RSA key for every RS*/PS*,
+    one key per ECDSA curve, one Ed25519 key, one secret for every HS*; others are left out."""
+    groups = [
+        algorithms & RSA_ALGORITHMS,
+        *(frozenset({alg}) for alg in sorted(algorithms & EC_CURVES.keys())),
+        algorithms & {"EdDSA"},
+        algorithms & HMAC_ALGORITHMS,
+    ]
+    return [group for group in groups if group]
 
 
 def resign(token: str, signer: SigningKey) -> str:

@@ -9,14 +9,13 @@ as not reached, and prints the facts each one looked at (times, audiences, type,
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.core.models import IssuerConfig, Route, TokensConfig
-from gateway.core.tokens import UnverifiedToken
+from gateway.core.tokens import UnverifiedToken, numeric_date
 
 __all__ = ["Check", "CheckState", "describe_time", "token_checks"]
 
@@ -83,7 +82,7 @@ def token_checks(
 
 def describe_time(value: object, now: float) -> str:
     """A NumericDate as UTC time and distance from now; anything else as what it is."""
-    number = _number(value)
+    number = numeric_date(value)
     if number is None:
         return f"{value!r} (not a JSON number)"
     try:
@@ -111,11 +110,11 @@ def _failed_check(
         header_ok = issuer is not None and isinstance(alg, str) and alg in issuer.algorithms
         return "signature" if header_ok else "alg"
     if reason == "not_yet_valid":
-        nbf = _number(payload.get("nbf"))
+        nbf = numeric_date(payload.get("nbf"))
         return "nbf" if nbf is not None and now + tokens.leeway < nbf else "iat"
     if reason == "invalid_claim":
         for name in ("exp", "nbf", "iat"):
-            if name in payload and not _is_number(payload[name]):
+            if name in payload and numeric_date(payload[name]) is None:
                 return name
         return "identity"
     return _FAILS_AT.get(reason)
@@ -162,7 +161,7 @@ def _details(
 
 
 def _lifetime(payload: Mapping[str, Any], max_lifetime: float, now: float) -> str:
-    exp, iat = _number(payload.get("exp")), _number(payload.get("iat", now))
+    exp, iat = numeric_date(payload.get("exp")), numeric_date(payload.get("iat", now))
     if exp is None or iat is None:
         return f"max {_span(max_lifetime)}"
     return f"{_span(exp - iat)}; max {_span(max_lifetime)}"
@@ -170,21 +169,6 @@ def _lifetime(payload: Mapping[str, Any], max_lifetime: float, now: float) -> st
 
 def _has_unsupported(header: Mapping[str, Any]) -> bool:
     return "crit" in header or "b64" in header
-
-
-def _number(value: object) -> float | None:
-    """A NumericDate as `verify` accepts it (a finite JSON number, not a boolean), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)  # a JSON integer may be too large for a float
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _is_number(value: object) -> bool:
-    return _number(value) is not None
 
 
 def _span(seconds: float) -> str:

@@ -15,7 +15,7 @@ from gateway.config import Config, load
 from gateway.core.errors import InvalidToken
 from gateway.core.keys import KeySet, keys_from_jwks
 from gateway.core.models import IssuerConfig, TokensConfig
-from gateway.core.tokens import Claims, parse, verify
+from gateway.core.tokens import Claims, numeric_date, parse, verify
 from tests.support import (
     AUDIENCE,
     DEV_ISSUER,
@@ -436,6 +436,26 @@ def test_claim_of_wrong_type_is_refused(
 ) -> None:
     """Non-numeric dates and header-unsafe identity claims are invalid_claim."""
     assert reason_of(rs256(keys, claims(**overrides)), local) == "invalid_claim"
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        pytest.param(NOW, float(NOW), id="integer"),
+        pytest.param(NOW + 0.5, NOW + 0.5, id="float"),
+        pytest.param(-1, -1.0, id="negative"),
+        pytest.param(str(NOW), None, id="numeric-string"),
+        pytest.param(True, None, id="boolean"),
+        pytest.param(None, None, id="null"),
+        pytest.param([NOW], None, id="list"),
+        pytest.param(float("inf"), None, id="infinity"),
+        pytest.param(float("nan"), None, id="nan"),
+        pytest.param(10**400, None, id="integer-beyond-float"),
+    ],
+)
+def test_numeric_date(value: object, seconds: float | None) -> None:
+    """A NumericDate is a finite JSON number that fits a float; anything else is None."""
+    assert numeric_date(value) == seconds
 
 
 @pytest.mark.parametrize(
