@@ -14,7 +14,7 @@ from typing import Protocol
 
 from gateway.core import tokens
 from gateway.core.cache import CachedToken, VerifiedTokenCache, token_digest
-from gateway.core.errors import InvalidToken, KeysUnavailable
+from gateway.core.errors import InvalidToken, KeysUnavailable, TokenCheck
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig, Route, TokensConfig
 from gateway.core.tokens import Claims
@@ -80,7 +80,7 @@ class Authenticator:
         issuer_id = unverified.issuer
         issuer = self._by_issuer.get(issuer_id) if isinstance(issuer_id, str) else None
         if issuer is None:
-            raise InvalidToken("unknown_issuer")
+            raise InvalidToken("unknown_issuer", TokenCheck.ISSUER)
         _check_route_issuer(issuer, route)
         kid = unverified.kid if isinstance(unverified.kid, str) else None
         keys = await self._sources[issuer.name].key_set(kid)
@@ -93,7 +93,7 @@ class Authenticator:
 
 def _check_route_issuer(issuer: IssuerConfig, route: Route | None) -> None:
     if route is not None and route.issuers is not None and issuer.name not in route.issuers:
-        raise InvalidToken("issuer_not_allowed")
+        raise InvalidToken("issuer_not_allowed", TokenCheck.ISSUER)
 
 
 def _cache_entry(claims: Claims, kid: str | None, keys: KeySet, leeway: float) -> CachedToken:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from gateway.core.authenticator import Authenticator
 from gateway.core.bearer import extract_bearer, query_has_access_token
-from gateway.core.errors import AuthError, InsufficientScope
+from gateway.core.errors import AuthError, InsufficientScope, TokenCheck
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
 from gateway.core.refusals import (
     Refusal,
@@ -85,6 +85,7 @@ class Step:
     name: StepName
     outcome: StepOutcome
     reason: str | None = None
+    check: TokenCheck | None = None  # the token check that failed (TOKEN steps)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,9 +168,15 @@ class _Trace:
     def __init__(self, enabled: bool) -> None:
         self._steps: list[Step] | None = [] if enabled else None
 
-    def note(self, name: StepName, outcome: StepOutcome, reason: str | None = None) -> None:
+    def note(
+        self,
+        name: StepName,
+        outcome: StepOutcome,
+        reason: str | None = None,
+        check: TokenCheck | None = None,
+    ) -> None:
         if self._steps is not None:
-            self._steps.append(Step(name, outcome, reason))
+            self._steps.append(Step(name, outcome, reason, check))
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -255,7 +262,7 @@ class Decider:
         try:
             claims = await self.authenticator.verify_token(token, route)
         except AuthError as exc:  # InvalidToken, KeysUnavailable
-            steps.note(StepName.TOKEN, StepOutcome.FAILED, exc.reason)
+            steps.note(StepName.TOKEN, StepOutcome.FAILED, exc.reason, exc.check)
             return None, exc
         steps.note(StepName.TOKEN, StepOutcome.PASSED)
         if not route.scopes.satisfied_by(claims.scopes):

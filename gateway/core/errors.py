@@ -14,6 +14,8 @@ here: never claim or header data, so nothing the client sent is ever echoed back
 
 from __future__ import annotations
 
+import enum
+
 from gateway.core.models import ScopeRule
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "KeysUnavailable",
     "MalformedCredentials",
     "MissingCredentials",
+    "TokenCheck",
 ]
 
 _TOKEN_DESCRIPTIONS = {
@@ -43,10 +46,31 @@ _TOKEN_DESCRIPTIONS = {
 }
 
 
+class TokenCheck(enum.Enum):
+    """The checks a token goes through, in the order they are taken: the authenticator's
+    (format, issuer, keys), then `tokens.verify`'s. A failing check names itself on the error it
+    raises, so `gateway explain` reports what the code did rather than re-deriving it."""
+
+    FORMAT = "format"
+    ISSUER = "issuer"
+    KEYS = "keys"
+    ALG = "alg"
+    HEADER = "header"
+    TYP = "typ"
+    SIGNATURE = "signature"
+    EXP = "exp"
+    NBF = "nbf"
+    IAT = "iat"
+    LIFETIME = "lifetime"
+    AUD = "aud"
+    IDENTITY = "identity"
+
+
 class AuthError(Exception):
     """Base of every refusal taken by the authenticator."""
 
     status: int = 401
+    check: TokenCheck | None = None  # the token check that failed, for token refusals
     bearer_error: str | None = None
     reason: str = "denied"
     description: str = "Authentication failed"
@@ -81,11 +105,12 @@ class InvalidToken(AuthError):
     status = 401
     bearer_error = "invalid_token"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, check: TokenCheck) -> None:
         super().__init__(reason)
         if reason not in _TOKEN_DESCRIPTIONS:
             raise ValueError(f"unknown token refusal reason {reason!r}")
         self.reason = reason
+        self.check = check
         self.description = _TOKEN_DESCRIPTIONS[reason]
 
 
@@ -95,6 +120,7 @@ class KeysUnavailable(AuthError):
     status = 503
     bearer_error = None
     reason = "keys_unavailable"
+    check = TokenCheck.KEYS
     description = "The keys needed to check this token are not available yet; retry later"
 
     def __init__(self, retry_after: int) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from jwt.algorithms import get_default_algorithms
 
-from gateway.core.errors import InvalidToken
+from gateway.core.errors import InvalidToken, TokenCheck
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig, TokensConfig
 
@@ -74,7 +74,7 @@ def parse(token: str) -> UnverifiedToken:
     """Split and decode a compact JWS, refusing anything not strictly well-formed."""
     parts = token.split(".")
     if len(parts) != 3 or not all(_SEGMENT.fullmatch(part) for part in parts):
-        raise InvalidToken("malformed_token")
+        raise InvalidToken("malformed_token", TokenCheck.FORMAT)
     header = _json_object(parts[0])
     payload = _json_object(parts[1])
     signature = _b64url(parts[2])
@@ -91,13 +91,13 @@ def verify(
     """Check the header, the signature against ``keys`` and every claim rule."""
     algorithm = token.algorithm
     if not isinstance(algorithm, str) or algorithm not in issuer.algorithms:
-        raise InvalidToken("alg_not_allowed")
+        raise InvalidToken("alg_not_allowed", TokenCheck.ALG)
     if "crit" in token.header or "b64" in token.header:
-        raise InvalidToken("unsupported_header")
+        raise InvalidToken("unsupported_header", TokenCheck.HEADER)
     if issuer.require_typ is not None and not _typ_matches(
         token.header.get("typ"), issuer.require_typ
     ):
-        raise InvalidToken("bad_type")
+        raise InvalidToken("bad_type", TokenCheck.TYP)
     _verify_signature(token, algorithm, keys)
     return _validate_claims(token.payload, issuer, tokens, now)
 
@@ -105,13 +105,13 @@ def verify(
 def _verify_signature(token: UnverifiedToken, algorithm: str, keys: KeySet) -> None:
     kid = token.kid
     if kid is not None and not isinstance(kid, str):
-        raise InvalidToken("malformed_token")
+        raise InvalidToken("malformed_token", TokenCheck.SIGNATURE)
     named = keys.with_kid(kid)
     if not named:
-        raise InvalidToken("unknown_kid")
+        raise InvalidToken("unknown_kid", TokenCheck.SIGNATURE)
     usable = [key for key in named if algorithm in key.algorithms]
     if not usable:
-        raise InvalidToken("alg_not_allowed")
+        raise InvalidToken("alg_not_allowed", TokenCheck.SIGNATURE)
     verifier = _ALGORITHMS[algorithm]
     for key in usable:
         try:
@@ -119,7 +119,7 @@ def _verify_signature(token: UnverifiedToken, algorithm: str, keys: KeySet) -> N
                 return
         except Exception:  # noqa: S112 - a forged token must be a 401, whatever the library raises
             continue
-    raise InvalidToken("bad_signature")
+    raise InvalidToken("bad_signature", TokenCheck.SIGNATURE)
 
 
 def _validate_claims(
@@ -127,21 +127,21 @@ def _validate_claims(
 ) -> Claims:
     leeway = tokens.leeway
     if "exp" not in payload:
-        raise InvalidToken("missing_claim")
-    expires_at = _date_or_refuse(payload["exp"])
+        raise InvalidToken("missing_claim", TokenCheck.EXP)
+    expires_at = _date_or_refuse(payload["exp"], TokenCheck.EXP)
     if now > expires_at + leeway:
-        raise InvalidToken("expired")
-    if "nbf" in payload and now + leeway < _date_or_refuse(payload["nbf"]):
-        raise InvalidToken("not_yet_valid")
-    issued_at = _date_or_refuse(payload["iat"]) if "iat" in payload else None
+        raise InvalidToken("expired", TokenCheck.EXP)
+    if "nbf" in payload and now + leeway < _date_or_refuse(payload["nbf"], TokenCheck.NBF):
+        raise InvalidToken("not_yet_valid", TokenCheck.NBF)
+    issued_at = _date_or_refuse(payload["iat"], TokenCheck.IAT) if "iat" in payload else None
     if issued_at is not None and issued_at > now + leeway:
-        raise InvalidToken("not_yet_valid")
+        raise InvalidToken("not_yet_valid", TokenCheck.IAT)
     if tokens.max_lifetime is not None:
         start = issued_at if issued_at is not None else now
         if expires_at - start > tokens.max_lifetime + leeway:
-            raise InvalidToken("lifetime_too_long")
+            raise InvalidToken("lifetime_too_long", TokenCheck.LIFETIME)
     if issuer.audiences and not _audience_matches(payload.get("aud"), issuer.audiences):
-        raise InvalidToken("bad_audience")
+        raise InvalidToken("bad_audience", TokenCheck.AUD)
     return Claims(
         issuer=issuer,
         subject=_header_safe_string(payload, "sub"),
@@ -165,10 +165,10 @@ def numeric_date(value: object) -> float | None:
     return seconds if math.isfinite(seconds) else None
 
 
-def _date_or_refuse(value: object) -> float:
+def _date_or_refuse(value: object, check: TokenCheck) -> float:
     seconds = numeric_date(value)
     if seconds is None:
-        raise InvalidToken("invalid_claim")
+        raise InvalidToken("invalid_claim", check)
     return seconds
 
 
@@ -195,7 +195,7 @@ def _header_safe_string(payload: Mapping[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or _CONTROL.search(value):
-        raise InvalidToken("invalid_claim")
+        raise InvalidToken("invalid_claim", TokenCheck.IDENTITY)
     return value
 
 
@@ -225,7 +225,7 @@ def _b64url(segment: str) -> bytes:
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
-        raise InvalidToken("malformed_token") from None
+        raise InvalidToken("malformed_token", TokenCheck.FORMAT) from None
 
 
 def _json_object(segment: str) -> Mapping[str, Any]:
@@ -236,9 +236,9 @@ def _json_object(segment: str) -> Mapping[str, Any]:
             parse_constant=_no_constants,
         )
     except (ValueError, RecursionError):
-        raise InvalidToken("malformed_token") from None
+        raise InvalidToken("malformed_token", TokenCheck.FORMAT) from None
     if not isinstance(value, dict):
-        raise InvalidToken("malformed_token")
+        raise InvalidToken("malformed_token", TokenCheck.FORMAT)
     return value
 
 

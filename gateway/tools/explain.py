@@ -200,7 +200,8 @@ def _token_lines(
     lines = []
     checks = token_checks(
         token.unverified, issuer=token.issuer, route=route, tokens=config.tokens,
-        now=request.now, reason=step.reason, signature_checked=token.signature_checked,
+        now=request.now, failed=step.check, reason=step.reason,
+        signature_checked=token.signature_checked,
     )  # fmt: skip
     for check in checks:
         lines.append(f"  {check.name}: {check.state.value} - {check.detail}")

@@ -1,9 +1,9 @@
 """What each token check saw, for `gateway explain`: facts and the verdict of the real code.
 
-The verdict is never recomputed here. `gateway.core.tokens.verify` stops at the first check that
-fails and says which with a reason code; this module lays the checks out in the order ``verify``
-takes them, marks those before the failing one as passed, the failing one as failed and the rest
-as not reached, and prints the facts each one looked at (times, audiences, type, key id).
+The verdict is never recomputed here. The authenticator and `gateway.core.tokens.verify` stop at
+the first check that fails, and the error names that check (`TokenCheck`, whose order is the
+order they are taken in). This module marks the checks before it as passed, it as failed and the
+rest as not reached, and prints the facts each one looked at (times, audiences, type, key id).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.core.errors import TokenCheck
 from gateway.core.models import IssuerConfig, Route, TokensConfig
 from gateway.core.tokens import UnverifiedToken, numeric_date
 
@@ -38,18 +39,6 @@ class Check:
     detail: str
 
 
-# The checks in the order the authenticator and `tokens.verify` take them, with the reasons
-# each can fail with.
-_ORDER = ("issuer", "keys", "alg", "header", "typ", "signature", "exp", "nbf", "iat",
-          "lifetime", "aud", "identity")  # fmt: skip
-_FAILS_AT = {
-    "unknown_issuer": "issuer", "issuer_not_allowed": "issuer", "keys_unavailable": "keys",
-    "unsupported_header": "header", "bad_type": "typ", "unknown_kid": "signature",
-    "bad_signature": "signature", "malformed_token": "signature", "missing_claim": "exp",
-    "expired": "exp", "lifetime_too_long": "lifetime", "bad_audience": "aud",
-}  # fmt: skip
-
-
 def token_checks(
     token: UnverifiedToken,
     *,
@@ -57,19 +46,20 @@ def token_checks(
     route: Route,
     tokens: TokensConfig,
     now: float,
+    failed: TokenCheck | None,
     reason: str | None,
     signature_checked: bool,
 ) -> list[Check]:
-    """Every check the token went through (or would have), given the real code's ``reason``
-    (None when the token verified)."""
-    failed_at = _failed_check(token, issuer, tokens, now, reason)
+    """Every check the token went through (or would have), given the check the real code says
+    failed and its ``reason`` (both None when the token verified)."""
     details = _details(token, issuer, route, tokens, now)
     checks: list[Check] = []
     state = CheckState.PASSED
-    for name in _ORDER:
+    for check in TokenCheck:
+        name = check.value
         if name not in details:
             continue
-        if name == failed_at:
+        if check is failed:
             checks.append(Check(name, CheckState.FAILED, f"{details[name]} -> {reason}"))
             state = CheckState.NOT_REACHED
             continue
@@ -93,31 +83,6 @@ def describe_time(value: object, now: float) -> str:
     if abs(delta) < 1:
         return f"{moment} (now)"
     return f"{moment} (in {_span(delta)})" if delta > 0 else f"{moment} ({_span(-delta)} ago)"
-
-
-def _failed_check(
-    token: UnverifiedToken,
-    issuer: IssuerConfig | None,
-    tokens: TokensConfig,
-    now: float,
-    reason: str | None,
-) -> str | None:
-    if reason is None:
-        return None
-    payload = token.payload
-    if reason == "alg_not_allowed":
-        alg = token.algorithm
-        header_ok = issuer is not None and isinstance(alg, str) and alg in issuer.algorithms
-        return "signature" if header_ok else "alg"
-    if reason == "not_yet_valid":
-        nbf = numeric_date(payload.get("nbf"))
-        return "nbf" if nbf is not None and now + tokens.leeway < nbf else "iat"
-    if reason == "invalid_claim":
-        for name in ("exp", "nbf", "iat"):
-            if name in payload and numeric_date(payload[name]) is None:
-                return name
-        return "identity"
-    return _FAILS_AT.get(reason)
 
 
 def _details(

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from jwt.algorithms import get_default_algorithms
 from pytest_aiohttp import AiohttpServer
 
-from gateway.core.errors import InsufficientScope, InvalidToken
+from gateway.core.errors import InsufficientScope, InvalidToken, TokenCheck
 from gateway.core.keys import public_jwk
 from gateway.core.models import ScopeRule
 from tests.conftest import GatewayFactory, LogCapture
@@ -134,7 +134,7 @@ def bearer(token: str, scheme: str = "Bearer") -> dict[str, str]:
 
 def challenge(reason: str) -> str:
     """The exact invalid_token challenge for a refusal reason."""
-    description = InvalidToken(reason).description
+    description = InvalidToken(reason, TokenCheck.SIGNATURE).description
     return f'Bearer realm="gateway", error="invalid_token", error_description="{description}"'
 
 
@@ -152,7 +152,7 @@ async def assert_invalid_token(
     body = json.loads(text)
     assert set(body) == {"error", "error_description", "request_id"}
     assert body["error"] == "invalid_token"
-    assert body["error_description"] == InvalidToken(reason).description
+    assert body["error_description"] == InvalidToken(reason, TokenCheck.SIGNATURE).description
     assert body["request_id"]
     assert recorder.requests == []
     (line,) = log_capture.events("access")

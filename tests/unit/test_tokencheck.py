@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from gateway.core.errors import TokenCheck
 from gateway.core.models import IssuerConfig, Route, TokensConfig
 from gateway.core.tokens import UnverifiedToken
 from gateway.tools.token_report import CheckState, describe_time, token_checks
@@ -48,11 +49,10 @@ CASES = [
 def test_reason_is_pinned_on_its_check(
     token: UnverifiedToken, reason: str | None, failed: str | None
 ) -> None:
-    """The check named by the reason fails, those before it passed, those after were not
-    reached."""
+    """The check the code names fails, those before it passed, those after were not reached."""
     checks = token_checks(
-        token, issuer=ISSUER, route=ROUTE, tokens=TOKENS, now=NOW, reason=reason,
-        signature_checked=True,
+        token, issuer=ISSUER, route=ROUTE, tokens=TOKENS, now=NOW,
+        failed=TokenCheck(failed) if failed else None, reason=reason, signature_checked=True,
     )  # fmt: skip
     states = [check.state for check in checks]
     names = [check.name for check in checks]
@@ -90,6 +90,6 @@ def test_an_integer_too_large_for_a_float_is_not_a_time() -> None:
     assert describe_time(huge, NOW) == f"{huge!r} (not a JSON number)"
     checks = token_checks(
         _token(nbf=huge), issuer=ISSUER, route=ROUTE, tokens=TOKENS, now=NOW,
-        reason="invalid_claim", signature_checked=True,
+        failed=TokenCheck.NBF, reason="invalid_claim", signature_checked=True,
     )  # fmt: skip
     assert [c.name for c in checks if c.state is CheckState.FAILED] == ["nbf"]
