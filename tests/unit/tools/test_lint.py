@@ -95,7 +95,7 @@ def test_file_default_report_mode_is_one_warning_at_the_defaults_line(tmp_path: 
     assert "2 protected route(s)" in warning.message
 
 
-SAMPLE = Path(__file__).resolve().parents[2] / "config" / "routes.yaml"
+SAMPLE = Path(__file__).resolve().parents[3] / "config" / "routes.yaml"
 
 
 def test_shipped_routes_lint_clean_and_say_why(tmp_path: Path) -> None:

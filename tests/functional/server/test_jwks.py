@@ -23,7 +23,7 @@ from gateway.core.keys import public_jwk
 from gateway.jwks.remote import discovery_url
 from gateway.server.app import DOOR, METRICS, create_admin_app, create_app
 from tests.conftest import GatewayTestServer, LogCapture
-from tests.functional.test_metrics import sample
+from tests.functional.server.test_metrics import sample
 from tests.support import DEFAULT_ROUTES, ENVIRON, RecordingUpstream, TestKeys, write_config
 
 AUDIENCE = "example-api"

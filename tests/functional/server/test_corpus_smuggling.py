@@ -424,6 +424,7 @@ async def test_pipelined_uploads_reach_upstream_one_for_one_with_one_framing(
 # -- S-20: the C parser or nothing ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gateway_refuses_to_start_with_the_pure_python_parser(
     tmp_path: Path, keys: TestKeys
 ) -> None:

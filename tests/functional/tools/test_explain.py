@@ -20,7 +20,7 @@ from gateway.tools.throwaway_keys import ThrowawayKeys
 from tests.conftest import GatewayFactory, LogCapture
 from tests.support import ENVIRON, TokenFactory
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "config" / "gateway.yaml"
 VERDICT = re.compile(r"^decision: (?:(?P<status>\d{3}) |forward).*auth\.result: (?P<result>\w+)")
 

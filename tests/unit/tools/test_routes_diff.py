@@ -11,7 +11,7 @@ from gateway.config import load_routes
 from gateway.core.models import ScopeMode, ScopeRule
 from gateway.tools.routes_diff import Direction, _implies, diff_routes
 
-SAMPLE = Path(__file__).resolve().parents[2] / "config" / "routes.yaml"
+SAMPLE = Path(__file__).resolve().parents[3] / "config" / "routes.yaml"
 HEAD = """\
 upstreams:
   app: {url: "http://127.0.0.1:9001"}

@@ -15,6 +15,8 @@ from pytest_aiohttp import AiohttpServer
 from tests.functional.gateway_process import peak_rss_bytes, running_gateway
 from tests.support import DEFAULT_ROUTES, TestKeys, TokenFactory
 
+pytestmark = pytest.mark.slow
+
 MIB = 1024 * 1024
 TOTAL = 100 * MIB
 CHUNK = 256 * 1024

@@ -26,7 +26,9 @@ from gateway.server.app import create_app
 from tests.conftest import GatewayTestServer
 from tests.support import DEFAULT_ROUTES, ENVIRON, RecordingUpstream, TestKeys, write_config
 
-IDP_DIR = Path(__file__).resolve().parent.parent / "idp"
+pytestmark = pytest.mark.slow
+
+IDP_DIR = Path(__file__).resolve().parents[2] / "idp"
 
 
 @pytest.fixture

@@ -7,8 +7,12 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.functional.gateway_process import running_gateway
 from tests.support import TestKeys
+
+pytestmark = pytest.mark.slow
 
 
 async def test_sighup_triggers_a_reload(tmp_path: Path, keys: TestKeys) -> None:

@@ -18,7 +18,7 @@ from gateway.core.keys import public_jwk
 from gateway.core.models import AuthMode, ScopeMode, ScopeRule
 from tests.support import ENVIRON, TestKeys, write_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # The base files every case edits. Line numbers in the tables below refer to these texts.
 GATEWAY = """\

@@ -32,7 +32,7 @@ from gateway.core.keys import (
 )
 from tests.support import TestKeys
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RSA_FAMILY = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 ALL = SUPPORTED_ALGORITHMS
 

@@ -38,7 +38,7 @@ from tests.support import (
     write_config,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHIPPED_CONFIG = REPO / "config" / "gateway.yaml"
 SECRET_40 = "s" * 40
 PROBLEM_LINE = re.compile(r"^(?P<file>[^\s:][^:]*):(?P<line>\d+): (?P<what>.+)$")
@@ -265,6 +265,7 @@ def test_keys_generate_hs256_writes_a_private_secret(tmp_path: Path) -> None:
     assert len((out / "hmac.secret").read_text().strip()) >= 32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alg", ["RS256", "HS256"])
 def test_keys_generate_refuses_to_overwrite(tmp_path: Path, alg: str) -> None:
     """Generating into a directory that already has the key exits 1 with one line and keeps the
@@ -278,6 +279,7 @@ def test_keys_generate_refuses_to_overwrite(tmp_path: Path, alg: str) -> None:
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_keys_generate_refuses_before_writing_anything(tmp_path: Path) -> None:
     """When any target file exists, nothing is written: no new private key beside an old JWKS."""
     out = tmp_path / "keys"
@@ -338,6 +340,7 @@ def test_token_with_generated_hmac_secret_file_is_hs256(
     assert jwt.decode(token, secret, algorithms=["HS256"], issuer="dev")["sub"] == "S"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "extra"),
     [
@@ -431,6 +434,7 @@ def test_help_works_for_every_subcommand(
     assert "usage: gateway" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_once_shows_three_results_and_logs_json(tmp_path: Path) -> None:
     """`gateway demo --once` exits 0, shows 200/401/403 as expected with curl lines, and prints
     only JSON on stdout."""
@@ -488,6 +492,7 @@ async def slow_upstream(aiohttp_server: AiohttpServer) -> tuple[SlowUpstream, Te
     return upstream, await aiohttp_server(upstream.app())
 
 
+@pytest.mark.slow
 async def test_run_serves_and_answers_health_checks(
     tmp_path: Path,
     keys: TestKeys,
@@ -516,6 +521,7 @@ async def test_run_serves_and_answers_health_checks(
         assert upstream.paths == ["/orders/7"]
 
 
+@pytest.mark.slow
 async def test_run_drains_in_flight_requests_on_sigterm(
     tmp_path: Path,
     keys: TestKeys,
