@@ -1,11 +1,14 @@
-"""Benchmark: the gateway against the ceiling (direct), nginx as a plain proxy, and the typical
-Python implementation, in one run, on loopback.
+"""Benchmark: the gateway against the ceiling (direct), nginx as a plain proxy, the typical
+Python implementation and the Node peer (fastify), in one run, on loopback.
 
-    python bench/run.py                # 10 s per case, 3 repeats (about 20 minutes)
-    python bench/run.py --quick        # 1 s per case, 1 repeat; checks statuses, not speed
+    python bench/run.py                # 10 s per case, 3 repeats (about 27 minutes)
+    python bench/run.py --quick        # 1 s per case, 1 repeat, no warm-up; checks statuses
 
 wrk and the nginx upstream share core 0; the proxy under test gets core 1 (taskset). Every
 number comes from wrk (keep-alive connections); the gateway's peak RSS from /proc.
+
+The Node peer (`node-fastify`, bench/node/gateway.mjs) needs node and its pinned packages
+(`npm ci --prefix bench/node`); without them that target is skipped and the report says why.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -63,7 +66,11 @@ CASES = [
     Case("1mib_response", "GET", "/orders/large", "rs256", 200, bulk=True),
     Case("10mib_upload", "POST", "/orders/upload", "writer", 200, UPLOAD_BYTES, bulk=True),
 ]
-AUTH_TARGETS = {"naive", "gateway-asyncio", "gateway-uvloop"}
+AUTH_TARGETS = {"naive", "node-fastify", "gateway-asyncio", "gateway-uvloop"}
+GATEWAYS = ("gateway-asyncio", "gateway-uvloop")
+NODE_PEER = "node-fastify"
+NODE_DIR = HERE / "node"
+NODE_PACKAGES = ("fastify", "@fastify/http-proxy", "@fastify/jwt")
 
 
 @dataclass
@@ -113,6 +120,25 @@ def process(command: list[str], port: int, **kwargs: object) -> Iterator[subproc
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def node_peer_missing() -> str | None:
+    """Why the Node peer cannot run here, or None when it can."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    missing = [p for p in NODE_PACKAGES if not (NODE_DIR / "node_modules" / p).is_dir()]
+    if missing:
+        how = "npm ci --prefix bench/node" if shutil.which("npm") else "npm is not installed"
+        return f"bench/node/node_modules lacks {', '.join(missing)} ({how})"
+    return None
+
+
+def node_version() -> str:
+    try:
+        return subprocess.run(["node", "--version"], capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "?"
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -298,9 +324,10 @@ def measure_target(
     args: argparse.Namespace,
     upload_port: int | None = None,
 ) -> list[Result]:
-    results = []
+    results: list[Result] = []
     if args.targets and target not in args.targets.split(","):
         return results
+    warmup = args.warmup
     for case in CASES:
         if args.cases and case.name not in args.cases.split(","):
             continue
@@ -314,6 +341,9 @@ def measure_target(
         if status != expected:
             result.statuses_ok = False
             result.detail = f"first request answered {status}, expected {expected}"
+        if warmup > 0:  # untimed, once a target, for all: node's JIT takes ~10 s to settle
+            run_wrk(url, case, token, seconds=warmup, connections=args.connections, count=False)
+            warmup = 0.0
         for _ in range(args.repeats):
             rps, p50, p99, requests, non2xx, statuses = run_wrk(
                 url, case, token, seconds=args.duration, connections=args.connections,
@@ -347,6 +377,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per case")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--warmup", type=float, default=10.0,
+                        help="untimed seconds of load before a target's first case")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--cases", help="comma-separated case names to run (default: all)")
     parser.add_argument("--targets", help="comma-separated targets to run (default: all)")
@@ -356,7 +388,7 @@ def main() -> int:
                         help="instead: RS256 on gateway --workers 1 vs 2 (unpinned)")  # fmt: skip
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.repeats = 1.0, 1
+        args.duration, args.repeats, args.warmup = 1.0, 1, 0.0
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None and not Path("/usr/sbin/nginx").exists():
             print(f"bench: {tool} is not installed (apt-get install wrk nginx-light)",
@@ -365,6 +397,7 @@ def main() -> int:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     all_results: list[Result] = []
     rss: dict[str, float] = {}
+    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         workdir = Path(tmp)
         upstream_port, sink_port = free_port(), free_port()
@@ -381,10 +414,16 @@ def main() -> int:
             print("direct: wrk -> nginx upstream / upload sink (core 0)", file=sys.stderr)
             all_results += measure_target("direct", upstream_port, tokens, args, sink_port)
             for target, command, port in targets(workdir, nginx, upstream_port, sink_port):
+                if args.targets and target not in args.targets.split(","):
+                    continue
+                if target == NODE_PEER and (why := node_peer_missing()):
+                    skipped[target] = why
+                    print(f"  {target:16} SKIPPED: {why}", file=sys.stderr, flush=True)
+                    continue
                 with process(command, port) as proc:
                     all_results += measure_target(target, port, tokens, args)
                     rss[target] = peak_rss_mib(proc.pid)
-    report(all_results, rss, args)
+    report(all_results, rss, args, skipped)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in all_results], indent=1))
     return 0 if all(r.statuses_ok for r in all_results) else 1
@@ -446,34 +485,109 @@ def targets(
     yield "naive", taskset("1", [sys.executable, str(HERE / "naive.py"), str(port),
                                  f"http://127.0.0.1:{upstream_port}",
                                  str(workdir / "naive-keys.json")]), port  # fmt: skip
+    port = free_port()
+    # The same key file as naive's; its stdout (one access line a request) goes where the
+    # gateway's does (process() sends both to /dev/null).
+    yield NODE_PEER, taskset("1", ["node", str(NODE_DIR / "gateway.mjs"), str(port),
+                                   f"http://127.0.0.1:{upstream_port}",
+                                   str(workdir / "naive-keys.json")]), port  # fmt: skip
     for loop in ("asyncio", "uvloop"):
         port = free_port()
         yield f"gateway-{loop}", taskset("1", gateway_command(workdir, port, loop)), port
 
 
-def report(results: list[Result], rss: dict[str, float], args: argparse.Namespace) -> None:
+# The issue's goals for the gateway, each checked against a peer measured in the same run:
+# (what, cases, the peer, the lowest acceptable ratio to the peer's req/s).
+RATIO_GOALS = [
+    ("RS256 and ES256 200s", ("rs256", "es256"), NODE_PEER, 1.5),
+    ("401 and 403", ("no_token_401", "no_scope_403"), NODE_PEER, 1.0),
+    ("1 MiB responses (MiB/s)", ("1mib_response",), "nginx-proxy", 0.7),
+]
+P99_GOAL_MS = 10.0
+SMALL_CASES = ("rs256", "es256", "eddsa", "hs256", "no_token_401", "no_scope_403")
+
+
+def report(
+    results: list[Result],
+    rss: dict[str, float],
+    args: argparse.Namespace,
+    skipped: dict[str, str] | None = None,
+) -> None:
     by_key = {(r.target, r.case): r for r in results}
+    skipped = skipped or {}
 
     def med(values: list[float]) -> float:
         return statistics.median(values) if values else 0.0
 
+    def ratio(target: str, peer: str, case: str) -> float | None:
+        mine, theirs = by_key.get((target, case)), by_key.get((peer, case))
+        if mine is None or theirs is None or not med(theirs.rps):
+            return None
+        return med(mine.rps) / med(theirs.rps)
+
+    ran_node = any(r.target == NODE_PEER for r in results)
     print(f"\nBenchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}; wrk -t1 "
-          f"-c{args.connections} (8 for uploads), {args.duration:g} s x {args.repeats}; wrk and "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}"
+          f"{f', node {node_version()}' if ran_node else ''}; wrk -t1 "
+          f"-c{args.connections} (8 for uploads), {args.duration:g} s x {args.repeats}, each "
+          f"target warmed up for {args.warmup:g} s first; wrk and "
           "the nginx upstream pinned to core 0, the proxy under test to core 1.\n")  # fmt: skip
     print("| target | case | req/s median (min-max) | p50 ms | p99 ms | MiB/s | vs direct "
-          "| vs nginx-proxy | statuses |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"| vs nginx-proxy | vs {NODE_PEER} | statuses |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        direct = by_key.get(("direct", r.case))
-        proxy = by_key.get(("nginx-proxy", r.case))
-        ratio_d = med(r.rps) / med(direct.rps) if direct and med(direct.rps) else 0.0
-        ratio_p = med(r.rps) / med(proxy.rps) if proxy and med(proxy.rps) else 0.0
+        ratio_d = ratio(r.target, "direct", r.case) or 0.0
+        ratio_p = ratio(r.target, "nginx-proxy", r.case) or 0.0
+        # Only between targets that enforce auth: direct and nginx-proxy answer 200 to all.
+        ratio_n = ratio(r.target, NODE_PEER, r.case) if r.target in AUTH_TARGETS else None
         mib = f"{med(r.mib_s):.0f}" if r.mib_s else ""
         print(f"| {r.target} | {r.case} | {med(r.rps):.0f} ({min(r.rps):.0f}-{max(r.rps):.0f}) "
               f"| {med(r.p50_ms):.2f} | {med(r.p99_ms):.2f} | {mib} | {ratio_d:.2f} "
-              f"| {ratio_p:.2f} | {'ok' if r.statuses_ok else 'MISMATCH'} |")  # fmt: skip
+              f"| {ratio_p:.2f} | {'' if ratio_n is None else f'{ratio_n:.2f}'} "
+              f"| {'ok' if r.statuses_ok else 'MISMATCH'} |")  # fmt: skip
     print("\nPeak RSS (MiB): " + ", ".join(f"{t} {v:.0f}" for t, v in rss.items()))
+    for target, why in skipped.items():
+        print(f"\nSkipped {target}: {why}.")
+    goals(by_key, args, skipped, ratio)
+
+
+def goals(
+    by_key: dict[tuple[str, str], Result],
+    args: argparse.Namespace,
+    skipped: dict[str, str],
+    ratio: Callable[[str, str, str], float | None],
+) -> None:
+    """The issue's targets, for each gateway target that ran, as ratios to the peers."""
+    gateways = [g for g in GATEWAYS if any(t == g for t, _ in by_key)]
+    if not gateways:
+        return
+    note = " (--quick: 1 s runs check statuses; these numbers mean nothing)" if args.quick else ""
+    print(f"\nGoals{note}:\n")
+    print("| goal | target | measured | result |")
+    print("|---|---|---|---|")
+    for gateway in gateways:
+        for what, cases, peer, least in RATIO_GOALS:
+            ran = [c for c in cases if (gateway, c) in by_key]
+            if not ran:
+                continue
+            ratios = {c: ratio(gateway, peer, c) for c in ran}
+            shown = ", ".join(f"{c} {v:.2f}x" for c, v in ratios.items() if v is not None)
+            if any(v is None for v in ratios.values()):
+                why = skipped.get(peer, "not in this run")
+                verdict = f"n/a ({peer}: {why})"
+            else:
+                verdict = (
+                    "met"
+                    if all(v is not None and v >= least for v in ratios.values())
+                    else "NOT MET"
+                )
+            print(f"| {what} >= {least:g}x {peer} | {gateway} | {shown or '-'} | {verdict} |")
+        small = [by_key[(gateway, c)] for c in SMALL_CASES if (gateway, c) in by_key]
+        if small:
+            worst = max(statistics.median(r.p99_ms) for r in small)
+            verdict = "met" if worst < P99_GOAL_MS else "NOT MET"
+            print(f"| p99 < {P99_GOAL_MS:g} ms at {args.connections} connections (small "
+                  f"responses) | {gateway} | worst {worst:.2f} ms | {verdict} |")  # fmt: skip
 
 
 if __name__ == "__main__":

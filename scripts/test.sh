@@ -14,11 +14,14 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing_bench_tools=yes
 if [ "$missing_bench_tools" = yes ] && [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
 fi
-# A real OpenID provider (a Node.js package) for the remote-key integration test.
+# A real OpenID provider (a Node.js package) for the remote-key integration test, and the
+# benchmark's Node peer (fastify, pinned in bench/node/package-lock.json).
 if command -v npm >/dev/null 2>&1; then
   npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+  npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
 else
-  echo "npm not found: the real-provider test will be skipped (it fails under CI=true)" >&2
+  echo "npm not found: the real-provider test and the benchmark's node-fastify target will be" \
+    "skipped (both fail under CI=true)" >&2
 fi
 
 echo "== ruff check"

@@ -14,14 +14,21 @@ import pytest
 pytestmark = pytest.mark.bench
 
 ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = ROOT / "bench" / "node"
+NODE_PACKAGES = ("fastify", "@fastify/http-proxy", "@fastify/jwt")
 
 
 def test_quick_benchmark_runs_and_every_status_is_right(tmp_path: Path) -> None:
-    """`bench/run.py --quick` exits 0 and reports every target and case."""
+    """`bench/run.py --quick` exits 0 and reports every target and case, the Node peer too."""
     if shutil.which("wrk") is None or shutil.which("nginx", path="/usr/sbin:/usr/bin") is None:
         if os.environ.get("CI"):
             pytest.fail("wrk and nginx are required in CI (scripts/test.sh installs them)")
         pytest.skip("wrk or nginx missing (apt-get install wrk nginx-light)")
+    node_ready = shutil.which("node") is not None and all(
+        (NODE_DIR / "node_modules" / package).is_dir() for package in NODE_PACKAGES
+    )
+    if not node_ready and os.environ.get("CI"):
+        pytest.fail("node and bench/node/node_modules are required in CI (scripts/test.sh)")
     results = tmp_path / "results.json"
     completed = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(results)],
@@ -29,7 +36,16 @@ def test_quick_benchmark_runs_and_every_status_is_right(tmp_path: Path) -> None:
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     table = completed.stdout
-    for target in ("direct", "nginx-proxy", "naive", "gateway-asyncio", "gateway-uvloop"):
-        assert f"| {target} | rs256 |" in table
+    targets = ["direct", "nginx-proxy", "naive", "gateway-asyncio", "gateway-uvloop"]
+    if node_ready:
+        targets.append("node-fastify")
+    else:  # skipped, and the report says why
+        assert "Skipped node-fastify: " in table
+    cases = ("rs256", "es256", "eddsa", "hs256", "no_token_401", "no_scope_403",
+             "1mib_response", "10mib_upload")  # fmt: skip
+    for target in targets:
+        for case in cases:
+            assert f"| {target} | {case} |" in table
+    assert "| vs node-fastify |" in table
     assert "MISMATCH" not in table
     assert results.stat().st_size > 0
