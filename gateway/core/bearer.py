@@ -11,6 +11,7 @@ from gateway.core.errors import MalformedCredentials, MissingCredentials
 __all__ = ["extract_bearer", "query_has_access_token"]
 
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_QUERY_SEPARATORS = re.compile("[&;]")
 
 
 def extract_bearer(authorization: Sequence[str], *, token_in_query: bool) -> str:
@@ -38,11 +39,19 @@ def extract_bearer(authorization: Sequence[str], *, token_in_query: bool) -> str
 
 
 def query_has_access_token(raw_query: str | None) -> bool:
-    """Whether the raw query string carries an ``access_token`` parameter (in any spelling)."""
+    """Whether the raw query string carries a parameter some framework reads as
+    ``access_token``: separated by ``&`` or ``;``, percent- or plus-encoded, in any case, with
+    PHP's rewrites (``.`` and spaces become ``_``, leading spaces dropped) and array brackets
+    (``access_token[]``, ``access_token[0]``)."""
     if not raw_query:
         return False
-    for part in raw_query.split("&"):
-        name = unquote_plus(part.partition("=")[0])
-        if name.strip().lower() == "access_token":
-            return True
-    return False
+    return any(
+        _framework_name(part.partition("=")[0]) == "access_token"
+        for part in _QUERY_SEPARATORS.split(raw_query)
+    )
+
+
+def _framework_name(raw_name: str) -> str:
+    name = unquote_plus(raw_name).strip().lower()
+    name = name.split("[", 1)[0]  # PHP and Rack read access_token[] and access_token[x] as arrays
+    return name.replace(".", "_").replace(" ", "_")

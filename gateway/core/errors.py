@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 _TOKEN_DESCRIPTIONS = {
-    "malformed_token": "The access token is not a well-formed JWT",
+    "malformed": "The access token is not a well-formed JWT",
     "unsupported_header": "The access token uses a JOSE header this gateway does not accept",
     "alg_not_allowed": "The access token's signing algorithm is not allowed",
     "unknown_issuer": "The access token's issuer is not trusted",

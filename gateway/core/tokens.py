@@ -74,7 +74,7 @@ def parse(token: str) -> UnverifiedToken:
     """Split and decode a compact JWS, refusing anything not strictly well-formed."""
     parts = token.split(".")
     if len(parts) != 3 or not all(_SEGMENT.fullmatch(part) for part in parts):
-        raise InvalidToken("malformed_token", TokenCheck.FORMAT)
+        raise InvalidToken("malformed", TokenCheck.FORMAT)
     header = _json_object(parts[0])
     payload = _json_object(parts[1])
     signature = _b64url(parts[2])
@@ -105,7 +105,7 @@ def verify(
 def _verify_signature(token: UnverifiedToken, algorithm: str, keys: KeySet) -> None:
     kid = token.kid
     if kid is not None and not isinstance(kid, str):
-        raise InvalidToken("malformed_token", TokenCheck.SIGNATURE)
+        raise InvalidToken("malformed", TokenCheck.SIGNATURE)
     named = keys.with_kid(kid)
     if not named:
         raise InvalidToken("unknown_kid", TokenCheck.SIGNATURE)
@@ -223,9 +223,15 @@ def _scopes(payload: Mapping[str, Any]) -> frozenset[str]:
 
 def _b64url(segment: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
-        raise InvalidToken("malformed_token", TokenCheck.FORMAT) from None
+        raise InvalidToken("malformed", TokenCheck.FORMAT) from None
+    # One token, one spelling: a last character whose unused low bits are set decodes to the
+    # same bytes as the canonical one, and would be a second string (a second cache and
+    # revocation-list key) for the same signed token.
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment.encode():
+        raise InvalidToken("malformed", TokenCheck.FORMAT)
+    return decoded
 
 
 def _json_object(segment: str) -> Mapping[str, Any]:
@@ -236,9 +242,9 @@ def _json_object(segment: str) -> Mapping[str, Any]:
             parse_constant=_no_constants,
         )
     except (ValueError, RecursionError):
-        raise InvalidToken("malformed_token", TokenCheck.FORMAT) from None
+        raise InvalidToken("malformed", TokenCheck.FORMAT) from None
     if not isinstance(value, dict):
-        raise InvalidToken("malformed_token", TokenCheck.FORMAT)
+        raise InvalidToken("malformed", TokenCheck.FORMAT)
     return value
 
 

@@ -242,6 +242,10 @@ async def test_no_bearer_token_is_bare_401(
         pytest.param("/orders/7?access_token=abc", NO_AUTH, id="token-in-query"),
         pytest.param("/orders/7?a=1&access_token=abc", GOOD, id="token-in-query-and-header"),
         pytest.param("/orders/7?ACCESS_TOKEN=abc", NO_AUTH, id="token-in-query-upper-case"),
+        pytest.param("/orders/7?a=1;access_token=abc", GOOD, id="token-in-query-semicolon"),
+        pytest.param("/orders/7?access_token[]=abc", GOOD, id="token-in-query-php-array"),
+        pytest.param("/orders/7?access.token=abc", GOOD, id="token-in-query-php-dot"),
+        pytest.param("/orders/7?access+token=abc", GOOD, id="token-in-query-php-space"),
     ],
 )
 async def test_malformed_bearer_is_400_invalid_request(

@@ -103,6 +103,19 @@ QUERIES = [
     pytest.param("access%5ftoken=abc", True, id="encoded-underscore-lower"),
     pytest.param("%61ccess_token=abc", True, id="encoded-letter"),
     pytest.param("%61%63%63%65%73%73%5F%74%6F%6B%65%6E=abc", True, id="fully-encoded"),
+    # Other separators and the rewrites frameworks apply to parameter names.
+    pytest.param("a=1;access_token=abc", True, id="semicolon-separated"),
+    pytest.param(";access_token=abc", True, id="leading-semicolon"),
+    pytest.param("access_token[]=abc", True, id="php-array"),
+    pytest.param("access_token[0]=abc", True, id="php-indexed"),
+    pytest.param("access_token%5B%5D=abc", True, id="php-array-encoded"),
+    pytest.param("access.token=abc", True, id="php-dot"),
+    pytest.param("access+token=abc", True, id="php-space-plus"),
+    pytest.param("access%20token=abc", True, id="php-space-encoded"),
+    pytest.param("+access_token=abc", True, id="php-leading-space"),
+    pytest.param("Access.Token=abc", True, id="php-dot-mixed-case"),
+    pytest.param("access_token_x[]=abc", False, id="array-of-longer-name"),
+    pytest.param("x[access_token]=abc", False, id="nested-key"),
 ]
 
 

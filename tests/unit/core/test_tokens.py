@@ -101,7 +101,7 @@ def test_good_token_is_accepted(keys: TestKeys, local: IssuerConfig) -> None:
     assert verified.issuer is local
 
 
-# -- malformed_token --------------------------------------------------------------------------
+# -- malformed --------------------------------------------------------------------------
 
 _HEADER = b64url(b'{"alg":"RS256","kid":"k1"}')
 _PAYLOAD = b64url(json.dumps(claims()).encode())
@@ -143,11 +143,11 @@ _NON_UTF8_PAYLOAD = b64url(b'{"sub": "\xff"}')
         pytest.param(f"{_HEADER}.{_PAYLOAD}.!!", id="signature-not-base64"),
     ],
 )
-def test_parse_refuses_malformed_tokens(token: str) -> None:
-    """Anything but three strict base64url segments of JSON objects is malformed_token."""
+def test_parse_refuses_malformeds(token: str) -> None:
+    """Anything but three strict base64url segments of JSON objects is malformed."""
     with pytest.raises(InvalidToken) as caught:
         parse(token)
-    assert caught.value.reason == "malformed_token"
+    assert caught.value.reason == "malformed"
 
 
 @pytest.mark.parametrize(
@@ -161,24 +161,24 @@ def test_parse_refuses_malformed_tokens(token: str) -> None:
     ],
 )
 def test_parse_refuses_ambiguous_json_in_signed_payload(keys: TestKeys, payload: bytes) -> None:
-    """Duplicate members and non-JSON constants are malformed_token even when properly signed."""
+    """Duplicate members and non-JSON constants are malformed even when properly signed."""
     with pytest.raises(InvalidToken) as caught:
         parse(rs256(keys, payload))
-    assert caught.value.reason == "malformed_token"
+    assert caught.value.reason == "malformed"
 
 
 def test_parse_refuses_duplicate_header_members() -> None:
-    """A header naming ``alg`` twice is malformed_token, whichever one a library would pick."""
+    """A header naming ``alg`` twice is malformed, whichever one a library would pick."""
     header = b64url(b'{"alg": "RS256", "alg": "none", "kid": "k1"}')
     token = f"{header}.{b64url(json.dumps(claims()).encode())}."
     with pytest.raises(InvalidToken) as caught:
         parse(token)
-    assert caught.value.reason == "malformed_token"
+    assert caught.value.reason == "malformed"
 
 
 def test_non_string_kid_is_malformed(keys: TestKeys, local: IssuerConfig) -> None:
-    """A ``kid`` that is not a string is malformed_token."""
-    assert reason_of(rs256(keys, claims(), kid=1), local) == "malformed_token"
+    """A ``kid`` that is not a string is malformed."""
+    assert reason_of(rs256(keys, claims(), kid=1), local) == "malformed"
 
 
 # -- header checks ----------------------------------------------------------------------------
@@ -301,6 +301,11 @@ def test_empty_key_set_refuses_every_token(keys: TestKeys, local: IssuerConfig) 
     assert reason_of(token, issuer) == "unknown_kid"
 
 
+def _truncate_signature(token: str) -> str:
+    header, payload, _ = token.split(".")
+    return f"{header}.{payload}.{b64url(parse(token).signature[:-3])}"
+
+
 def _flip_bit(token: str) -> str:
     header, payload, _ = token.split(".")
     raw = bytearray(parse(token).signature)
@@ -324,7 +329,7 @@ def _tampered(keys: TestKeys) -> str:
         pytest.param(
             lambda k: forge({"alg": "RS256"}, claims(), k.attacker, "RS256"), id="attacker-no-kid"
         ),
-        pytest.param(lambda k: rs256(k, claims())[:-4], id="truncated-signature"),
+        pytest.param(lambda k: _truncate_signature(rs256(k, claims())), id="truncated-signature"),
         pytest.param(lambda k: _flip_bit(rs256(k, claims())), id="bit-flipped"),
         pytest.param(_tampered, id="tampered-payload"),
         pytest.param(
@@ -347,6 +352,36 @@ def test_bad_signature_is_refused(
 ) -> None:
     """A signature that does not verify under the named key is bad_signature."""
     assert reason_of(make(keys), local) == "bad_signature"
+
+
+_SPARE_BITS = {2: 4, 3: 2}  # base64url length mod 4 -> unused low bits in the last character
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _non_canonical(segment: str) -> str:
+    """The same bytes spelt with the unused low bits of the last character set."""
+    spare = _SPARE_BITS[len(segment) % 4]
+    last = _ALPHABET.index(segment[-1]) | ((1 << spare) - 1)
+    return segment[:-1] + _ALPHABET[last]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["header", "payload", "signature"])
+def test_a_non_canonical_base64url_segment_is_malformed(
+    keys: TestKeys, local: IssuerConfig, index: int
+) -> None:
+    """A segment whose last character carries set padding bits is refused, although it decodes
+    to the same bytes: a token has exactly one accepted spelling."""
+    pad = 0
+    while True:  # grow a header member and a claim until both segments have spare bits
+        header = {"alg": "RS256", "kid": "k1", "x": "y" * pad}
+        good = forge(header, claims(pad="z" * pad), keys.rsa, "RS256")
+        segments = good.split(".")
+        if all(len(segment) % 4 for segment in segments):
+            break
+        pad += 1
+    accept(good, local)
+    segments[index] = _non_canonical(segments[index])
+    assert reason_of(".".join(segments), local) == "malformed"
 
 
 @pytest.mark.parametrize(
