@@ -3,8 +3,12 @@
 Hop-by-hop headers (RFC 9110 section 7.6.1), and every header the client names in
 ``Connection``, are removed *before* the gateway adds its own, so ``Connection: X-Auth-Subject``
 can never remove an identity header the gateway sets. Headers that would let a client tell the
-upstream something the gateway never checked (identity, forwarding, method or URL overrides)
-are removed on every route.
+upstream something the gateway never checked are removed on every route: forwarding headers
+(every ``X-Forwarded-*``, ``Forwarded``), the identity headers other proxies and identity-aware
+load balancers set (oauth2-proxy, Envoy, Authelia, Kong, AWS ALB, Google IAP, Cloudflare Access,
+Azure Easy Auth, Pomerium), method and URL overrides, and every name that is not letters,
+digits and ``-`` (a CGI or WSGI server reads ``X_Auth_Subject`` and ``X.Auth.Subject`` as
+``X-Auth-Subject``). Operators add names of their own (``headers.strip`` in gateway.yaml).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.core.tokens import Claims
 
 __all__ = [
+    "STRIPPED_HEADERS",
+    "STRIPPED_PREFIXES",
     "ForwardingContext",
+    "forwardable_value",
     "request_id",
     "response_headers",
     "upstream_headers",
@@ -30,15 +37,37 @@ HOP_BY_HOP = frozenset({
     "proxy-authorization", "proxy-authenticate", "proxy-connection", "http2-settings",
 })  # fmt: skip
 # Set (or recomputed) by the gateway or by the client library, never copied from the client.
-_REPLACED = frozenset({
-    "host", "content-length", "expect", "authorization",
-    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
-    "x-forwarded-prefix", "x-forwarded-uri", "forwarded", "x-real-ip", "x-request-id",
-    "x-http-method-override", "x-http-method", "x-method-override",
+_REPLACED = frozenset({"host", "content-length", "expect", "authorization", "x-request-id"})
+# Client headers that upstreams trust from a proxy in front of them: never from the client.
+STRIPPED_HEADERS = frozenset({
+    # forwarding and client addresses
+    "forwarded", "x-forwarded", "x-real-ip", "true-client-ip", "x-client-ip",
+    "cf-connecting-ip", "x-cluster-client-ip", "fastly-client-ip", "x-original-host",
+    # identity set by other proxies (Authelia, Apache/nginx auth modules, mTLS terminators)
+    "remote-user", "remote-groups", "remote-name", "remote-email", "x-remote-user",
+    "x-remote-group", "x-remote-groups", "x-remote-email", "x-client-cert", "x-client-verify",
+    "x-user", "x-email",
+    # method and URL overrides
+    "x-http-method-override", "x-http-method", "x-method-override", "x-original-method",
     "x-original-url", "x-rewrite-url", "x-original-uri", "x-envoy-original-path",
 })  # fmt: skip
-_IDENTITY_PREFIX = "x-auth-"
+STRIPPED_PREFIXES = (
+    "x-forwarded-",  # X-Forwarded-For/-Host/-Proto/-User/-Email/-Groups/-Access-Token/-Client-Cert
+    "x-auth-",  # the gateway's own identity headers, and oauth2-proxy's X-Auth-Request-*
+    "x-amzn-oidc-",  # AWS ALB
+    "x-goog-authenticated-user-",  # Google IAP
+    "x-ms-client-principal",  # Azure App Service authentication
+    "cf-access-",  # Cloudflare Access
+    "x-pomerium-",
+    "x-consumer-",  # Kong
+    "x-authenticated-",  # Kong
+    "x-credential-",  # Kong
+    "x-ssl-client-",  # nginx/HAProxy mTLS
+    "ssl-client-",
+)
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9-]+")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_UNENCODABLE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,21 +89,38 @@ def request_id(client_values: list[str]) -> str:
     return os.urandom(16).hex()
 
 
+def forwardable_value(value: str) -> bool:
+    """Whether a header value can be passed on byte for byte: a value with bytes that are not
+    UTF-8 reaches Python as lone surrogates, which no writer can send back unchanged."""
+    return value.isascii() or _UNENCODABLE.search(value) is None
+
+
 def upstream_headers(
-    incoming: CIMultiDictProxy[str], context: ForwardingContext
+    incoming: CIMultiDictProxy[str],
+    context: ForwardingContext,
+    stripped: frozenset[str] = frozenset(),
 ) -> CIMultiDict[str]:
-    """The headers the upstream receives: the client's, filtered, then the gateway's own."""
+    """The headers the upstream receives: the client's, filtered, then the gateway's own.
+
+    ``stripped``: more lower-case names never to forward, on top of the built-in lists.
+    """
     dropped = _connection_named(incoming.getall("Connection", []))
     outgoing: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
-        # CGI/WSGI servers (and nginx with underscores_in_headers) read X_Auth_Subject as
-        # X-Auth-Subject: judge every name in its dash spelling.
-        lower = name.lower().replace("_", "-")
-        if lower in HOP_BY_HOP or lower in _REPLACED or lower in dropped:
-            continue
-        if lower.startswith(_IDENTITY_PREFIX):
+        lower = name.lower()
+        if (
+            lower in HOP_BY_HOP
+            or lower in _REPLACED
+            or lower in STRIPPED_HEADERS
+            or lower in dropped
+            or lower in stripped
+            or lower.startswith(STRIPPED_PREFIXES)
+            or not _TOKEN_NAME.fullmatch(name)
+        ):
             continue
         outgoing.add(name, value)
+    # X-Forwarded-For is rebuilt, not copied: the client's chain (unverified; upstreams read the
+    # rightmost entries, the ones proxies they trust appended) plus the peer, as one header.
     # A client that names X-Forwarded-For in Connection asked for its chain to be dropped.
     client_chain = [] if "x-forwarded-for" in dropped else incoming.getall("X-Forwarded-For", [])
     forwarded_for = [value.strip() for value in client_chain if value.strip()]

@@ -27,9 +27,13 @@ __all__ = ["Claims", "UnverifiedToken", "numeric_date", "parse", "verify"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 _ALGORITHMS = get_default_algorithms()
-# A header value we set from a claim must not carry CTLs: aiohttp refuses to write them, and a
-# CR/LF would be header injection if it did not.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# An identity claim copied into a header is printable ASCII with no space at either end: what
+# every HTTP stack reads back unchanged. Controls would be header injection, non-ASCII is read
+# as Latin-1 by WSGI servers (another identity), lone surrogates vanish when written, and edge
+# spaces are trimmed by parsers. Such a token is refused (invalid_claim), never altered.
+_IDENTITY = re.compile(r"[!-~](?:[ -~]*[!-~])?")
+# RFC 6749 section 3.3: a scope token is NQCHAR; anything else grants nothing.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _TYP_ACCESS_TOKEN = {"at+jwt", "application/at+jwt"}
 
 
@@ -194,7 +198,7 @@ def _header_safe_string(payload: Mapping[str, Any], name: str) -> str | None:
     value = payload.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or _CONTROL.search(value):
+    if not isinstance(value, str) or not _IDENTITY.fullmatch(value):
         raise InvalidToken("invalid_claim", TokenCheck.IDENTITY)
     return value
 
@@ -213,12 +217,9 @@ def _scopes(payload: Mapping[str, Any]) -> frozenset[str]:
     listed = payload.get("scopes")
     if isinstance(listed, list):
         granted.update(item for item in listed if isinstance(item, str))
-    granted.discard("")
-    if any(_CONTROL.search(item) for item in granted):
-        # Tabs and newlines are not scope separators; such a token grants nothing, and its
-        # scopes must never reach X-Auth-Scopes.
-        return frozenset(item for item in granted if not _CONTROL.search(item))
-    return frozenset(granted)
+    # Tabs, newlines and non-ASCII are not scope characters: such a scope grants nothing and
+    # never reaches X-Auth-Scopes.
+    return frozenset(item for item in granted if _SCOPE_TOKEN.fullmatch(item))
 
 
 def _b64url(segment: str) -> bytes:

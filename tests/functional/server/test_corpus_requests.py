@@ -907,9 +907,7 @@ J_ROWS: list[Any] = [
         "bad_signature",
         id="J-04-null-signature",
     ),
-    pytest.param(
-        lambda t: ".".join(t.good().split(".")[:2]), "malformed", id="J-05-two-parts"
-    ),
+    pytest.param(lambda t: ".".join(t.good().split(".")[:2]), "malformed", id="J-05-two-parts"),
     pytest.param(lambda t: t.good() + ".x", "malformed", id="J-05-four-parts"),
     pytest.param(lambda t: t.good() + ".x.y", "malformed", id="J-05-jwe-shape"),
     pytest.param(lambda _: "...", "malformed", id="J-05-dots-only"),

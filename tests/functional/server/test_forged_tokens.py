@@ -191,7 +191,10 @@ def _attacker_cert(keys: TestKeys) -> x509.Certificate:
 
 
 def _truncated(token: str) -> str:
-    return token[:-4]
+    """The signature three bytes short, spelt canonically (so it is the signature that fails)."""
+    header, payload, signature = token.split(".")
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    return f"{header}.{payload}.{b64url(raw[:-3])}"
 
 
 def _bit_flipped(token: str) -> str:
@@ -322,6 +325,7 @@ FORGERIES: list[Any] = [
     ),
     # signatures
     pytest.param(lambda t, k: _truncated(t.good()), "bad_signature", id="truncated-signature"),
+    pytest.param(lambda t, k: t.good()[:-4], "malformed", id="truncated-text-non-canonical"),
     pytest.param(lambda t, k: _bit_flipped(t.good()), "bad_signature", id="bit-flipped-signature"),
     pytest.param(lambda t, k: _tampered(t), "bad_signature", id="tampered-payload"),
     pytest.param(
