@@ -7,21 +7,26 @@ keys are errors: a misspelled ``scopes`` must never quietly make a route public.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from gateway.config.models import (
     AdminConfig,
     Config,
     ConfigError,
     ConfigIssue,
+    HttpRedirectConfig,
     JwksSettings,
     LimitsConfig,
     ListenConfig,
     TlsConfig,
 )
-from gateway.config.reader import Reader
+from gateway.config.reader import read_gateway
+from gateway.config.routes_reader import read_routes
+from gateway.config.source import Source
 from gateway.core.models import RoutesConfig
 
 __all__ = [
@@ -29,6 +34,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigIssue",
+    "HttpRedirectConfig",
     "JwksSettings",
     "LimitsConfig",
     "ListenConfig",
@@ -37,23 +43,25 @@ __all__ = [
     "load_routes",
 ]
 
+_T = TypeVar("_T")
+
 
 def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
     """Load and validate gateway.yaml and the routes file it names."""
-    env = os.environ if environ is None else environ
-    reader = Reader(Path(path), env)
-    config = reader.gateway()
-    if reader.issues:
-        raise ConfigError(reader.issues)
-    assert config is not None
-    return config
+    return _load(read_gateway, path, environ)
 
 
 def load_routes(path: Path | str, environ: Mapping[str, str] | None = None) -> RoutesConfig:
     """Load and validate a routes file on its own (for reloads and route tooling)."""
+    return _load(read_routes, path, environ)
+
+
+def _load(
+    read: Callable[[Source], _T | None], path: Path | str, environ: Mapping[str, str] | None
+) -> _T:
     env = os.environ if environ is None else environ
-    reader = Reader(Path(path), env)
-    routes = reader.routes(Path(path))
-    if reader.issues or routes is None:
-        raise ConfigError(reader.issues)
-    return routes
+    source = Source(Path(path), env, digest=hashlib.sha256())
+    result = read(source)
+    if source.issues or result is None:
+        raise ConfigError(source.issues)
+    return result

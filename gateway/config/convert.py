@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Collection
 from typing import Any
 
 import yarl
@@ -28,6 +29,10 @@ def string_list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError("must be a list of non-empty strings")
     return tuple(value)
+
+
+def issuer_names(value: Any) -> frozenset[str]:
+    return frozenset(string_list(value))
 
 
 def boolean(value: Any) -> bool:
@@ -190,6 +195,7 @@ def describe_overlap(a: frozenset[str] | None, b: frozenset[str] | None) -> str:
     return "both allow " + ", ".join(sorted(a & b))
 
 
-def did_you_mean(key: str, allowed: set[str]) -> str:
+def did_you_mean(key: str, allowed: Collection[str]) -> str:
+    """`` (did you mean 'x'?)`` for the nearest of ``allowed``, or nothing if none is near."""
     close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

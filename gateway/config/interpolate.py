@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["MalformedReference", "MissingVariable", "interpolate"]
+__all__ = ["MalformedReference", "MissingVariable", "interpolate", "interpolate_all"]
 
 _PATTERN = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
@@ -48,3 +49,26 @@ def interpolate(value: str, environ: Mapping[str, str]) -> str:
         return value
 
     return _PATTERN.sub(replace, value)
+
+
+def interpolate_all(value: Any, environ: Mapping[str, str]) -> tuple[Any, list[str]]:
+    """``value`` with every string in it interpolated (lists and mappings walked), and one message
+    per string that could not be, in document order; such a string becomes None."""
+    problems: list[str] = []
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            try:
+                return interpolate(item, environ)
+            except MissingVariable as exc:
+                problems.append(f"environment variable {exc.name} is not set")
+            except MalformedReference as exc:
+                problems.append(str(exc))
+            return None
+        if isinstance(item, list):
+            return [walk(element) for element in item]
+        if isinstance(item, dict):
+            return {key: walk(element) for key, element in item.items()}
+        return item
+
+    return walk(value), problems

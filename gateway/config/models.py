@@ -1,23 +1,16 @@
 """The frozen process settings (listeners, TLS, limits, remote-key fetching) and `Config`, which
-bundles them with the core's route table and issuers."""
+bundles them with the core's route table and issuers.
+
+Every default of the config files lives here (and in `gateway.core.models`) and nowhere else: the
+readers pass a field only when its key is in the file. `gateway.config` re-exports these names.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.core.models import IssuerConfig, RoutesConfig, TokensConfig
-
-__all__ = [
-    "AdminConfig",
-    "Config",
-    "ConfigError",
-    "ConfigIssue",
-    "JwksSettings",
-    "LimitsConfig",
-    "ListenConfig",
-    "TlsConfig",
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +35,18 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListenConfig:
-    """A host and port to listen on."""
+    """A host and port to listen on (the public listener's, by default)."""
 
-    host: str
-    port: int
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRedirectConfig(ListenConfig):
+    """The plain-HTTP listener that only redirects to HTTPS (``tls.http_redirect``)."""
+
+    host: str = ""  # every interface
+    port: int = 0  # a free port
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,7 +64,7 @@ class TlsConfig:
     cert: Path
     key: Path
     hsts: str | None = "max-age=31536000"
-    http_redirect: ListenConfig | None = None
+    http_redirect: HttpRedirectConfig | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,14 +103,14 @@ class Config:
     """The whole, validated configuration."""
 
     file: Path
-    listen: ListenConfig
-    admin: AdminConfig
-    tls: TlsConfig | None
-    issuers: tuple[IssuerConfig, ...]
-    tokens: TokensConfig
-    jwks: JwksSettings
-    limits: LimitsConfig
-    log_level: str
-    drain_timeout: float
     routes: RoutesConfig
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    tls: TlsConfig | None = None
+    issuers: tuple[IssuerConfig, ...] = ()
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+    jwks: JwksSettings = field(default_factory=JwksSettings)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    log_level: str = "info"
+    drain_timeout: float = 20.0
     version: str = ""  # a short hash of every config and key file: which table a replica runs

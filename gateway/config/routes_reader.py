@@ -2,185 +2,188 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from gateway.config import convert
-from gateway.config.reader_base import ReaderBase
+from gateway.config.source import Converters, Source
 from gateway.config.tls import TlsError, client_context
 from gateway.config.units import parse_duration
 from gateway.config.yamlfile import YamlList, YamlMap
-from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, ScopeRule, Upstream
+from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
 
-__all__ = ["RoutesReader"]
+__all__ = ["check_route_issuers", "read_routes"]
+
+_UPSTREAM: Converters = {
+    "url": convert.upstream_url, "timeout": parse_duration, "ca": convert.string,
+    "client_cert": convert.string, "client_key": convert.string, "tls_verify": convert.boolean,
+}  # fmt: skip
+_UPSTREAM_FILES = ("ca", "client_cert", "client_key")
+_UPSTREAM_TLS = {*_UPSTREAM_FILES, "tls_verify"}
+# A route's keys in the order they are judged; the checks between them need `auth` first.
+_ROUTE_TARGET: Converters = {"path": convert.route_path, "upstream": convert.string}
+_ROUTE_POLICY: Converters = {
+    "methods": convert.methods, "auth": convert.auth_mode, "scopes": convert.scope_rule,
+}  # fmt: skip
+_ROUTE_OPTIONS: Converters = {
+    "issuers": convert.issuer_names, "strip_prefix": convert.boolean,
+    "forward_token": convert.boolean, "exact": convert.boolean,
+    "max_body_size": convert.size, "lint_ignore": convert.lint_codes,
+}  # fmt: skip
+_ROUTE_KEYS = {*_ROUTE_TARGET, *_ROUTE_POLICY, "mode", *_ROUTE_OPTIONS}
 
 
-class RoutesReader(ReaderBase):
-    """Reads a routes file (on its own, or as part of gateway.yaml)."""
+def read_routes(source: Source) -> RoutesConfig | None:
+    """Read a routes file (on its own, or as the one gateway.yaml names)."""
+    document = source.document()
+    if document is None:
+        return None
+    source.unknown_keys(document, {"upstreams", "routes", "defaults"}, "in routes file")
+    table: dict[str, Any] = {}  # the optional fields of RoutesConfig
+    inherited: dict[str, Any] = {}  # what a protected route takes unless it says otherwise
+    defaults = source.section(document, "defaults", {"mode"})
+    if defaults is not None and "mode" in defaults:
+        inherited = source.fields(defaults, {"mode": convert.route_mode})
+        table["default_mode_line"] = defaults.key_lines["mode"]
+        if "mode" in inherited:
+            table["default_mode"] = inherited["mode"]
+    upstreams, declared = _upstreams(source, document)
+    referenced: set[str] = set()
+    routes = _route_list(source, document, declared, referenced, inherited)
+    section = document.get("upstreams")
+    for name in upstreams:
+        if name not in referenced and isinstance(section, YamlMap):
+            source.problem(section.key_lines[name], f"upstream '{name}' is not used by any route")
+    _check_overlaps(source, routes)
+    return RoutesConfig(upstreams=upstreams, routes=tuple(routes), file=source.path, **table)
 
-    def routes(self, path: Path) -> RoutesConfig | None:
-        document = self._read_document(path)
-        if document is None:
-            return None
-        self._unknown_keys(document, {"upstreams", "routes", "defaults"}, "in routes file")
-        defaults = self._mapping(document, "defaults", {"mode"})
-        default_mode = RouteMode.ENFORCE
-        default_mode_line = 0
-        if defaults is not None and "mode" in defaults:
-            default_mode = self._get(defaults, "mode", convert.route_mode, RouteMode.ENFORCE)
-            default_mode_line = defaults.key_lines["mode"]
-        upstreams = self._upstreams(document, path.parent)
-        routes = self._route_list(document, upstreams, default_mode)
-        section = document.get("upstreams")
-        for name in upstreams:
-            if name not in self._referenced_upstreams and isinstance(section, YamlMap):
-                self._problem(
-                    section.key_lines[name], f"upstream '{name}' is not used by any route"
-                )
-        self._check_overlaps(routes)
-        return RoutesConfig(
-            upstreams=upstreams,
-            routes=tuple(routes),
-            file=path,
-            default_mode=default_mode,
-            default_mode_line=default_mode_line,
-        )
 
-    def _upstreams(self, document: YamlMap, base: Path) -> dict[str, Upstream]:
-        section = document.get("upstreams")
-        if section is None:
-            self._problem(document.line, "missing required key 'upstreams'")
-            return {}
-        if not isinstance(section, YamlMap):
-            self._problem(document.key_lines["upstreams"], "'upstreams' must be a mapping")
-            return {}
-        upstreams: dict[str, Upstream] = {}
-        for name, entry in section.items():
-            line = section.key_lines[name]
-            self._declared_upstreams.add(name)
-            if not isinstance(entry, YamlMap):
-                self._problem(line, f"upstream '{name}' must be a mapping with a 'url'")
-                continue
-            upstream = self._upstream(name, entry, base)
-            if upstream is not None:
-                upstreams[name] = upstream
-        return upstreams
+def check_route_issuers(source: Source, routes: RoutesConfig, known: Collection[str]) -> None:
+    """Report each route naming an issuer gateway.yaml does not declare (``source``: the routes
+    file's)."""
+    for route in routes.routes:
+        for name in sorted((route.issuers or frozenset()) - set(known)):
+            source.problem(route.line, f"route '{route.path}' names unknown issuer '{name}'")
 
-    def _upstream(self, name: str, entry: YamlMap, base: Path) -> Upstream | None:
-        keys = {"url", "timeout", "ca", "client_cert", "client_key", "tls_verify"}
-        self._unknown_keys(entry, keys, f"in upstream '{name}'")
-        url = self._get(entry, "url", convert.upstream_url, None, required=True)
-        timeout = self._get(entry, "timeout", parse_duration, 30.0)
-        files: dict[str, Path | None] = {}
-        for option in ("ca", "client_cert", "client_key"):
-            value = self._get(entry, option, convert.string, None)
-            files[option] = base / value if value else None
-        verify = self._get(entry, "tls_verify", convert.boolean, True)
-        tls_options = [option for option in keys - {"url", "timeout"} if option in entry]
-        if url is None:
-            return None
-        if tls_options and url.scheme != "https":
-            self._problem(entry.line, f"{', '.join(sorted(tls_options))} need an https:// url")
-            return None
-        if (files["client_cert"] is None) != (files["client_key"] is None):
-            self._problem(entry.line, "'client_cert' and 'client_key' go together")
-            return None
-        self._read_tls_files(entry.line, *files.values())
-        try:
-            client_context(
-                ca=files["ca"], client_cert=files["client_cert"],
-                client_key=files["client_key"], verify=verify,
-            )  # fmt: skip
-        except TlsError as exc:
-            self._problem(entry.line, f"upstream '{name}': {exc}")
-            return None
-        return Upstream(
-            name=name, url=url, timeout=timeout, ca=files["ca"],
-            client_cert=files["client_cert"], client_key=files["client_key"], tls_verify=verify,
-        )  # fmt: skip
 
-    def _route_list(
-        self, document: YamlMap, upstreams: Mapping[str, Upstream], default_mode: RouteMode
-    ) -> list[Route]:
-        entries = document.get("routes")
-        if entries is None:
-            self._problem(document.line, "missing required key 'routes'")
-            return []
-        if not isinstance(entries, YamlList):
-            self._problem(document.key_lines["routes"], "'routes' must be a list")
-            return []
-        routes = []
-        for entry, line in zip(entries, entries.item_lines, strict=True):
-            if not isinstance(entry, YamlMap):
-                self._problem(line, "each route must be a mapping")
-                continue
-            route = self._route(entry, upstreams, default_mode)
-            if route is not None:
-                routes.append(route)
-        return routes
-
-    def _route(
-        self, entry: YamlMap, upstreams: Mapping[str, Upstream], default_mode: RouteMode
-    ) -> Route | None:
-        allowed_keys = {
-            "path", "upstream", "methods", "scopes", "auth", "strip_prefix",
-            "forward_token", "issuers", "exact", "max_body_size", "mode", "lint_ignore",
-        }  # fmt: skip
-        self._unknown_keys(entry, allowed_keys, "in route")
-        problems_before = len(self.issues)
-        path = self._get(entry, "path", convert.route_path, "", required=True)
-        upstream = self._get(entry, "upstream", convert.string, "", required=True)
-        self._referenced_upstreams.add(upstream)
-        if upstream and upstream not in self._declared_upstreams:
-            self._problem(entry.key_lines["upstream"], f"unknown upstream '{upstream}'")
-        methods = self._get(entry, "methods", convert.methods, None)
-        auth = self._get(entry, "auth", convert.auth_mode, AuthMode.REQUIRED)
-        scopes = self._get(entry, "scopes", convert.scope_rule, ScopeRule())
-        if auth is AuthMode.NONE and "scopes" in entry:
-            self._problem(entry.key_lines["scopes"], "a route with 'auth: none' cannot need scopes")
-        if auth is AuthMode.NONE and entry.get("forward_token") is True:
-            self._problem(
-                entry.key_lines["forward_token"], "'forward_token' needs a protected route"
+def _upstreams(source: Source, document: YamlMap) -> tuple[dict[str, Upstream], set[str]]:
+    """The usable upstreams, and every name declared (a refused upstream is still not unknown
+    to the routes naming it)."""
+    section = document.get("upstreams")
+    if section is None:
+        source.missing(document, "upstreams")
+        return {}, set()
+    if not isinstance(section, YamlMap):
+        source.problem(document.key_lines["upstreams"], "'upstreams' must be a mapping")
+        return {}, set()
+    upstreams: dict[str, Upstream] = {}
+    for name, entry in section.items():
+        if not isinstance(entry, YamlMap):
+            source.problem(
+                section.key_lines[name], f"upstream '{name}' must be a mapping with a 'url'"
             )
-        mode = self._get(entry, "mode", convert.route_mode, default_mode)
-        if auth is AuthMode.NONE and "mode" in entry:
-            self._problem(entry.key_lines["mode"], "'mode' needs a protected route")
-        route = Route(
-            path=path,
-            upstream=upstream,
-            methods=methods,
-            auth=auth,
-            scopes=scopes,
-            issuers=self._get(entry, "issuers", lambda v: frozenset(convert.string_list(v)), None),
-            strip_prefix=self._get(entry, "strip_prefix", convert.boolean, False),
-            forward_token=self._get(entry, "forward_token", convert.boolean, False),
-            exact=self._get(entry, "exact", convert.boolean, False),
-            max_body_size=self._get(entry, "max_body_size", convert.size, None),
-            mode=mode if auth is AuthMode.REQUIRED else RouteMode.ENFORCE,
-            lint_ignore=self._get(entry, "lint_ignore", convert.lint_codes, frozenset()),
-            line=entry.line,
-        )
-        return route if len(self.issues) == problems_before else None
+            continue
+        upstream = _upstream(source, name, entry)
+        if upstream is not None:
+            upstreams[name] = upstream
+    return upstreams, set(section)
 
-    def _check_overlaps(self, routes: list[Route]) -> None:
-        seen: dict[tuple[str, bool], list[Route]] = {}
-        for route in routes:
-            for earlier in seen.get((route.path, route.exact), []):
-                if (
-                    route.methods is None
-                    or earlier.methods is None
-                    or route.methods & earlier.methods
-                ):
-                    shared = convert.describe_overlap(route.methods, earlier.methods)
-                    self._problem(
-                        route.line,
-                        f"route '{route.path}' overlaps the route at line {earlier.line} "
-                        f"({shared})",
-                    )
-            seen.setdefault((route.path, route.exact), []).append(route)
 
-    def _check_route_issuers(self, routes: RoutesConfig, known: set[str]) -> None:
-        self._file = str(routes.file)
-        for route in routes.routes:
-            for name in sorted((route.issuers or frozenset()) - known):
-                self._problem(route.line, f"route '{route.path}' names unknown issuer '{name}'")
+def _upstream(source: Source, name: str, entry: YamlMap) -> Upstream | None:
+    source.unknown_keys(entry, _UPSTREAM.keys(), f"in upstream '{name}'")
+    values = source.fields(entry, _UPSTREAM, required=("url",))
+    for option in _UPSTREAM_FILES:
+        if option in values:
+            values[option] = source.path.parent / values[option]
+    tls_options = sorted(option for option in _UPSTREAM_TLS if option in entry)
+    if "url" not in values:
+        return None
+    if tls_options and values["url"].scheme != "https":
+        source.problem(entry.line, f"{', '.join(tls_options)} need an https:// url")
+        return None
+    upstream = Upstream(name=name, **values)
+    if (upstream.client_cert is None) != (upstream.client_key is None):
+        source.problem(entry.line, "'client_cert' and 'client_key' go together")
+        return None
+    source.fingerprint(entry.line, upstream.ca, upstream.client_cert, upstream.client_key)
+    try:
+        client_context(
+            ca=upstream.ca, client_cert=upstream.client_cert,
+            client_key=upstream.client_key, verify=upstream.tls_verify,
+        )  # fmt: skip
+    except TlsError as exc:
+        source.problem(entry.line, f"upstream '{name}': {exc}")
+        return None
+    return upstream
+
+
+def _route_list(
+    source: Source,
+    document: YamlMap,
+    declared: set[str],
+    referenced: set[str],
+    inherited: Mapping[str, Any],
+) -> list[Route]:
+    entries = document.get("routes")
+    if entries is None:
+        source.missing(document, "routes")
+        return []
+    if not isinstance(entries, YamlList):
+        source.problem(document.key_lines["routes"], "'routes' must be a list")
+        return []
+    routes = []
+    for entry, line in zip(entries, entries.item_lines, strict=True):
+        if not isinstance(entry, YamlMap):
+            source.problem(line, "each route must be a mapping")
+            continue
+        route = _route(source, entry, declared, referenced, inherited)
+        if route is not None:
+            routes.append(route)
+    return routes
+
+
+def _route(
+    source: Source,
+    entry: YamlMap,
+    declared: set[str],
+    referenced: set[str],
+    inherited: Mapping[str, Any],
+) -> Route | None:
+    source.unknown_keys(entry, _ROUTE_KEYS, "in route")
+    problems_before = len(source.issues)
+    values = source.fields(entry, _ROUTE_TARGET, required=_ROUTE_TARGET.keys())
+    upstream = values.get("upstream")
+    if upstream is not None:
+        referenced.add(upstream)
+        if upstream not in declared:
+            source.problem(entry.key_lines["upstream"], f"unknown upstream '{upstream}'")
+    values |= source.fields(entry, _ROUTE_POLICY)
+    public = values.get("auth") is AuthMode.NONE
+    if public and "scopes" in entry:
+        source.problem(entry.key_lines["scopes"], "a route with 'auth: none' cannot need scopes")
+    if public and entry.get("forward_token") is True:
+        source.problem(entry.key_lines["forward_token"], "'forward_token' needs a protected route")
+    own_mode = source.fields(entry, {"mode": convert.route_mode})
+    if public and "mode" in entry:
+        source.problem(entry.key_lines["mode"], "'mode' needs a protected route")
+    values |= source.fields(entry, _ROUTE_OPTIONS)
+    if len(source.issues) > problems_before:
+        return None
+    if public:
+        values["mode"] = RouteMode.ENFORCE  # a rule, not a default: no token check to report on
+    else:
+        values |= {**inherited, **own_mode}
+    return Route(line=entry.line, **values)
+
+
+def _check_overlaps(source: Source, routes: list[Route]) -> None:
+    seen: dict[tuple[str, bool], list[Route]] = {}
+    for route in routes:
+        for earlier in seen.get((route.path, route.exact), []):
+            if route.methods is None or earlier.methods is None or route.methods & earlier.methods:
+                shared = convert.describe_overlap(route.methods, earlier.methods)
+                source.problem(
+                    route.line,
+                    f"route '{route.path}' overlaps the route at line {earlier.line} ({shared})",
+                )
+        seen.setdefault((route.path, route.exact), []).append(route)

@@ -471,6 +471,12 @@ GATEWAY_CASES = [
         id="key-file-missing",
     ),
     pytest.param(
+        "routes: routes.yaml\n",
+        "routes: routes.yaml\ntls: {cert: '', key: tls.key}\n",
+        [(8, "'cert': must be a non-empty string")],
+        id="tls-cert-empty",
+    ),
+    pytest.param(
         "listen:\n  host: 127.0.0.1\n",
         "listen:\n  host: 127.0.0.1: 1\n",
         [(2, "not valid YAML: mapping values are not allowed here")],

@@ -6,7 +6,12 @@ import re
 
 import pytest
 
-from gateway.config.interpolate import MalformedReference, MissingVariable, interpolate
+from gateway.config.interpolate import (
+    MalformedReference,
+    MissingVariable,
+    interpolate,
+    interpolate_all,
+)
 from gateway.config.units import parse_duration
 
 DURATIONS = [
@@ -137,3 +142,14 @@ def test_interpolate_refuses_broken_syntax(value: str) -> None:
     """Broken ``${`` syntax is its own error, never mistaken for an unset variable."""
     with pytest.raises(MalformedReference, match=r"malformed '\$\{' reference"):
         interpolate(value, ENVIRON)
+
+
+def test_interpolate_all_walks_lists_and_mappings() -> None:
+    """Every string inside lists and mappings is interpolated; each one that cannot be is a
+    message in document order and becomes None, and other values pass through."""
+    value = {"a": ["${SET}", "${UNSET}", 3], "b": {"c": "${BROKEN"}, "d": True}
+    result, problems = interpolate_all(value, {"SET": "x"})
+    assert result == {"a": ["x", None, 3], "b": {"c": None}, "d": True}
+    assert problems[0] == "environment variable UNSET is not set"
+    assert problems[1].startswith("malformed '${' reference")
+    assert len(problems) == 2
