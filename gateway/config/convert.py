@@ -11,12 +11,12 @@ from typing import Any
 import yarl
 
 from gateway.core.keys import SUPPORTED_ALGORITHMS
+from gateway.core.methods import NEVER_PROXIED
 from gateway.core.models import AuthMode, LintCode, RouteMode, ScopeMode, ScopeRule
 from gateway.core.target import TargetError, canonicalize_path
 
 # RFC 9110 token characters, upper-case only: methods are case-sensitive.
 _METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~")
-_NEVER_PROXIED_METHODS = frozenset({"CONNECT", "TRACE"})
 
 
 def string(value: Any) -> str:
@@ -82,7 +82,7 @@ def methods(value: Any) -> frozenset[str]:
     for method in methods:
         if not set(method) <= _METHOD_CHARS:
             raise ValueError(f"'{method}' is not a method (methods are case-sensitive: GET, POST)")
-        if method in _NEVER_PROXIED_METHODS:
+        if method in NEVER_PROXIED:
             raise ValueError(f"{method} is never proxied")
     return frozenset(methods)
 

@@ -17,6 +17,7 @@ __all__ = ["check_route_issuers", "read_routes"]
 _UPSTREAM: Converters = {
     "url": convert.upstream_url, "timeout": parse_duration, "ca": convert.string,
     "client_cert": convert.string, "client_key": convert.string, "tls_verify": convert.boolean,
+    "case_insensitive": convert.boolean, "ignore_suffix": convert.boolean,
 }  # fmt: skip
 _UPSTREAM_FILES = ("ca", "client_cert", "client_key")
 _UPSTREAM_TLS = {*_UPSTREAM_FILES, "tls_verify"}

@@ -26,6 +26,7 @@ __all__ = [
     "ScopeRule",
     "TokensConfig",
     "Upstream",
+    "path_matches",
 ]
 
 
@@ -69,6 +70,9 @@ class Upstream:
     client_cert: Path | None = None
     client_key: Path | None = None
     tls_verify: bool = True
+    # How the upstream routes paths, so the gateway decides on the same reading.
+    case_insensitive: bool = False  # /ADMIN reaches its /admin handler
+    ignore_suffix: bool = False  # /admin.json reaches its /admin handler
 
 
 class AuthMode(enum.Enum):
@@ -140,13 +144,9 @@ class Route:
     line: int = 0
 
     def matches_path(self, path: str) -> bool:
-        """Whole-segment prefix match (``/orders`` matches ``/orders/7``, never ``/ordersX``)."""
-        if path == self.path:
-            return True
-        if self.exact:
-            return False
-        prefix = self.path if self.path.endswith("/") else self.path + "/"
-        return path.startswith(prefix)
+        """Whether ``path`` is this route's path or under it, literally (the route table also
+        applies its upstream's case and suffix rules)."""
+        return path_matches(self.path, path, exact=self.exact)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,3 +158,13 @@ class RoutesConfig:
     file: Path
     default_mode: RouteMode = RouteMode.ENFORCE  # `defaults: {mode: ...}`
     default_mode_line: int = 0
+
+
+def path_matches(pattern: str, path: str, *, exact: bool = False) -> bool:
+    """Whole-segment prefix match (``/orders`` matches ``/orders/7``, never ``/ordersX``)."""
+    if path == pattern:
+        return True
+    if exact:
+        return False
+    prefix = pattern if pattern.endswith("/") else pattern + "/"
+    return path.startswith(prefix)

@@ -5,16 +5,21 @@ the path matched but not the method (405, with the methods that would have), or 
 There is no fallback from a longer path to a shorter one when only the method differs: the
 longest matching path owns every method under it, so a method a specific route leaves out is
 refused rather than caught by a broader (perhaps public) route.
+
+Some upstreams route more paths to a handler than its literal path: case-insensitively
+(ASP.NET, Spring's option) or with a format suffix stripped (Rails' ``.json``, Spring's old
+suffix patterns). An upstream that says so (``case_insensitive``, ``ignore_suffix``) has its
+routes matched the same way, so ``/V1/Admin.json`` needs ``/v1/admin``'s scopes.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway.core.methods import COMMON_METHODS, NEVER_PROXIED
-from gateway.core.models import Route, RoutesConfig
+from gateway.core.models import Route, RoutesConfig, Upstream, path_matches
 
 __all__ = ["Match", "RouteMatch", "RouteTable"]
 
@@ -39,41 +44,84 @@ class RouteMatch:
 _NO_MATCH = RouteMatch(Match.NONE)
 
 
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """The routes of one path (and exactness), matched the way their upstreams route."""
+
+    routes: tuple[Route, ...]
+    fold_case: bool
+    strip_suffix: bool
+
+    @property
+    def path(self) -> str:
+        return self.routes[0].path
+
+    def matches(self, path: str) -> bool:
+        pattern = self.path.lower() if self.fold_case else self.path
+        forms = [path, _without_suffix(path)] if self.strip_suffix else [path]
+        return any(
+            path_matches(
+                pattern, form.lower() if self.fold_case else form, exact=self.routes[0].exact
+            )
+            for form in forms
+        )
+
+
+def _without_suffix(path: str) -> str:
+    """The path with the last segment's ``.format`` suffix removed (``/a/b.json`` -> ``/a/b``)."""
+    head, _, last = path.rpartition("/")
+    dot = last.find(".")
+    return f"{head}/{last[:dot]}" if dot > 0 else path
+
+
 class RouteTable:
     """Routes grouped by path, longest first, ready for matching."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
-        groups: dict[tuple[str, bool], list[Route]] = {}
+    def __init__(
+        self, routes: Iterable[Route], upstreams: Mapping[str, Upstream] | None = None
+    ) -> None:
+        grouped: dict[tuple[str, bool], list[Route]] = {}
         for route in routes:
-            groups.setdefault((route.path, route.exact), []).append(route)
+            grouped.setdefault((route.path, route.exact), []).append(route)
+        known = upstreams or {}
+        groups = []
+        for members in grouped.values():
+            targets = [known[r.upstream] for r in members if r.upstream in known]
+            groups.append(
+                _Group(
+                    tuple(members),
+                    fold_case=any(u.case_insensitive for u in targets),
+                    strip_suffix=any(u.ignore_suffix for u in targets),
+                )
+            )
         # Longest path first; for one path an exact route is more specific than a prefix one.
-        self._groups = sorted(groups.values(), key=lambda g: (-len(g[0].path), not g[0].exact))
+        self._groups = sorted(groups, key=lambda g: (-len(g.path), not g.routes[0].exact))
 
     @classmethod
     def from_config(cls, config: RoutesConfig) -> RouteTable:
         """Build the table for a validated routes file."""
-        return cls(config.routes)
+        return cls(config.routes, config.upstreams)
 
     def match(self, method: str, path: str) -> RouteMatch:
         """Match a canonical path and a method."""
         matched_path: str | None = None
         allowed: set[str] = set()
         for group in self._groups:
-            if matched_path is not None and group[0].path != matched_path:
+            if matched_path is not None and group.path != matched_path:
                 break  # only routes of the same (longest) path compete on the method
-            if not group[0].matches_path(path):
+            if not group.matches(path):
                 continue
-            matched_path = group[0].path
-            for route in group:
+            matched_path = group.path
+            for route in group.routes:
                 if method in NEVER_PROXIED:
                     break  # TRACE and CONNECT never reach an upstream, whatever the route says
                 if route.methods is None or method in route.methods:
                     return RouteMatch(Match.FULL, route)
-            allowed.update(m for route in group for m in (route.methods or COMMON_METHODS))
+            allowed.update(m for route in group.routes for m in (route.methods or COMMON_METHODS))
         if matched_path is None:
             return _NO_MATCH
         return RouteMatch(Match.PARTIAL, None, tuple(sorted(allowed - NEVER_PROXIED)))
 
     def candidates(self, path: str) -> list[Route]:
         """Every route whose path matches, most specific first (for `routes explain`)."""
-        return [route for group in self._groups for route in group if route.matches_path(path)]
+        return [route for group in self._groups if group.matches(path) for route in group.routes]

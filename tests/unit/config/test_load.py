@@ -238,6 +238,18 @@ ROUTE_CASES = [
     ),
     pytest.param(
         "path: /orders/health\n",
+        "path: /orders/admin%3Areindex\n",
+        [(16, "'/orders/admin%3Areindex' is not in canonical form; write '/orders/admin:reindex'")],
+        id="path-encoded-colon",
+    ),
+    pytest.param(
+        "path: /orders/health\n",
+        "path: /orders/%40me\n",
+        [(16, "'/orders/%40me' is not in canonical form; write '/orders/@me'")],
+        id="path-encoded-at",
+    ),
+    pytest.param(
+        "path: /orders/health\n",
         "path: /orders/./health\n",
         [(16, "'/orders/./health' is not in canonical form; write '/orders/health'")],
         id="path-dot-segment",

@@ -224,3 +224,48 @@ def test_from_config_uses_the_routes_of_the_file() -> None:
     table = RouteTable.from_config(config)
     assert table.match("POST", "/orders/1") == RouteMatch(Match.FULL, ORDERS_WRITE)
     assert table.match("GET", "/orders/health") == RouteMatch(Match.FULL, ORDERS_HEALTH)
+
+
+def _upstream(name: str, **options: bool) -> Upstream:
+    return Upstream(name=name, url=yarl.URL("http://127.0.0.1:9"), **options)
+
+
+LEGACY_ROUTES = (
+    Route(path="/v1", upstream="legacy"),
+    Route(path="/v1/admin", upstream="legacy"),
+    Route(path="/v1/admin/Reports", upstream="legacy", exact=True),
+)
+FOLDED = [
+    pytest.param({}, "/v1/ADMIN", "/v1", id="literal-case-falls-to-v1"),
+    pytest.param({"case_insensitive": True}, "/V1/ADMIN", "/v1/admin", id="case-folded"),
+    pytest.param({"case_insensitive": True}, "/v1/Admin/x", "/v1/admin", id="case-folded-child"),
+    pytest.param({"case_insensitive": True}, "/v1/admin/reports", "/v1/admin/Reports",
+                 id="case-folded-exact"),
+    pytest.param({}, "/v1/admin.json", "/v1", id="literal-suffix-falls-to-v1"),
+    pytest.param({"ignore_suffix": True}, "/v1/admin.json", "/v1/admin", id="suffix-stripped"),
+    pytest.param({"ignore_suffix": True}, "/v1/admin.a.b", "/v1/admin", id="suffix-from-first-dot"),
+    pytest.param({"ignore_suffix": True}, "/v1/.admin", "/v1", id="leading-dot-is-no-suffix"),
+    pytest.param({"ignore_suffix": True, "case_insensitive": True}, "/V1/Admin.JSON", "/v1/admin",
+                 id="both"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("options", "path", "route"), FOLDED)
+def test_upstream_matching_rules_apply_to_its_routes(
+    options: dict[str, bool], path: str, route: str
+) -> None:
+    """An upstream that routes case-insensitively or without a format suffix has its routes
+    matched the same way, so the most specific route it would run decides."""
+    table = RouteTable(LEGACY_ROUTES, {"legacy": _upstream("legacy", **options)})
+    match = table.match("GET", path)
+    assert match.route is not None
+    assert match.route.path == route
+
+
+def test_matching_rules_are_per_upstream() -> None:
+    """A case-insensitive upstream does not make another upstream's routes case-insensitive."""
+    routes = (Route(path="/a", upstream="strict"), Route(path="/b", upstream="loose"))
+    upstreams = {"strict": _upstream("strict"), "loose": _upstream("loose", case_insensitive=True)}
+    table = RouteTable(routes, upstreams)
+    assert table.match("GET", "/A").kind is Match.NONE
+    assert table.match("GET", "/B").kind is Match.FULL
