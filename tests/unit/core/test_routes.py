@@ -226,8 +226,15 @@ def test_from_config_uses_the_routes_of_the_file() -> None:
     assert table.match("GET", "/orders/health") == RouteMatch(Match.FULL, ORDERS_HEALTH)
 
 
-def _upstream(name: str, **options: bool) -> Upstream:
-    return Upstream(name=name, url=yarl.URL("http://127.0.0.1:9"), **options)
+def _upstream(
+    name: str, *, case_insensitive: bool = False, ignore_suffix: bool = False
+) -> Upstream:
+    return Upstream(
+        name=name,
+        url=yarl.URL("http://127.0.0.1:9"),
+        case_insensitive=case_insensitive,
+        ignore_suffix=ignore_suffix,
+    )
 
 
 LEGACY_ROUTES = (
