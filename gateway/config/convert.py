@@ -12,7 +12,7 @@ import yarl
 
 from gateway.core.keys import SUPPORTED_ALGORITHMS
 from gateway.core.methods import NEVER_PROXIED
-from gateway.core.models import AuthMode, LintCode, RouteMode, ScopeMode, ScopeRule
+from gateway.core.models import AuthMode, LintCode, RouteMode, ScopeFormat, ScopeMode, ScopeRule
 from gateway.core.target import TargetError, canonicalize_path
 
 # RFC 9110 token characters, upper-case only: methods are case-sensitive.
@@ -199,3 +199,32 @@ def did_you_mean(key: str, allowed: Collection[str]) -> str:
     """`` (did you mean 'x'?)`` for the nearest of ``allowed``, or nothing if none is near."""
     close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+_CLAIM_NAME = re.compile(r"[!-~]+")
+
+
+def header_names(value: Any) -> frozenset[str]:
+    """Header names (letters, digits and '-'), lower-cased."""
+    names = string_list(value)
+    for name in names:
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"'{name}' is not a header name (letters, digits and '-')")
+    return frozenset(name.lower() for name in names)
+
+
+def claim_name(value: Any) -> str:
+    """A JWT claim's name: printable ASCII, no spaces."""
+    name = string(value)
+    if not _CLAIM_NAME.fullmatch(name):
+        raise ValueError(f"'{name}' is not a claim name")
+    return name
+
+
+def scope_format(value: Any) -> ScopeFormat:
+    """``string`` (space-delimited) or ``list``."""
+    try:
+        return ScopeFormat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not one of: 'string', 'list'") from None

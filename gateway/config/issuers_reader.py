@@ -31,7 +31,8 @@ _ISSUER: Converters = {
     "name": convert.string, "issuer": convert.string, "algorithms": convert.algorithms,
     "audiences": convert.string_list, "require_typ": convert.string,
     "allow_insecure_http": convert.boolean, "jwks_uri": convert.http_url,
-    "discovery": convert.boolean,
+    "discovery": convert.boolean, "scope_claim": convert.claim_name,
+    "scope_format": convert.scope_format,
 }  # fmt: skip
 _REQUIRED = ("name", "issuer", "algorithms")
 _ALLOWED = {*_ISSUER, "keys", "secret"}

@@ -90,7 +90,9 @@ class LimitsConfig:
     max_line_size: int = 8190
     max_field_size: int = 8190
     max_headers: int = 128
-    keepalive_timeout: float = 75.0  # also the deadline for a request's headers (slowloris)
+    keepalive_timeout: float = 75.0  # idle time between requests on a kept-alive connection
+    # From a request's first byte to the end of its head (slowloris), whatever keep-alive allows.
+    header_timeout: float = 10.0
     max_connections: int = 10_000
     max_body_size: int = 1024**3
     upstream_pool_size: int = 1000
@@ -113,4 +115,6 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     log_level: str = "info"
     drain_timeout: float = 20.0
+    # More client header names (lower case) never forwarded, beside the built-in lists.
+    strip_headers: frozenset[str] = frozenset()
     version: str = ""  # a short hash of every config and key file: which table a replica runs

@@ -27,7 +27,7 @@ __all__ = ["read_gateway"]
 
 _GATEWAY_KEYS = {
     "listen", "admin", "tls", "routes", "issuers", "tokens", "jwks", "limits", "logging",
-    "drain_timeout",
+    "drain_timeout", "headers",
 }  # fmt: skip
 _LISTEN: Converters = {"host": convert.host, "port": convert.port}
 _TLS_FILES: Converters = {"cert": convert.string, "key": convert.string}
@@ -38,6 +38,7 @@ _LIMITS: Converters = {
     "keepalive_timeout": parse_duration, "max_connections": convert.size,
     "max_body_size": convert.size, "upstream_pool_size": convert.size,
     "upstream_pool_size_per_host": convert.size, "upstream_connect_timeout": parse_duration,
+    "header_timeout": parse_duration,
 }  # fmt: skip
 _JWKS: Converters = {
     "timeout": parse_duration, "max_bytes": convert.positive_int,
@@ -46,6 +47,7 @@ _JWKS: Converters = {
     "kid_miss_wait": parse_duration, "retry_min": parse_duration, "retry_max": parse_duration,
 }  # fmt: skip
 _LOGGING: Converters = {"level": convert.log_level}
+_HEADERS: Converters = {"strip": convert.header_names}
 
 
 def read_gateway(source: Source) -> Config | None:
@@ -69,6 +71,9 @@ def read_gateway(source: Source) -> Config | None:
     if "level" in logging:
         settings["log_level"] = logging["level"]
     settings |= source.fields(document, {"drain_timeout": parse_duration})
+    headers = _section_fields(source, document, "headers", _HEADERS)
+    if "strip" in headers:
+        settings["strip_headers"] = headers["strip"]
     issuers, declared_issuers = read_issuers(source, document)
     settings["jwks"] = _jwks(source, document)
     routes_name = source.value(document, "routes", convert.string, required=True)

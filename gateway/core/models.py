@@ -22,12 +22,20 @@ __all__ = [
     "Route",
     "RouteMode",
     "RoutesConfig",
+    "ScopeFormat",
     "ScopeMode",
     "ScopeRule",
     "TokensConfig",
     "Upstream",
     "path_matches",
 ]
+
+
+class ScopeFormat(enum.Enum):
+    """How an issuer's scope claim holds its scopes."""
+
+    STRING = "string"  # space-delimited (RFC 8693 section 4.2)
+    LIST = "list"  # a JSON array of strings
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +52,10 @@ class IssuerConfig:
     jwks_uri: yarl.URL | None = None
     discovery: bool = False
     allow_insecure_http: bool = False
+    # The one claim scopes are read from, and its form; other scope-like claims grant nothing.
+    # Entra ID: scp as a string; Okta: scp as a list.
+    scope_claim: str = "scope"
+    scope_format: ScopeFormat = ScopeFormat.STRING
 
     @property
     def remote(self) -> bool:

@@ -21,7 +21,7 @@ from jwt.algorithms import get_default_algorithms
 
 from gateway.core.errors import InvalidToken, TokenCheck
 from gateway.core.keys import KeySet
-from gateway.core.models import IssuerConfig, TokensConfig
+from gateway.core.models import IssuerConfig, ScopeFormat, TokensConfig
 
 __all__ = ["Claims", "UnverifiedToken", "numeric_date", "parse", "verify"]
 
@@ -150,7 +150,7 @@ def _validate_claims(
         issuer=issuer,
         subject=_header_safe_string(payload, "sub"),
         client_id=_header_safe_string(payload, "client_id") or _header_safe_string(payload, "azp"),
-        scopes=_scopes(payload),
+        scopes=_scopes(payload, issuer),
         expires_at=expires_at,
         payload=payload,
     )
@@ -203,20 +203,17 @@ def _header_safe_string(payload: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _scopes(payload: Mapping[str, Any]) -> frozenset[str]:
-    """Scopes from ``scope`` (space-delimited), ``scp`` (string or list) and ``scopes`` (list)."""
-    granted: set[str] = set()
-    scope = payload.get("scope")
-    if isinstance(scope, str):
-        granted.update(scope.split(" "))
-    scp = payload.get("scp")
-    if isinstance(scp, str):
-        granted.update(scp.split(" "))
-    elif isinstance(scp, list):
-        granted.update(item for item in scp if isinstance(item, str))
-    listed = payload.get("scopes")
-    if isinstance(listed, list):
-        granted.update(item for item in listed if isinstance(item, str))
+def _scopes(payload: Mapping[str, Any], issuer: IssuerConfig) -> frozenset[str]:
+    """The scopes of the issuer's one scope claim, in the issuer's format. No other claim
+    grants anything: an IdP that lets users or clients set a custom claim must not thereby let
+    them set scopes. A claim in the other format grants nothing."""
+    value = payload.get(issuer.scope_claim)
+    if issuer.scope_format is ScopeFormat.STRING and isinstance(value, str):
+        granted: list[str] = value.split(" ")
+    elif issuer.scope_format is ScopeFormat.LIST and isinstance(value, list):
+        granted = [item for item in value if isinstance(item, str)]
+    else:
+        return frozenset()
     # Tabs, newlines and non-ASCII are not scope characters: such a scope grants nothing and
     # never reaches X-Auth-Scopes.
     return frozenset(item for item in granted if _SCOPE_TOKEN.fullmatch(item))

@@ -15,7 +15,7 @@ from jwt.algorithms import RSAAlgorithm
 from gateway.cli import main
 from gateway.config import Config, ConfigError, ConfigIssue, load, load_routes
 from gateway.core.keys import public_jwk
-from gateway.core.models import AuthMode, ScopeMode, ScopeRule
+from gateway.core.models import AuthMode, ScopeFormat, ScopeMode, ScopeRule
 from tests.support import ENVIRON, TestKeys, write_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -134,6 +134,56 @@ def test_base_files_load_into_typed_values(tmp_path: Path, keys: TestKeys) -> No
     assert health.auth is AuthMode.NONE
     assert billing.scopes == ScopeRule(ScopeMode.ANY, ("billing:read", "billing:admin"))
     assert billing.issuers is None
+
+
+def test_hardening_options_load(tmp_path: Path, keys: TestKeys) -> None:
+    """Per-issuer scope claim and format, extra stripped headers, the header deadline and the
+    upstream's matching rules load into their values (each has a default when absent)."""
+    gateway = swap(
+        GATEWAY,
+        "    secret: ${ACCESS_TOKEN_SECRET}\n",
+        "    secret: ${ACCESS_TOKEN_SECRET}\n    scope_claim: scp\n    scope_format: list\n",
+    )
+    gateway += "headers:\n  strip: [X-Internal-User, x-tenant]\nlimits:\n  header_timeout: 5s\n"
+    routes = swap(
+        ROUTES,
+        "    url: http://127.0.0.1:9002\n",
+        "    url: http://127.0.0.1:9002\n    case_insensitive: true\n    ignore_suffix: true\n",
+    )
+    config = load(write(tmp_path, keys, gateway=gateway, routes=routes), ENVIRON)
+    local, dev = config.issuers
+    assert (local.scope_claim, local.scope_format) == ("scope", ScopeFormat.STRING)
+    assert (dev.scope_claim, dev.scope_format) == ("scp", ScopeFormat.LIST)
+    assert config.strip_headers == frozenset({"x-internal-user", "x-tenant"})
+    assert config.limits.header_timeout == 5.0
+    billing, orders = config.routes.upstreams["billing"], config.routes.upstreams["orders"]
+    assert (billing.case_insensitive, billing.ignore_suffix) == (True, True)
+    assert (orders.case_insensitive, orders.ignore_suffix) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        pytest.param("headers:\n  strip: [X_User]\n", "'X_User' is not a header name",
+                     id="strip-underscore"),
+        pytest.param("headers:\n  strip: X-User\n", "list", id="strip-not-a-list"),
+        pytest.param("headers:\n  trim: [X-User]\n", "unknown key 'trim'", id="headers-unknown"),
+    ],
+)  # fmt: skip
+def test_bad_header_options_are_named(
+    tmp_path: Path, keys: TestKeys, section: str, message: str
+) -> None:
+    """A bad ``headers`` section is a problem at its line."""
+    issues = problems(write(tmp_path, keys, gateway=GATEWAY + section))
+    assert any(message in issue.message for issue in issues), [str(i) for i in issues]
+
+
+def test_bad_scope_format_lists_the_choices(tmp_path: Path, keys: TestKeys) -> None:
+    """``scope_format`` is ``string`` or ``list``."""
+    gateway = swap(GATEWAY, "    secret: ${ACCESS_TOKEN_SECRET}\n",
+                   "    secret: ${ACCESS_TOKEN_SECRET}\n    scope_format: array\n")  # fmt: skip
+    (issue,) = problems(write(tmp_path, keys, gateway=gateway))
+    assert "'array' is not one of: 'string', 'list'" in issue.message
 
 
 ROUTE_CASES = [

@@ -14,7 +14,7 @@ from jwt.algorithms import get_default_algorithms
 from gateway.config import Config, load
 from gateway.core.errors import InvalidToken
 from gateway.core.keys import KeySet, keys_from_jwks
-from gateway.core.models import IssuerConfig, TokensConfig
+from gateway.core.models import IssuerConfig, ScopeFormat, TokensConfig
 from gateway.core.tokens import Claims, numeric_date, parse, verify
 from tests.support import (
     AUDIENCE,
@@ -581,28 +581,48 @@ def test_issuer_without_audiences_accepts_any_aud(dev: IssuerConfig, aud: Any) -
 # -- scopes -----------------------------------------------------------------------------------
 
 
+_STRING = ScopeFormat.STRING
+_LIST = ScopeFormat.LIST
+
+
 @pytest.mark.parametrize(
-    ("overrides", "expected"),
+    ("claim", "form", "overrides", "expected"),
     [
-        pytest.param({"scope": "a b"}, {"a", "b"}, id="scope-string"),
-        pytest.param({"scope": "a  b "}, {"a", "b"}, id="scope-extra-spaces"),
-        pytest.param({"scope": ..., "scp": "a b"}, {"a", "b"}, id="scp-string"),
-        pytest.param({"scope": ..., "scp": ["a", "b"]}, {"a", "b"}, id="scp-list"),
-        pytest.param({"scope": ..., "scopes": ["a", "b"]}, {"a", "b"}, id="scopes-list"),
-        pytest.param({"scope": "a", "scp": ["b"], "scopes": ["c"]}, {"a", "b", "c"}, id="union"),
-        pytest.param({"scope": "a\tb"}, set(), id="tab-is-not-a-separator"),
-        pytest.param({"scope": "a\nb c"}, {"c"}, id="newline-is-not-a-separator"),
-        pytest.param({"scope": ["a", "b"]}, set(), id="scope-list-is-ignored"),
-        pytest.param({"scope": ..., "scopes": "a b"}, set(), id="scopes-string-is-ignored"),
-        pytest.param({"scope": ...}, set(), id="none"),
-        pytest.param({"scope": "orders:readX"}, {"orders:readX"}, id="no-prefix-games"),
+        pytest.param("scope", _STRING, {"scope": "a b"}, {"a", "b"}, id="scope-string"),
+        pytest.param("scope", _STRING, {"scope": "a  b "}, {"a", "b"}, id="scope-extra-spaces"),
+        pytest.param("scp", _STRING, {"scope": ..., "scp": "a b"}, {"a", "b"}, id="scp-string"),
+        pytest.param("scp", _LIST, {"scope": ..., "scp": ["a", "b"]}, {"a", "b"}, id="scp-list"),
+        pytest.param("scopes", _LIST, {"scope": ..., "scopes": ["a", "b"]}, {"a", "b"},
+                     id="scopes-list"),
+        pytest.param("scope", _STRING, {"scope": "a", "scp": ["b"], "scopes": ["c"]}, {"a"},
+                     id="only-the-named-claim"),
+        pytest.param("scope", _STRING, {"scope": "orders:read", "scp": "admin"}, {"orders:read"},
+                     id="scp-grants-nothing-to-a-scope-issuer"),
+        pytest.param("scp", _STRING, {"scope": "admin", "scp": "orders:read"}, {"orders:read"},
+                     id="scope-grants-nothing-to-an-scp-issuer"),
+        pytest.param("scope", _STRING, {"scope": "a\tb"}, set(), id="tab-is-not-a-separator"),
+        pytest.param("scope", _STRING, {"scope": "a\nb c"}, {"c"},
+                     id="newline-is-not-a-separator"),
+        pytest.param("scope", _STRING, {"scope": "a é"}, {"a"}, id="non-ascii-grants-nothing"),
+        pytest.param("scope", _STRING, {"scope": ["a", "b"]}, set(), id="list-for-a-string-claim"),
+        pytest.param("scp", _LIST, {"scope": ..., "scp": "a b"}, set(), id="string-for-a-list"),
+        pytest.param("scope", _STRING, {"scope": ...}, set(), id="none"),
+        pytest.param("scope", _STRING, {"scope": "orders:readX"}, {"orders:readX"},
+                     id="no-prefix-games"),
     ],
-)
-def test_scopes_are_read_from_scope_scp_and_scopes(
-    keys: TestKeys, local: IssuerConfig, overrides: dict[str, Any], expected: set[str]
+)  # fmt: skip
+def test_scopes_come_from_the_issuers_one_scope_claim(
+    keys: TestKeys,
+    local: IssuerConfig,
+    claim: str,
+    form: ScopeFormat,
+    overrides: dict[str, Any],
+    expected: set[str],
 ) -> None:
-    """Scopes come from ``scope`` (space-delimited), ``scp`` (string or list) or ``scopes``."""
-    assert accept(rs256(keys, claims(**overrides)), local).scopes == frozenset(expected)
+    """Scopes come from the issuer's ``scope_claim`` in its ``scope_format``; every other
+    scope-like claim grants nothing."""
+    issuer = dataclasses.replace(local, scope_claim=claim, scope_format=form)
+    assert accept(rs256(keys, claims(**overrides)), issuer).scopes == frozenset(expected)
 
 
 def test_reason_of_refusal_never_echoes_token_data(keys: TestKeys, local: IssuerConfig) -> None:
