@@ -18,11 +18,13 @@ The only I/O is the authenticator's key lookup (a remote JWKS may be fetched).
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from gateway.core.authenticator import Authenticator
 from gateway.core.bearer import extract_bearer, query_has_access_token
 from gateway.core.errors import AuthError, InsufficientScope, TokenCheck
+from gateway.core.headers import forwardable_value
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
 from gateway.core.refusals import (
     Refusal,
@@ -33,7 +35,13 @@ from gateway.core.refusals import (
     payload_too_large,
 )
 from gateway.core.routes import Match, RouteTable
-from gateway.core.target import CanonicalTarget, TargetError, canonicalize, check_host
+from gateway.core.target import (
+    CanonicalTarget,
+    TargetError,
+    TargetProblem,
+    canonicalize,
+    check_host,
+)
 from gateway.core.tokens import Claims
 
 __all__ = [
@@ -97,6 +105,7 @@ class RequestFacts:
     authorization: tuple[str, ...] = ()  # every Authorization header value
     content_length: int | None = None
     host: str | None = None  # the Host header, if any
+    headers: Collection[tuple[str, str]] = ()  # every header, as (name, value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,6 +207,8 @@ class Decider:
         try:
             check_host(request.host)
             target = canonicalize(request.raw_target)
+            if not all(forwardable_value(value) for _, value in request.headers):
+                raise TargetError(TargetProblem.BAD_HEADER)
         except TargetError as exc:
             refusal = from_target_error(exc)
             steps.note(StepName.TARGET, StepOutcome.FAILED, refusal.reason)

@@ -52,6 +52,7 @@ class TargetProblem(enum.Enum):
     BAD_ESCAPE = "bad_escape"
     ESCAPES_ROOT = "escapes_root"
     BAD_HOST = "bad_host"
+    BAD_HEADER = "bad_header"  # a header value that cannot be passed on byte for byte
 
 
 class TargetError(ValueError):

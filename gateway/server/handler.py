@@ -70,6 +70,7 @@ class Door:
             authorization=authorization,
             content_length=request.content_length,
             host=request.headers.get("Host"),
+            headers=request.headers.items(),
         )
         decision = await policy.decider.decide(facts)
         record.note(decision)
@@ -84,7 +85,7 @@ class Door:
             claims=decision.claims,
             authorization=authorization[0] if route.forward_token and authorization else None,
         )
-        headers = upstream_headers(request.headers, context)
+        headers = upstream_headers(request.headers, context, policy.config.strip_headers)
         body_limit = route.max_body_size or policy.config.limits.max_body_size
         try:
             url = upstream_url(upstream, route, target)

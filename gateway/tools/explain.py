@@ -69,7 +69,7 @@ async def explain(config: Config, request: ExplainRequest) -> list[str]:
         lines.extend(_step_lines(step, decision, config, request, token))
     lines.append(_verdict(decision, token))
     if isinstance(decision, Forward):
-        lines.extend(_forwarded_headers(decision, request))
+        lines.extend(_forwarded_headers(decision, request, config.strip_headers))
     return lines
 
 
@@ -253,7 +253,9 @@ def _verdict(decision: Decision, token: _Token) -> str:
     return line + ")" + unchecked
 
 
-def _forwarded_headers(decision: Forward, request: ExplainRequest) -> list[str]:
+def _forwarded_headers(
+    decision: Forward, request: ExplainRequest, stripped: frozenset[str]
+) -> list[str]:
     route = decision.route
     incoming = CIMultiDictProxy(CIMultiDict(request.headers))
     authorization = incoming.getall("Authorization", [])
@@ -262,7 +264,7 @@ def _forwarded_headers(decision: Forward, request: ExplainRequest) -> list[str]:
         claims=decision.claims,
         authorization=authorization[0] if route.forward_token and authorization else None,
     )  # fmt: skip
-    outgoing = upstream_headers(incoming, context)
+    outgoing = upstream_headers(incoming, context, stripped)
     identity = [f"{k}: {v}" for k, v in outgoing.items() if k.lower().startswith("x-auth-")]
     removed = [k for k in incoming if k.lower().startswith("x-auth-")]
     lines = [f"identity headers: {'; '.join(identity) if identity else 'none'}"]

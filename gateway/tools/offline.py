@@ -58,4 +58,5 @@ def request_facts(
         authorization=authorization,
         content_length=int(lengths[0]) if lengths and lengths[0].isdigit() else None,
         host=next((v for k, v in headers if k.lower() == "host"), None),
+        headers=tuple(headers),
     )

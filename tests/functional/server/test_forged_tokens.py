@@ -594,10 +594,26 @@ async def test_bearer_scheme_is_case_insensitive(
         pytest.param(
             "GET", "/orders", {"scope": "x\torders:read"}, "orders:read", id="tab-not-separator"
         ),
-        pytest.param("GET", "/orders", {"scope": ..., "scp": ["orders:read"]}, None, id="scp-list"),
-        pytest.param("GET", "/orders", {"scope": ..., "scp": "x orders:read"}, None, id="scp-str"),
+        # The issuer reads scopes from `scope` only: other scope-like claims grant nothing.
         pytest.param(
-            "GET", "/orders", {"scope": ..., "scopes": ["orders:read"]}, None, id="scopes-list"
+            "GET", "/orders", {"scope": ..., "scp": ["orders:read"]}, "orders:read", id="scp-list"
+        ),
+        pytest.param(
+            "GET", "/orders", {"scope": ..., "scp": "x orders:read"}, "orders:read", id="scp-str"
+        ),
+        pytest.param(
+            "GET",
+            "/orders",
+            {"scope": ..., "scopes": ["orders:read"]},
+            "orders:read",
+            id="scopes-list",
+        ),
+        pytest.param(
+            "POST",
+            "/orders",
+            {"scope": "orders:read", "scp": "orders:write"},
+            "orders:write",
+            id="scp-beside-scope-grants-nothing",
         ),
         pytest.param("GET", "/orders", {"scope": "a orders:read b"}, None, id="scope-string"),
         pytest.param("GET", "/orders", {"scope": ...}, "orders:read", id="no-scope"),
@@ -649,15 +665,16 @@ async def test_route_scopes(
     assert_not_leaked(token, response, text, log_capture)
 
 
-async def test_granted_scopes_header_lists_every_source(
+async def test_granted_scopes_header_lists_only_the_scope_claim(
     gateway: GatewayFactory, tokens: TokenFactory, recorder: RecordingUpstream
 ) -> None:
-    """X-Auth-Scopes is the union of scope, scp and scopes, space-delimited."""
+    """X-Auth-Scopes lists the issuer's scope claim only, space-delimited: ``scp`` and
+    ``scopes`` beside it are never forwarded as grants."""
     client = await gateway()
     token = tokens.good(scope="orders:read", scp=["b"], scopes=["a"])
     response = await client.get("/orders", headers=bearer(token))
     assert response.status == 200
-    assert recorder.last.headers["X-Auth-Scopes"] == "a b orders:read"
+    assert recorder.last.headers["X-Auth-Scopes"] == "orders:read"
 
 
 async def test_audience_list_containing_ours_is_accepted(
