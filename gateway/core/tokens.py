@@ -27,9 +27,10 @@ __all__ = ["Claims", "UnverifiedToken", "numeric_date", "parse", "verify"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 _ALGORITHMS = get_default_algorithms()
-# A header value we set from a claim must not carry CTLs: aiohttp refuses to write them, and a
-# CR/LF would be header injection if it did not.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A header value we set from a claim must not carry CTLs: a CR/LF would be header injection.
+# Nor a lone surrogate (JSON can spell one, "\ud800"): it has no UTF-8 form, so the value could
+# not be forwarded exactly as the token holds it.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _TYP_ACCESS_TOKEN = {"at+jwt", "application/at+jwt"}
 
 
