@@ -93,8 +93,18 @@ def from_auth_error(exc: AuthError) -> Refusal:
     )
 
 
-def upstream_failed(*, timed_out: bool) -> Refusal:
-    """502 or 504; the body never names the upstream or the library's error text."""
+def upstream_failed(*, timed_out: bool, busy: bool = False) -> Refusal:
+    """502 or 504, or 503 when the gateway's own connection pool to the upstream stayed full
+    (the upstream was never tried, so a retry is safe); the body never names the upstream or the
+    library's error text."""
+    if busy:
+        return Refusal(
+            503,
+            "temporarily_unavailable",
+            "The upstream service is busy",
+            None,
+            {"Retry-After": "1"},
+        )
     if timed_out:
         return Refusal(504, "gateway_timeout", "The upstream service did not answer in time", None)
     return Refusal(502, "bad_gateway", "The upstream service could not be reached", None)

@@ -51,7 +51,7 @@ class RequestRecord:
     upstream_ns: int | None = None
     request_bytes: int = 0
     response_bytes: int = 0
-    upstream_failure: str | None = None  # "timeout", "tls" or "unreachable"
+    upstream_failure: str | None = None  # an UpstreamFailure kind: "timeout", "busy", "tls", ...
     auth_result: str = "denied"
     auth_reason: str | None = None
     user_id: str | None = None

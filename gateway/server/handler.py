@@ -105,6 +105,7 @@ class Door:
                     "http.request.id": record.request_id,
                 },
             )
-            return record.refuse(upstream_failed(timed_out=exc.timed_out), keep_auth=True)
+            refusal = upstream_failed(timed_out=exc.timed_out, busy=exc.busy)
+            return record.refuse(refusal, keep_auth=True)
         record.finish_proxy(outcome)
         return outcome.response

@@ -1,8 +1,20 @@
-"""The streaming forwarder: one pooled aiohttp client session, bodies never buffered.
+"""The streaming forwarder: a pooled HTTP/1.1 client made for proxying, bodies never buffered.
 
-The client is set up for a proxy, not for a browser: no cookie jar shared between users, no
-automatic decompression, no redirects followed, and no headers the client did not send (aiohttp
-would add ``User-Agent``, ``Accept`` and ``Accept-Encoding`` of its own).
+It sends what the handler built and nothing else: no ``User-Agent``, ``Accept`` or
+``Accept-Encoding`` of its own, no cookies, no decompression, no redirects followed, no retries.
+``Host`` is the upstream URL's ``host[:port]`` (the port only when it is not the scheme's
+default), as aiohttp's client sent it before.
+
+Every wait has a deadline that nothing the peers do can lift: the pooled connection (503 past
+it), the connect, the response head and each next body chunk, each write of the request body to
+the upstream and each read of it from the client, and each write of the answer to the client.
+All but the connect (``connect_timeout``, capped by the upstream's timeout) use the upstream's
+``timeout``.
+
+A connection goes back to the pool only when its answer ended by its framing, the request body
+was sent in full before the answer came, the method is one whose body an upstream reads
+(``POST``, ``PUT``, ``PATCH``; a body on ``GET`` and the like may be ignored and then read as the
+next request), and nothing else arrived (`gateway.server.upstream_conn`).
 """
 
 from __future__ import annotations
@@ -10,46 +22,34 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 import yarl
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.core.headers import response_headers
 from gateway.core.models import Upstream
+from gateway.server.upstream_conn import Head, UpstreamConnection, reset_transport
+from gateway.server.upstream_errors import (
+    BadResponse,
+    BodyTooLarge,
+    ConnectionGone,
+    UpstreamFailure,
+)
+from gateway.server.upstream_pool import ConnectionPool, PoolKey
 
 __all__ = ["BodyTooLarge", "ProxyOutcome", "UpstreamClient", "UpstreamFailure"]
 
-# The client's read buffer: flow control pauses the upstream socket past it, so it bounds memory
-# per stream while letting large bodies move in few, large pieces.
-_READ_BUFFER = 256 * 1024
 # Responses up to this size (with a Content-Length) are read whole and sent in one write.
 _BUFFERED_MAX = 64 * 1024
-_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
-
-
-class UpstreamFailure(Exception):
-    """The upstream could not answer; ``kind`` is ``timeout`` (504), ``tls`` or ``unreachable``
-    (502)."""
-
-    def __init__(self, upstream: str, *, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.upstream = upstream
-        self.kind = kind
-        self.detail = detail
-
-    @property
-    def timed_out(self) -> bool:
-        """Whether the upstream was too slow (504) rather than unreachable (502)."""
-        return self.kind == "timeout"
-
-
-class BodyTooLarge(Exception):
-    """A request body without a Content-Length grew past the route's limit while streaming; the
-    upstream connection was cut, so the upstream never sees a complete (truncated) body."""
+# aiohttp's client sent ``Content-Length: 0`` for a body-less request on any other method.
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Methods whose body an upstream reads before it answers; after a body on any other method the
+# connection is not reused (the upstream may have left the body unread, to be parsed as a request).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_CLIENT_GONE = (ConnectionError, aiohttp.ClientConnectionError)
 
 
 @dataclass(slots=True)
@@ -63,39 +63,42 @@ class ProxyOutcome:
 
 
 class UpstreamClient:
-    """One pooled client session per process, for every upstream."""
+    """One connection pool per process, for every upstream.
+
+    ``pool_size`` caps all upstream connections, ``pool_size_per_host`` those to one (scheme,
+    host, port, TLS context) so that one slow upstream cannot take them all; ``connect_timeout``
+    bounds a TCP and TLS handshake; an idle connection is dropped after ``idle_timeout`` seconds
+    (below the 5 s keep-alive of Node and uvicorn, so the upstream rarely closes it first).
+    """
 
     def __init__(
-        self, *, pool_size: int = 1000, pool_size_per_host: int = 256, connect_timeout: float = 5.0
+        self,
+        *,
+        pool_size: int = 1000,
+        pool_size_per_host: int = 256,
+        connect_timeout: float = 5.0,
+        idle_timeout: float = 4.0,
     ) -> None:
         self._pool_size = pool_size
-        # A per-host cap keeps one slow upstream from taking every pooled connection.
         self._pool_size_per_host = pool_size_per_host
         self._connect_timeout = connect_timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._idle_timeout = idle_timeout
+        self._pool: ConnectionPool | None = None
+        self._default_tls: ssl.SSLContext | None = None
 
     async def start(self) -> None:
-        """Open the pooled session (call on the serving loop)."""
-        connector = aiohttp.TCPConnector(
+        """Make the pool (call on the serving loop)."""
+        self._pool = ConnectionPool(
             limit=self._pool_size,
-            limit_per_host=self._pool_size_per_host,
-            enable_cleanup_closed=True,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            skip_auto_headers=_NO_AUTO_HEADERS,
-            trust_env=False,
-            timeout=aiohttp.ClientTimeout(total=None),
-            read_bufsize=_READ_BUFFER,
+            limit_per_key=self._pool_size_per_host,
+            idle_timeout=self._idle_timeout,
         )
 
     async def close(self) -> None:
-        """Close the session and its pooled connections."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the pooled connections."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def forward(
         self,
@@ -108,108 +111,235 @@ class UpstreamClient:
         body_limit: int | None = None,
     ) -> ProxyOutcome:
         """Send the request upstream and stream the answer back to the client."""
-        assert self._session is not None, "UpstreamClient.start() was not awaited"
-        counter = _ByteCounter(body_limit)
-        body: AsyncIterator[bytes] | None = None
-        if request.body_exists:
-            body = counter.count(request.content)
-            if request.content_length is not None:
-                headers["Content-Length"] = str(request.content_length)
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=min(upstream.timeout, self._connect_timeout),
-            sock_read=upstream.timeout,
-        )
+        assert self._pool is not None, "UpstreamClient.start() was not awaited"
+        step = upstream.timeout
+        if tls is None and url.scheme == "https":
+            tls = self._default()
+        key: PoolKey = (url.scheme, url.raw_host or "", url.port or 0, tls)
         started = time.perf_counter_ns()
+        connection = await self._pool.acquire(key, upstream.name, min(step, self._connect_timeout))
+        exchange = _Exchange(request, upstream, connection, body_limit)
         try:
-            upstream_response = await self._session.request(
-                request.method,
-                url,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=timeout,
-                compress=None,
-                ssl=tls if tls is not None else True,
-            )
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamFailure(upstream.name, kind="timeout", detail=_name(exc)) from None
-        except aiohttp.ClientSSLError as exc:
-            raise UpstreamFailure(upstream.name, kind="tls", detail=_name(exc)) from None
-        except aiohttp.ClientError as exc:
-            if isinstance(exc.__cause__, BodyTooLarge):
-                raise BodyTooLarge from None
-            raise UpstreamFailure(upstream.name, kind="unreachable", detail=_name(exc)) from None
-        async with upstream_response:
-            headers = response_headers(upstream_response.headers)
-            length = upstream_response.content_length
-            response: web.StreamResponse
-            if length is not None and length <= _BUFFERED_MAX and request.method != "HEAD":
-                response = await _buffered(upstream_response, headers, length, upstream.name)
-                sent = length
-            else:
-                response = web.StreamResponse(
-                    status=upstream_response.status,
-                    reason=upstream_response.reason,
-                    headers=headers,
-                )
-                if "Upgrade" in request.headers:
-                    response.force_close()  # the protocol is never switched: no tunnel
-                await response.prepare(request)
-                sent = await _relay(upstream_response, response, request)
+            response, sent = await exchange.run(url, headers, step)
+        finally:
+            self._pool.release(connection, reuse=exchange.reusable)
         return ProxyOutcome(
             response=response,
             upstream_ns=time.perf_counter_ns() - started,
-            request_bytes=counter.total,
+            request_bytes=exchange.request_bytes,
             response_bytes=sent,
         )
 
-
-def _name(exc: BaseException) -> str:
-    return type(exc).__name__
-
-
-class _ByteCounter:
-    def __init__(self, limit: int | None) -> None:
-        self.total = 0
-        self._limit = limit
-
-    async def count(self, reader: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-        async for chunk in reader.iter_any():
-            self.total += len(chunk)
-            if self._limit is not None and self.total > self._limit:
-                raise BodyTooLarge
-            yield chunk
+    def _default(self) -> ssl.SSLContext:
+        if self._default_tls is None:
+            self._default_tls = ssl.create_default_context()
+        return self._default_tls
 
 
-async def _buffered(
-    source: aiohttp.ClientResponse, headers: CIMultiDict[str], length: int, upstream: str
-) -> web.Response:
-    """A small body, read whole before anything is sent: one write to the client, and a body
-    cut short by the upstream is still a clean 502."""
-    try:
-        body = await source.content.readexactly(length)
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamFailure(upstream, kind="timeout", detail=_name(exc)) from None
-    except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
-        raise UpstreamFailure(upstream, kind="unreachable", detail=_name(exc)) from None
-    headers.popall("Content-Length", None)
-    return web.Response(status=source.status, reason=source.reason, headers=headers, body=body)
+class _Exchange:
+    """One request and its answer on one pooled connection."""
+
+    __slots__ = (
+        "_body_limit",
+        "_connection",
+        "_request",
+        "_sender",
+        "_upstream",
+        "body_sent",
+        "request_bytes",
+        "reusable",
+    )
+
+    def __init__(
+        self,
+        request: web.Request,
+        upstream: Upstream,
+        connection: UpstreamConnection,
+        body_limit: int | None,
+    ) -> None:
+        self._request = request
+        self._upstream = upstream
+        self._connection = connection
+        self._body_limit = body_limit
+        self._sender: asyncio.Task[None] | None = None
+        self.body_sent = False
+        self.request_bytes = 0
+        self.reusable = False
+
+    async def run(
+        self, url: yarl.URL, headers: CIMultiDict[str], step: float
+    ) -> tuple[web.StreamResponse, int]:
+        request, connection = self._request, self._connection
+        method = request.method
+        has_body = request.body_exists
+        chunked = has_body and request.content_length is None
+        connection.begin(head_only=method == "HEAD")
+        try:
+            connection.write(_request_head(method, url, headers, request.content_length, has_body))
+        except ConnectionGone:
+            raise self._failure("unreachable", "ConnectionGone") from None
+        if has_body:
+            self._sender = asyncio.create_task(self._send_body(chunked, step))
+        else:
+            self.body_sent = True
+        try:
+            status, reason, raw = await self._head(step)
+            # The body must have gone out whole before the answer came: else the upstream may
+            # not have read it all, and its rest would be read as the next request.
+            fully_sent_first = self.body_sent
+            response, sent = await self._respond(status, reason, raw, step)
+        finally:
+            sender = self._sender
+            if sender is not None:
+                if not sender.done():
+                    sender.cancel()  # the answer is whole (or failed): the rest is not needed
+                elif not sender.cancelled():
+                    sender.exception()  # seen: its failure already decided this exchange
+        body_ok = not has_body or method in _BODY_METHODS
+        self.reusable = fully_sent_first and body_ok and connection.reusable
+        return response, sent
+
+    async def _head(self, step: float) -> Head:
+        try:
+            return await self._connection.head(step)
+        except (TimeoutError, ConnectionGone, BadResponse) as exc:
+            sender = self._sender
+            if sender is not None:
+                if not sender.done():
+                    sender.cancel()
+                elif not sender.cancelled():
+                    error = sender.exception()
+                    if isinstance(error, (BodyTooLarge, UpstreamFailure)):
+                        raise error from None
+            if isinstance(exc, TimeoutError):
+                raise self._failure("timeout", "HeadTimeout") from None
+            if isinstance(exc, BadResponse):
+                raise self._failure("bad_response", f"BadResponse:{exc.reason}") from None
+            raise self._failure("unreachable", "ConnectionGone") from None
+
+    async def _send_body(self, chunked: bool, step: float) -> None:
+        """Stream the client's body upstream; on any failure the upstream connection is reset,
+        so the upstream never takes a cut body for a whole one."""
+        connection, content, limit = self._connection, self._request.content, self._body_limit
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(content.readany(), step)
+                except TimeoutError:
+                    raise self._failure("client_timeout", "ClientBodyTimeout") from None
+                except _CLIENT_GONE:
+                    raise self._failure("client_closed", "ClientClosed") from None
+                if not chunk:
+                    break
+                self.request_bytes += len(chunk)
+                if limit is not None and self.request_bytes > limit:
+                    raise BodyTooLarge
+                if chunked:
+                    connection.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+                else:
+                    connection.write(chunk)
+                await connection.drain(step)
+                connection.progress()
+            if chunked:
+                connection.write(b"0\r\n\r\n")
+            self.body_sent = True
+            connection.progress()
+        except TimeoutError:
+            connection.reset()
+            raise self._failure("timeout", "BodyWriteTimeout") from None
+        except ConnectionGone:
+            return  # the upstream closed: what it answered, or did not, tells the rest
+        except BaseException:
+            connection.reset()
+            raise
+
+    async def _respond(
+        self, status: int, raw_reason: bytes, raw: list[tuple[bytes, bytes]], step: float
+    ) -> tuple[web.StreamResponse, int]:
+        request, connection = self._request, self._connection
+        incoming: CIMultiDict[str] = CIMultiDict(
+            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+            for name, value in raw
+        )
+        headers = response_headers(CIMultiDictProxy(incoming))
+        reason = raw_reason.decode("utf-8", "surrogateescape") or None
+        length = _length(incoming) if connection.framing == "length" else None
+        if length is not None and length <= _BUFFERED_MAX and request.method != "HEAD":
+            body = await self._read_whole(step)
+            headers.popall("Content-Length", None)
+            return web.Response(status=status, reason=reason, headers=headers, body=body), length
+        response = web.StreamResponse(status=status, reason=reason, headers=headers)
+        if "Upgrade" in request.headers:
+            response.force_close()  # the protocol is never switched: no tunnel
+        try:
+            await asyncio.wait_for(response.prepare(request), step)
+        except (TimeoutError, *_CLIENT_GONE):
+            self._cut()
+            return response, 0
+        return response, await self._relay(response, step)
+
+    async def _read_whole(self, step: float) -> bytes:
+        """A small body, read whole before anything is sent: one write to the client, and a body
+        cut short by the upstream is still a clean 502."""
+        pieces = []
+        try:
+            while chunk := await self._connection.next_chunk(step):
+                pieces.append(chunk)
+        except TimeoutError:
+            raise self._failure("timeout", "BodyTimeout") from None
+        except BadResponse as exc:
+            raise self._failure("bad_response", f"BadResponse:{exc.reason}") from None
+        except ConnectionGone:
+            raise self._failure("unreachable", "ConnectionGone") from None
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    async def _relay(self, sink: web.StreamResponse, step: float) -> int:
+        connection = self._connection
+        sent = 0
+        try:
+            # Whatever has arrived, up to the read buffer: fewer, larger writes than fixed chunks.
+            while chunk := await connection.next_chunk(step):
+                await asyncio.wait_for(sink.write(chunk), step)
+                sent += len(chunk)
+            await asyncio.wait_for(sink.write_eof(), step)
+        except (TimeoutError, BadResponse, ConnectionGone, *_CLIENT_GONE):
+            # Headers are gone already: the only honest signal left is to cut the connection,
+            # never to finish a body that would look complete.
+            self._cut()
+        return sent
+
+    def _cut(self) -> None:
+        reset_transport(self._request.transport)
+        self._connection.reset()
+
+    def _failure(self, kind: str, detail: str) -> UpstreamFailure:
+        return UpstreamFailure(self._upstream.name, kind=kind, detail=detail)
 
 
-async def _relay(
-    source: aiohttp.ClientResponse, sink: web.StreamResponse, request: web.Request
-) -> int:
-    sent = 0
-    try:
-        # Whatever has arrived, up to the read buffer: fewer, larger writes than fixed chunks.
-        async for chunk in source.content.iter_any():
-            await sink.write(chunk)
-            sent += len(chunk)
-        await sink.write_eof()
-    except (TimeoutError, aiohttp.ClientError, ConnectionError):
-        # Headers are gone already: the only honest signal left is to cut the connection,
-        # never to finish a chunked body that would look complete.
-        if request.transport is not None:
-            request.transport.abort()
-    return sent
+def _request_head(
+    method: str,
+    url: yarl.URL,
+    headers: CIMultiDict[str],
+    content_length: int | None,
+    has_body: bool,
+) -> bytes:
+    parts = [method, " ", url.raw_path_qs, " HTTP/1.1\r\nHost: ", url.host_port_subcomponent or ""]
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise ValueError("a header to forward holds CR or LF")
+        parts += ("\r\n", name, ": ", value)
+    if has_body:
+        if content_length is not None:
+            parts += ("\r\nContent-Length: ", str(content_length))
+        else:
+            parts.append("\r\nTransfer-Encoding: chunked")
+    elif method not in _NO_BODY_METHODS:
+        parts.append("\r\nContent-Length: 0")
+    parts.append("\r\n\r\n")
+    return "".join(parts).encode("utf-8", "surrogateescape")
+
+
+def _length(headers: CIMultiDict[str]) -> int | None:
+    # llhttp has checked there is exactly one, made of digits.
+    value = headers.get("Content-Length")
+    return int(value) if value is not None else None

@@ -1,0 +1,367 @@
+"""One HTTP/1.1 connection to an upstream: the asyncio protocol, its response parser (httptools,
+that is llhttp in strict mode) and the facts that decide whether it may carry another request.
+
+A connection is either *active* (one exchange on it, the client reads what arrives) or *idle*
+(in the pool). Any byte or end-of-stream that arrives while idle kills it: an upstream that
+speaks unasked is either closing or out of step, and reusing it could hand one client's request
+the answer meant for another. Likewise a response followed by anything (stray bytes, a second
+response) is complete for its client, but the connection is not reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import ssl
+import struct
+from collections import deque
+from typing import cast
+
+import httptools
+
+from gateway.server.upstream_errors import BadResponse, ConnectionGone
+
+__all__ = ["Head", "PoolKey", "UpstreamConnection", "reset_transport"]
+
+# Header values may hold HTAB and visible bytes (RFC 9110 5.5); llhttp already refuses CR, LF and
+# NUL, and the status reason is not checked by it at all.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_MAX_HEADERS = 256
+_MAX_HEAD_BYTES = 64 * 1024
+# Response body bytes queued before the upstream socket is paused: bounds memory per stream while
+# letting large bodies move in few, large pieces.
+_HIGH_WATER = 256 * 1024
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+Head = tuple[int, bytes, list[tuple[bytes, bytes]]]
+# Which connections may serve a request: scheme, host, port and the TLS context (by identity).
+PoolKey = tuple[str, str, int, ssl.SSLContext | None]
+
+
+class _Stop(Exception):
+    """Raised inside a parser callback to stop llhttp where it stands."""
+
+
+def reset_transport(transport: asyncio.Transport | None) -> None:
+    """Close with a TCP reset (SO_LINGER 0), never a clean FIN: a peer reading a body that has no
+    length must not take a cut for its end."""
+    if transport is None or transport.is_closing():
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Already gone: abort() below is all that is left to do.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    transport.abort()
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """The protocol of one upstream connection; the pool owns it, one exchange at a time uses it.
+
+    Per-connection objects (parser, header list, body queue) are made once and reused by every
+    exchange on the connection.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: PoolKey) -> None:
+        self.key = key
+        self.counted = True  # holds one of the pool's slots until the pool forgets it
+        self.idle_since = 0.0
+        self.idle = False
+        self.dead = False
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._begin_exchange(head_only=False)
+
+    # -- the exchange, as the client sees it ------------------------------------------------
+
+    def _begin_exchange(self, *, head_only: bool) -> None:
+        self._head_only = head_only
+        self._status = 0
+        self._reason = b""
+        self._headers.clear()
+        self._head_bytes = 0
+        self._head_ready = False
+        self._interim = False
+        self._framing = "close"
+        self._complete = False
+        self._keep_alive = False
+        self._stray = False
+        self._error: BaseException | None = None
+
+    def begin(self, *, head_only: bool) -> None:
+        """Start an exchange (``head_only`` for HEAD: the answer has no body whatever it says)."""
+        self.idle = False
+        self._begin_exchange(head_only=head_only)
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the upstream."""
+        if self._transport is None or self.dead:
+            raise ConnectionGone
+        self._transport.write(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        """Queue several pieces for the upstream, without joining them."""
+        if self._transport is None or self.dead:
+            raise ConnectionGone
+        self._transport.writelines(data)
+
+    async def drain(self, within: float) -> None:
+        """Wait until the upstream has taken the written bytes off the buffer (``within`` seconds at
+        most: an upstream that stops reading a request body does not hold it forever)."""
+        if not self._write_paused:
+            return
+        if self.dead:
+            raise ConnectionGone
+        waiter = self._loop.create_future()
+        self._drain_waiter = waiter
+        await self._wait(waiter, within)
+        if self.dead:
+            raise ConnectionGone
+
+    def progress(self) -> None:
+        """The request body moved: a wait for the answer starts again (the head's deadline runs
+        from the last request byte sent, not from the first)."""
+        self._wake()
+
+    async def head(self, within: float) -> Head:
+        """The final response's status, reason and raw headers (interim 1xx answers skipped)."""
+        while not self._head_ready:
+            if self._error is not None:
+                raise self._error
+            await self._next_event(within)
+        return self._status, self._reason, self._headers
+
+    @property
+    def framing(self) -> str:
+        """How the body ends: ``none`` (HEAD, 1xx, 204, 304), ``length``, ``chunked`` or
+        ``close`` (read until the upstream closes: such a connection is never reused)."""
+        return self._framing
+
+    async def next_chunk(self, within: float) -> bytes:
+        """The body bytes that have arrived (waiting ``within`` seconds at most for some);
+        ``b""`` once the body is complete by its framing."""
+        while not self._chunks:
+            if self._complete:
+                return b""
+            if self._error is not None:
+                raise self._error
+            await self._next_event(within)
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        if len(chunks) > 0:
+            chunks.clear()
+        self._buffered = 0
+        if self._read_paused and self._transport is not None:
+            self._read_paused = False
+            self._transport.resume_reading()
+        return data
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the answer ended by its framing, the upstream offered keep-alive, nothing else
+        arrived, and the connection is still open."""
+        return (
+            self._complete
+            and self._keep_alive
+            and not self._stray
+            and not self.dead
+            and self._framing in ("length", "chunked", "none")
+            and not self._head_only
+            and self._transport is not None
+            and not self._transport.is_closing()
+        )
+
+    def reset(self) -> None:
+        """Drop the connection with a TCP reset (the upstream sees an aborted exchange)."""
+        self.dead = True
+        reset_transport(self._transport)
+
+    def close(self) -> None:
+        """Close the connection cleanly (an idle connection that is no longer wanted)."""
+        self.dead = True
+        if self._transport is not None:
+            self._transport.close()
+
+    async def _next_event(self, within: float) -> None:
+        waiter = self._loop.create_future()
+        self._waiter = waiter
+        await self._wait(waiter, within)
+
+    async def _wait(self, waiter: asyncio.Future[None], within: float) -> None:
+        timer = self._loop.call_later(within, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _fail(self, error: BaseException) -> None:
+        if self._error is None and not self._complete:
+            self._error = error
+        for waiter in (self._waiter, self._drain_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        self._waiter = self._drain_waiter = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport (uvloop's are not `asyncio.Transport` subclasses, but are one)."""
+        self._transport = cast("asyncio.Transport", transport)
+
+    def data_received(self, data: bytes) -> None:
+        """Parse what arrived; bytes on an idle or finished connection kill it."""
+        if self.idle or self.dead:
+            self.reset()
+            return
+        if self._complete:
+            self._stray = True
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._bad("upgrade")
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Stop):
+                cause = exc.__context__
+                self._bad(cause.reason if isinstance(cause, BadResponse) else "parse")
+        except httptools.HttpParserError:
+            if self._complete:
+                self._stray = True  # bytes after a complete answer: it stands, the link does not
+            else:
+                self._bad("parse")
+
+    def eof_received(self) -> bool:
+        """The upstream closed its side: the end of a read-until-close body, else a cut."""
+        if not self.idle and self._head_ready and self._framing == "close":
+            self._complete = True
+        self.dead = True
+        self._fail(ConnectionGone())
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Whatever was in progress ends here; an idle connection leaves the pool."""
+        self.dead = True
+        if exc is None and not self.idle and self._head_ready and self._framing == "close":
+            self._complete = True
+        self._fail(ConnectionGone())
+        self._transport = None
+
+    def pause_writing(self) -> None:
+        """The upstream reads slower than we write."""
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        """The upstream caught up."""
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _bad(self, reason: str) -> None:
+        self.dead = True
+        self._fail(BadResponse(reason))
+        reset_transport(self._transport)
+
+    # -- httptools callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        """A response starts: after a complete one, that is a second answer nobody asked for."""
+        if self._complete:
+            self._stray = True
+            raise _Stop
+
+    def on_status(self, status: bytes) -> None:
+        """Part of the reason phrase."""
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header line (llhttp has checked the name is a token and the value has no CR, LF
+        or NUL; other control bytes are refused here)."""
+        self._head_bytes += len(name) + len(value)
+        if len(self._headers) >= _MAX_HEADERS:
+            raise BadResponse("too_many_headers")
+        if self._head_bytes > _MAX_HEAD_BYTES:
+            raise BadResponse("head_too_large")
+        if _CONTROL.search(value) is not None:
+            raise BadResponse("header_bytes")
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        """The head is whole: decide the framing, and skip 1xx interim answers."""
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            # 101 cannot come (no Upgrade is ever sent); llhttp reports it as an upgrade.
+            self._interim = True
+            self._headers.clear()
+            self._reason = b""
+            self._head_bytes = 0
+            return
+        if _CONTROL.search(self._reason) is not None:
+            raise BadResponse("status_reason")
+        self._status = status
+        self._framing = self._framing_of(status)
+        self._head_ready = True
+        self._wake()
+        if self._head_only:
+            # llhttp would wait for the body a Content-Length announces; a HEAD answer has none.
+            self._complete = True
+            raise _Stop
+
+    def _framing_of(self, status: int) -> str:
+        if status in (204, 304):
+            return "none"
+        length = chunked = False
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                length = True
+            elif lower == b"transfer-encoding":
+                # llhttp refuses chunked anywhere but last; a coding after it is read to close.
+                chunked = value.rstrip().lower().endswith(b"chunked")
+        if self._head_only:
+            return "none"
+        if chunked:
+            return "chunked"
+        return "length" if length else "close"
+
+    def on_body(self, body: bytes) -> None:
+        """Body bytes (de-chunked by llhttp); the socket pauses past the high-water mark."""
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > _HIGH_WATER and not self._read_paused and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        """The answer ended by its framing."""
+        if self._interim:
+            self._interim = False
+            return
+        self._complete = True
+        self._keep_alive = self._parser.should_keep_alive()
+        self._wake()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

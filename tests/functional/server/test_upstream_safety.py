@@ -1,0 +1,493 @@
+"""The upstream client against upstreams that misbehave and clients that stall.
+
+Every upstream here is a real server on 127.0.0.1 written for its test (raw asyncio sockets, or
+the standard library's http.server), and every client a raw socket, so that no library smooths
+over what the gateway does with the bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.server
+import io
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.conftest import GatewayFactory, LogCapture
+from tests.raw import Client, http_request
+from tests.support import DEFAULT_GATEWAY, TokenFactory
+
+ROUTES = """\
+upstreams:
+  orders: {{url: "{upstream}", timeout: 2s}}
+  raw: {{url: "RAW_URL", timeout: 500ms}}
+routes:
+  - path: /orders
+    upstream: orders
+  - path: /raw
+    upstream: raw
+    scopes: [orders:read]
+"""
+SMALL_POOL = DEFAULT_GATEWAY + "limits:\n  upstream_pool_size_per_host: 4\n"
+BIG = 64 * 1024 * 1024
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "RawUpstream"], Awaitable[None]]
+
+
+@dataclass
+class RawUpstream:
+    """A socket-level upstream: counts connections and request heads, runs ``serve`` on each."""
+
+    serve: Serve
+    connections: int = 0
+    heads: list[bytes] = field(default_factory=list)
+    url: str = ""
+    _open: dict[asyncio.Task[None], asyncio.StreamWriter] = field(default_factory=dict)
+
+    async def read_head(self, reader: asyncio.StreamReader) -> bytes:
+        """Read and record one request head (b"" once the gateway closed the connection)."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return b""
+        self.heads.append(head)
+        return head
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._open[task] = writer
+        try:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                await self.serve(reader, writer, self)
+        finally:
+            writer.transport.abort()
+            del self._open[task]
+
+    async def stop(self) -> None:
+        """End every connection still open (the gateway may hold some in its pool)."""
+        for task, writer in list(self._open.items()):
+            writer.transport.abort()
+            task.cancel()
+        await asyncio.gather(*self._open, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def raw_upstream(serve: Serve) -> AsyncIterator[RawUpstream]:
+    """Run a `RawUpstream` for the length of the block."""
+    upstream = RawUpstream(serve)
+    server = await asyncio.start_server(upstream._accept, "127.0.0.1", 0)
+    upstream.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield upstream
+    finally:
+        server.close()
+        await upstream.stop()
+        await server.wait_closed()
+
+
+def _ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def _request(
+    client: Client, target: str, token: str, *, version: str = "1.1", extra: bytes = b""
+) -> tuple[bytes, bytes]:
+    """One GET over a fresh raw socket; returns the head and everything after it until the
+    gateway closes (the request says ``Connection: close``)."""
+    assert client.server.host is not None
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    headers = [("Authorization", f"Bearer {token}"), ("Connection", "close")]
+    request = http_request("GET", target, headers).replace(b"HTTP/1.1", f"HTTP/{version}".encode())
+    writer.write(request + extra)
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        return head, await reader.read()
+    finally:
+        writer.transport.abort()
+
+
+async def _status(client: Client, target: str, token: str) -> tuple[int, bytes]:
+    head, rest = await _request(client, target, token)
+    return int(head.split(b" ")[1]), rest
+
+
+# -- 1. a connection is reused only when nothing can be out of step ------------------------------
+
+
+@pytest.mark.parametrize("after", ["stray-at-once", "stray-later", "close-later"])
+async def test_bytes_after_a_response_never_reach_the_next_request(
+    gateway: GatewayFactory, tokens: TokenFactory, after: str
+) -> None:
+    """An upstream that sends anything after its answer (at once, or while the connection idles
+    in the pool) or closes an idle connection never hands those bytes or that close to the next
+    request: it gets its own, complete answer."""
+    stray = _ok(b"stray")
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        while await up.read_head(reader):
+            answer = _ok(b"answer-%d" % len(up.heads))
+            writer.write(answer + stray if after == "stray-at-once" else answer)
+            await writer.drain()
+            if after != "stray-at-once":
+                await asyncio.sleep(0.05)
+                if after == "close-later":
+                    writer.close()
+                    return
+                writer.write(stray)
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
+        token = tokens.good()
+        first = await client.get("/raw/1", headers={"Authorization": f"Bearer {token}"})
+        assert (first.status, await first.read()) == (200, b"answer-1")
+        await asyncio.sleep(0.2)
+        second = await client.get("/raw/2", headers={"Authorization": f"Bearer {token}"})
+        assert (second.status, await second.read()) == (200, b"answer-2")
+        assert upstream.connections == 2
+
+
+class _IgnoresGetBodies(http.server.BaseHTTPRequestHandler):
+    """Python's http.server as many apps use it: a GET handler that never reads a body."""
+
+    protocol_version = "HTTP/1.1"
+    log: list[tuple[int, str]]  # (client port, path) of every request parsed
+
+    def do_GET(self) -> None:
+        self.log.append((self.client_address[1], self.path))
+        body = self.path.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A write to a connection the gateway reset is expected here."""
+
+
+@contextlib.contextmanager
+def _threading_http_server() -> Iterator[tuple[str, list[tuple[int, str]]]]:
+    log: list[tuple[int, str]] = []
+    handler = type("Handler", (_IgnoresGetBodies,), {"log": log})
+    server = _QuietServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", log
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_request_smuggled_in_a_get_body_is_never_read_on_a_reused_connection(
+    gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    """A GET body that the upstream ignores (http.server) holds a second request: whatever the
+    upstream makes of it, no later request shares that connection or gets its answer."""
+    with _threading_http_server() as (url, log):
+        client = await gateway(routes=ROUTES.replace("RAW_URL", url))
+        auth = {"Authorization": f"Bearer {tokens.good()}"}
+        smuggled = b"GET /raw/smuggled HTTP/1.1\r\nHost: upstream\r\n\r\n"
+        first = await client.get("/raw/first", headers=auth, data=smuggled)
+        assert (first.status, await first.read()) == (200, b"/raw/first")
+        await asyncio.sleep(0.1)
+        for number in range(3):
+            answer = await client.get(f"/raw/next{number}", headers=auth)
+            assert (answer.status, await answer.read()) == (200, f"/raw/next{number}".encode())
+        await asyncio.sleep(0.1)
+    smuggled_ports = {port for port, path in log if path == "/raw/smuggled"}
+    later_ports = {port for port, path in log if path.startswith("/raw/next")}
+    assert not smuggled_ports & later_ports, log
+    first_port = next(port for port, path in log if path == "/raw/first")
+    assert first_port not in later_ports, log
+
+
+# -- 2. every wait is bounded ----------------------------------------------------------------
+
+
+async def test_clients_that_stop_reading_cannot_hold_the_pool(
+    gateway: GatewayFactory, tokens: TokenFactory, log_capture: LogCapture
+) -> None:
+    """Four clients that stop reading a 64 MiB answer, with four pooled connections per host:
+    a fifth request is answered (200, or 503 when the pool stayed full) within the bound, the
+    stalled clients are cut, and the pool serves again afterwards."""
+    cut = 0
+    all_cut = asyncio.Event()
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        nonlocal cut
+        while head := await up.read_head(reader):
+            if not head.startswith(b"GET /raw/big"):
+                writer.write(_ok(b"small"))
+                await writer.drain()
+                continue
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % BIG)
+            piece = b"x" * 256 * 1024
+            try:
+                for _ in range(BIG // len(piece)):
+                    writer.write(piece)
+                    await writer.drain()
+            except ConnectionError:
+                cut += 1
+                if cut == 4:
+                    all_cut.set()
+                return
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url), gateway=SMALL_POOL)
+        token = tokens.good()
+        assert client.server.host is not None
+        assert client.server.port is not None
+        stalled = []
+        for _ in range(4):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(
+                sock, (client.server.host, client.server.port)
+            )
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(http_request("GET", "/raw/big", [("Authorization", f"Bearer {token}")]))
+            stalled.append((reader, writer))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            status, _ = await _status(client, "/raw/small", token)
+        assert status in (200, 503)
+        assert time.monotonic() - started < 2.0
+        await asyncio.wait_for(all_cut.wait(), 5)
+        async with asyncio.timeout(5):
+            assert await _status(client, "/raw/small", token) == (200, b"small")
+        for _, writer in stalled:
+            writer.transport.abort()
+    if status == 503:
+        access = [line for line in log_capture.events("access") if line["url.path"] == "/raw/small"]
+        assert access[0]["http.response.status_code"] == 503
+
+
+ONE_CONNECTION = (
+    DEFAULT_GATEWAY
+    + "limits:\n  upstream_pool_size_per_host: 1\n  upstream_connect_timeout: 200ms\n"
+)
+
+
+async def test_full_pool_is_503_at_the_bound(
+    gateway: GatewayFactory, tokens: TokenFactory, log_capture: LogCapture
+) -> None:
+    """With the one pooled connection busy, a second request waits no longer than the bound
+    (the upstream's timeout capped by the connect timeout, here 200ms) and is answered 503 with
+    Retry-After; the upstream never sees it."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        while await up.read_head(reader):
+            await asyncio.sleep(0.45)  # inside the route's 500ms
+            writer.write(_ok(b"slow"))
+            await writer.drain()
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(
+            routes=ROUTES.replace("RAW_URL", upstream.url), gateway=ONE_CONNECTION
+        )
+        auth = {"Authorization": f"Bearer {tokens.good()}"}
+        first = asyncio.create_task(client.get("/raw/first", headers=auth))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        second = await client.get("/raw/second", headers=auth)
+        elapsed = time.monotonic() - started
+        assert second.status == 503
+        assert second.headers["Retry-After"] == "1"
+        assert (await second.json())["error"] == "temporarily_unavailable"
+        assert 0.15 < elapsed < 0.4
+        assert (await first).status == 200
+    assert [head.split(b" ")[1] for head in upstream.heads] == [b"/raw/first"]
+    statuses = {line["url.path"]: line["http.response.status_code"] for line in
+                log_capture.events("access")}  # fmt: skip
+    assert statuses == {"/raw/first": 200, "/raw/second": 503}
+
+
+async def test_upstream_that_stops_reading_the_body_is_cut(
+    gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    """An upstream that reads a request's head but never its 32 MiB body cannot hold the
+    exchange: the client gets a 504 within the route's timeout of the stall."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        await up.read_head(reader)
+        await asyncio.sleep(10)
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
+        auth = {"Authorization": f"Bearer {tokens.good()}"}
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            response = await client.post(
+                "/raw/upload", headers=auth, data=io.BytesIO(b"z" * (BIG // 2))
+            )
+        assert response.status == 504
+        assert time.monotonic() - started < 3
+
+
+# -- 3. a cut answer is a reset -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+async def test_upstream_dying_mid_body_resets_the_client(
+    gateway: GatewayFactory, tokens: TokenFactory, version: str
+) -> None:
+    """An upstream that dies in the middle of a chunked answer leaves the client with a reset
+    (or, for HTTP/1.1, a chunked body without its last chunk), never a clean end that an
+    HTTP/1.0 client would take for the whole body."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        await up.read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(4):
+            writer.write(b"4000\r\n" + b"y" * 0x4000 + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        # and then the upstream process dies: its kernel closes the socket
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
+        try:
+            head, body = await _request(client, "/raw/dies", tokens.good(), version=version)
+        except ConnectionResetError:
+            return  # reset before or while the head was read: the cut is plain
+        except asyncio.IncompleteReadError:
+            return
+        assert b"Content-Length" not in head
+        if version == "1.0":
+            pytest.fail(f"clean end after {len(body)} body bytes of a length-less body")
+        assert not body.endswith(b"0\r\n\r\n")
+
+
+# -- 4. a malformed answer is a 502 ---------------------------------------------------------------
+
+MALFORMED = {
+    "bad-status-line": b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nhi",
+    "not-http": b"HTTX/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+    "control-in-value": b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\nhi",
+    "del-in-value": b"HTTP/1.1 200 OK\r\nX-A: a\x7fb\r\nContent-Length: 2\r\n\r\nhi",
+    "control-in-name": b"HTTP/1.1 200 OK\r\nX\x01A: ab\r\nContent-Length: 2\r\n\r\nhi",
+    "control-in-reason": b"HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nhi",
+    "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi",
+    "same-length-twice": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi",
+    "length-and-chunked": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n0\r\n\r\n"
+    ),
+    "lf-only": b"HTTP/1.1 200 OK\nContent-Length: 2\n\nhi",
+    "obs-fold": b"HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 2\r\n\r\nhi",
+    "switching-protocols": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("reply", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_malformed_upstream_answer_is_502(
+    gateway: GatewayFactory, tokens: TokenFactory, log_capture: LogCapture, reply: bytes
+) -> None:
+    """An answer that is not valid HTTP/1.1 (status line, control bytes in a header or the
+    reason, conflicting framing) is a 502, and the access line says 502."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        await up.read_head(reader)
+        writer.write(reply)
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
+        response = await client.get("/raw/x", headers={"Authorization": f"Bearer {tokens.good()}"})
+        assert response.status == 502
+        assert (await response.json())["error"] == "bad_gateway"
+    (access,) = log_capture.events("access")
+    assert access["http.response.status_code"] == 502
+
+
+# -- 5. nothing is retried ---------------------------------------------------------------------
+
+
+async def test_request_to_an_upstream_that_dies_is_sent_once(
+    gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    """An upstream that closes a kept-alive connection on reading the next request gets that
+    request exactly once: the client gets a 502, not a silent second attempt."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        await up.read_head(reader)
+        if len(up.heads) > 1:
+            return  # the upstream dies on every request after the first
+        writer.write(_ok(b"first"))
+        await writer.drain()
+        await up.read_head(reader)
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
+        auth = {"Authorization": f"Bearer {tokens.good()}"}
+        first = await client.get("/raw/1", headers=auth)
+        assert (first.status, await first.read()) == (200, b"first")
+        second = await client.get("/raw/2", headers=auth)
+        assert second.status == 502
+        await asyncio.sleep(0.1)
+        assert len(upstream.heads) == 2
+        assert upstream.connections == 1
+
+
+# -- 7. the client adds nothing ---------------------------------------------------------------
+
+
+async def test_upstream_receives_no_header_the_client_did_not_send(
+    gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    """The request head names only the client's headers and the gateway's documented ones, with
+    Host as the upstream URL's host:port."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        while await up.read_head(reader):
+            writer.write(_ok(b"ok"))
+            await writer.drain()
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
+        head, _ = await _request(client, "/raw/x?q=1", tokens.good())
+        assert head.startswith(b"HTTP/1.1 200")
+    request_line, *lines = upstream.heads[0].decode("latin-1").strip().split("\r\n")
+    assert request_line == "GET /raw/x?q=1 HTTP/1.1"
+    names = [line.partition(":")[0].lower() for line in lines]
+    assert names[0] == "host"
+    assert lines[0] == f"Host: {upstream.url.removeprefix('http://')}"
+    assert set(names) == {
+        "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id",
+        "x-auth-issuer", "x-auth-subject", "x-auth-scopes",
+    }  # fmt: skip
