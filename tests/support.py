@@ -16,19 +16,33 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec as _ec
 from cryptography.hazmat.primitives.asymmetric import ed25519 as _ed25519
 from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
+from jwt.algorithms import get_default_algorithms
 from multidict import CIMultiDictProxy
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.core.keys import public_jwk
+from gateway.server.metrics import Metrics
 
 ISSUER = "https://auth.example.test"
 AUDIENCE = "example-api"
 DEV_ISSUER = "dev"
 DEV_SECRET = "dev-secret-that-is-long-enough-for-hs256-0123456789"
+_ALGORITHMS = get_default_algorithms()
 
 
 def b64url(data: bytes) -> str:
     """Unpadded base64url, as JWS segments are written."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(header: Mapping[str, Any], payload: Mapping[str, Any] | bytes, key: Any, alg: str) -> str:
+    """A compact JWS over exactly this header and payload (bytes: sent verbatim), signed with
+    ``alg`` and ``key`` (no PyJWT header or claim checks)."""
+    header_segment = b64url(json.dumps(header).encode())
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    payload_segment = b64url(body)
+    signature = _ALGORITHMS[alg].sign(f"{header_segment}.{payload_segment}".encode(), key)
+    return f"{header_segment}.{payload_segment}.{b64url(signature)}"
 
 
 @dataclass(frozen=True)
@@ -174,10 +188,13 @@ class RecordingUpstream:
         return self.requests[-1]
 
 
-DEFAULT_ROUTES = """\
-upstreams:
-  orders: {{url: "{upstream}", timeout: 2s}}
-routes:
+# -- route tables -------------------------------------------------------------------------------
+# routes.yaml text is a format string: `write_config` fills in ``{upstream}`` (the recording
+# upstream), so literal braces are doubled. Tables are built from the pieces below, in order.
+
+ORDERS_UPSTREAM = '  orders: {{url: "{upstream}", timeout: 2s}}\n'
+
+ORDERS_READ_WRITE = """\
   - path: /orders
     upstream: orders
     methods: [GET, HEAD]
@@ -186,28 +203,112 @@ routes:
     upstream: orders
     methods: [POST, PUT, PATCH, DELETE]
     scopes: [orders:write]
+"""
+"""The sample ``/orders`` routes: GET/HEAD need ``orders:read``, writes ``orders:write``."""
+
+ORDERS_HEALTH = """\
   - path: /orders/health
     upstream: orders
     auth: none
 """
+"""The sample public ``/orders/health`` route."""
 
-DEFAULT_GATEWAY = """\
+PUBLIC_CATCH_ALL = """\
+  - path: /
+    upstream: orders
+    auth: none
+  - path: /admin
+    upstream: orders
+    scopes: [admin]
+"""
+"""A public catch-all ``/`` next to a protected ``/admin``: any request the gateway misreads as
+another path would be forwarded (or reach ``/admin`` without its scope check)."""
+
+
+def route_table(*routes: str, upstreams: str = "") -> str:
+    """A routes.yaml format string: the ``orders`` upstream plus ``upstreams`` lines, then
+    ``routes`` in the order given."""
+    return "upstreams:\n" + ORDERS_UPSTREAM + upstreams + "routes:\n" + "".join(routes)
+
+
+def upstream_line(name: str, url: str, *, timeout: str = "2s") -> str:
+    """An ``upstreams:`` entry for ``route_table(upstreams=...)``."""
+    return f'  {name}: {{{{url: "{url}", timeout: {timeout}}}}}\n'
+
+
+def public_route(path: str, upstream: str = "orders") -> str:
+    """A route entry for ``route_table``: ``path`` to ``upstream`` with ``auth: none``."""
+    return f"  - path: {path}\n    upstream: {upstream}\n    auth: none\n"
+
+
+def side_upstream_routes(name: str, url: str, *, timeout: str = "2s") -> str:
+    """The public ``/orders/health`` on the recording upstream, and ``/<name>`` on a second
+    upstream ``name`` at ``url`` (a socket-level or stalling upstream a test runs itself)."""
+    return route_table(
+        ORDERS_HEALTH,
+        public_route(f"/{name}", name),
+        upstreams=upstream_line(name, url, timeout=timeout),
+    )
+
+
+DEFAULT_ROUTES = route_table(ORDERS_READ_WRITE, ORDERS_HEALTH)
+"""The spec's sample routes (no catch-all, so an unmatched path is a 404)."""
+
+CATCH_ALL_ROUTES = route_table(PUBLIC_CATCH_ALL, ORDERS_READ_WRITE, ORDERS_HEALTH)
+"""The sample routes behind a public catch-all ``/`` and a protected ``/admin``."""
+
+REPORTS = """\
+  - path: /reports
+    upstream: orders
+    methods: [GET]
+    scopes: {{any: [reports:read, reports:admin]}}
+"""
+"""A GET-only ``/reports`` that any of two scopes opens."""
+
+REPORTS_ROUTES = route_table(ORDERS_READ_WRITE, ORDERS_HEALTH, REPORTS)
+"""The sample routes plus the GET-only ``/reports``."""
+
+
+# -- gateway.yaml -------------------------------------------------------------------------------
+# Also format strings: ``{issuer}``, ``{audience}`` and ``{dev_issuer}`` are filled in.
+
+GATEWAY_HEAD = """\
 listen: {{host: 127.0.0.1, port: 0}}
 admin: {{host: 127.0.0.1, port: 0}}
 routes: routes.yaml
-issuers:
-  - name: local
-    issuer: {issuer}
-    audiences: [{audience}]
-    algorithms: [RS256, ES256, EdDSA]
-    keys: [keys/public.pem, keys/jwks.json]
+"""
+"""Both listeners on ephemeral ports of 127.0.0.1, and routes from routes.yaml."""
+
+DEV_ISSUER_ENTRY = """\
   - name: dev
     issuer: {dev_issuer}
     algorithms: [HS256]
     secret: ${{ACCESS_TOKEN_SECRET}}
-tokens:
-  leeway: 30s
 """
+"""The ``dev`` issuer: HS256 with the secret from ``ACCESS_TOKEN_SECRET`` (see `ENVIRON`)."""
+
+LEEWAY = "tokens:\n  leeway: 30s\n"
+
+
+def local_issuer(
+    *,
+    algorithms: str = "RS256, ES256, EdDSA",
+    keys: str = "keys/public.pem, keys/jwks.json",
+    extra: str = "",
+) -> str:
+    """The ``issuers:`` entry ``local`` (`ISSUER` for `AUDIENCE`, the key files `write_config`
+    writes), with other ``algorithms``/``keys`` and ``extra`` member lines if given."""
+    head = "  - name: local\n    issuer: {issuer}\n    audiences: [{audience}]\n"
+    return head + f"    algorithms: [{algorithms}]\n    keys: [{keys}]\n" + extra
+
+
+def gateway_config(*issuers: str, extra: str = LEEWAY) -> str:
+    """A gateway.yaml format string: `GATEWAY_HEAD`, the ``issuers`` entries, then ``extra``."""
+    return GATEWAY_HEAD + "issuers:\n" + "".join(issuers) + extra
+
+
+DEFAULT_GATEWAY = gateway_config(local_issuer(), DEV_ISSUER_ENTRY)
+"""The sample gateway.yaml: the ``local`` and ``dev`` issuers, 30 s leeway."""
 
 
 def write_config(
@@ -239,3 +340,17 @@ def write_config(
 
 
 ENVIRON = {"ACCESS_TOKEN_SECRET": DEV_SECRET}
+
+
+def identity_headers(headers: Mapping[str, str]) -> list[str]:
+    """The ``X-Auth-*`` header names in ``headers`` (the gateway's identity headers)."""
+    return [name for name in headers if name.lower().startswith("x-auth-")]
+
+
+def metric_sample(metrics: Metrics, name: str, **labels: str) -> float:
+    """The value of one sample in ``metrics``' exposition text (0 when absent)."""
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for item in family.samples:
+            if item.name == name and all(item.labels.get(k) == v for k, v in labels.items()):
+                return float(item.value)
+    return 0.0

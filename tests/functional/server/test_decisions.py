@@ -8,48 +8,26 @@ would normalise are written to a raw socket.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
-from pytest_aiohttp import AiohttpServer
 
+from tests import raw
 from tests.conftest import GatewayFactory, LogCapture
-from tests.raw import Answer, http_request, send_raw
-from tests.support import RecordingUpstream, TokenFactory
-
-Client = TestClient[web.Request, web.Application]
+from tests.raw import Answer, Client, http_request, send_raw
+from tests.support import (
+    REPORTS_ROUTES,
+    RecordingUpstream,
+    TokenFactory,
+    gateway_config,
+    local_issuer,
+)
 
 REQUEST_ID = "door-test_01.A"
-RAW_TIMEOUT = 10.0
-
-ROUTES = """\
-upstreams:
-  orders: {{url: "{upstream}", timeout: 2s}}
-routes:
-  - path: /orders
-    upstream: orders
-    methods: [GET, HEAD]
-    scopes: [orders:read]
-  - path: /orders
-    upstream: orders
-    methods: [POST, PUT, PATCH, DELETE]
-    scopes: [orders:write]
-  - path: /orders/health
-    upstream: orders
-    auth: none
-  - path: /reports
-    upstream: orders
-    methods: [GET]
-    scopes: {{any: [reports:read, reports:admin]}}
-"""
 
 ORDERS_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 
@@ -74,20 +52,9 @@ def parse_challenge(value: str) -> dict[str, str]:
     return params
 
 
-def assert_refusal(
-    answer: Answer, status: int, error: str, request_id: str = REQUEST_ID
-) -> dict[str, str]:
-    """Check the status and the JSON refusal body; return the body."""
-    assert answer.status == status, answer.body
-    assert answer.headers["Content-Type"].split(";")[0].strip() == "application/json"
-    body = answer.json()
-    assert isinstance(body, dict)
-    assert set(body) == {"error", "error_description", "request_id"}
-    assert body["error"] == error
-    assert isinstance(body["error_description"], str)
-    assert body["error_description"]
-    assert body["request_id"] == request_id
-    return body
+def assert_refusal(answer: Answer, status: int, error: str) -> dict[str, str]:
+    """The status and the JSON refusal body, whose ``request_id`` is the test's; returns it."""
+    return raw.assert_refusal(answer, status, error, request_id=REQUEST_ID)
 
 
 def assert_no_challenge(answer: Answer) -> None:
@@ -128,7 +95,7 @@ def bearer(token: str) -> list[tuple[str, str]]:
 @pytest.fixture
 async def client(gateway: GatewayFactory) -> Client:
     """A gateway with the sample routes plus a GET-only ``/reports`` with an ``any`` scope rule."""
-    return await gateway(routes=ROUTES)
+    return await gateway(routes=REPORTS_ROUTES)
 
 
 # -- 404 / 405 ----------------------------------------------------------------------------------
@@ -350,22 +317,16 @@ async def test_missing_scope_is_403_insufficient_scope(
     assert recorder.requests == []
 
 
-UNAVAILABLE_GATEWAY = """\
-listen: {{host: 127.0.0.1, port: 0}}
-admin: {{host: 127.0.0.1, port: 0}}
-routes: routes.yaml
-issuers:
-  - name: local
-    issuer: {issuer}
-    audiences: [{audience}]
-    algorithms: [RS256, ES256, EdDSA]
-    keys: [keys/public.pem, keys/jwks.json]
+UNAVAILABLE_GATEWAY = gateway_config(
+    local_issuer(),
+    """\
   - name: down
     issuer: https://down.example.test
     jwks_uri: "http://127.0.0.1:PORT/jwks"
     algorithms: [RS256]
-jwks: {{timeout: 1s, kid_miss_wait: 100ms, retry_min: 100ms, retry_max: 300ms}}
-"""
+""",
+    extra="jwks: {{timeout: 1s, kid_miss_wait: 100ms, retry_min: 100ms, retry_max: 300ms}}\n",
+)
 
 
 async def test_issuer_without_keys_is_503(
@@ -373,7 +334,7 @@ async def test_issuer_without_keys_is_503(
 ) -> None:
     """A token from an issuer whose keys were never fetched is 503 with ``Retry-After``."""
     config = UNAVAILABLE_GATEWAY.replace("PORT", str(closed_port()))
-    client = await gateway(routes=ROUTES, gateway=config)
+    client = await gateway(routes=REPORTS_ROUTES, gateway=config)
     claims = tokens.claims(iss="https://down.example.test")
     token = tokens.sign(claims, key=tokens.keys.attacker, headers={"kid": "r1"})
     answer = await Answer.of(await client.get("/orders/7", headers=bearer(token)))
@@ -431,11 +392,7 @@ async def test_raw_nul_in_target_is_400(
     """A raw NUL byte in the request target is a JSON 400 and nothing is forwarded."""
     data = http_request("GET", "/orders/7\x00x", bearer(tokens.good()))
     answer = await send_raw(client, data)
-    assert answer.status == 400
-    assert answer.headers["Content-Type"].split(";")[0].strip() == "application/json"
-    body = answer.json()
-    assert set(body) == {"error", "error_description", "request_id"}
-    assert body["error"] == "bad_request"
+    body = raw.assert_refusal(answer, 400, "bad_request")
     assert re.fullmatch(r"[A-Za-z0-9._-]{1,128}", body["request_id"])
     assert recorder.requests == []
 
@@ -503,54 +460,6 @@ routes:
 """
 
 
-async def _socket_upstream(reply: bytes) -> AsyncIterator[str]:
-    """An upstream that reads each request head, writes ``reply`` and aborts the connection."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(reply)
-            await writer.drain()
-        writer.transport.abort()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.close()
-    await server.wait_closed()
-
-
-@pytest.fixture
-async def resetting_upstream() -> AsyncIterator[str]:
-    """An upstream that accepts each connection, reads the request and hangs up without a word."""
-    async for url in _socket_upstream(b""):
-        yield url
-
-
-@pytest.fixture
-async def garbage_upstream() -> AsyncIterator[str]:
-    """An upstream that answers with bytes that are not HTTP."""
-    async for url in _socket_upstream(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"):
-        yield url
-
-
-@pytest.fixture
-async def slow_upstream(aiohttp_server: AiohttpServer) -> AsyncIterator[str]:
-    """An upstream that answers only after the route's 500ms timeout has passed."""
-    release = asyncio.Event()
-
-    async def slow(_: web.Request) -> web.Response:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(release.wait(), timeout=3)
-        return web.Response(text="too late")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", slow)
-    server = await aiohttp_server(app)
-    yield str(server.make_url("")).rstrip("/")
-    release.set()
-
-
 def _assert_upstream_not_named(answer: Answer, url: str, secrets: Sequence[str]) -> None:
     host_port = url.removeprefix("http://")
     port = host_port.rpartition(":")[2]
@@ -609,17 +518,17 @@ async def test_unreachable_upstream_is_502(
 
 
 async def test_slow_upstream_is_504(
-    gateway: GatewayFactory, tokens: TokenFactory, log_capture: LogCapture, slow_upstream: str
+    gateway: GatewayFactory, tokens: TokenFactory, log_capture: LogCapture, stalling_upstream: str
 ) -> None:
     """An upstream slower than the route's timeout is 504, and the body names nothing."""
-    client = await gateway(routes=UPSTREAM_ROUTES.replace("FAR_URL", slow_upstream))
+    client = await gateway(routes=UPSTREAM_ROUTES.replace("FAR_URL", stalling_upstream))
     started = time.monotonic()
     answer = await Answer.of(await client.get("/far/1", headers=bearer(tokens.good())))
     elapsed = time.monotonic() - started
     assert_refusal(answer, 504, "gateway_timeout")
     assert_no_challenge(answer)
     assert 0.4 < elapsed < 2.5
-    _assert_upstream_not_named(answer, slow_upstream, _EXCEPTION_TEXT)
+    _assert_upstream_not_named(answer, stalling_upstream, _EXCEPTION_TEXT)
     (event,) = log_capture.events("upstream_failed")
     assert event["upstream.name"] == "far"
     (access,) = log_capture.events("access")

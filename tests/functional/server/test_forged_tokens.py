@@ -27,13 +27,19 @@ from gateway.core.models import ScopeRule
 from tests.conftest import GatewayFactory, LogCapture
 from tests.support import (
     AUDIENCE,
+    DEFAULT_GATEWAY,
     DEV_ISSUER,
     DEV_SECRET,
     ISSUER,
+    ORDERS_READ_WRITE,
     RecordingUpstream,
     TestKeys,
     TokenFactory,
     b64url,
+    forge,
+    gateway_config,
+    local_issuer,
+    route_table,
 )
 
 _ALGORITHMS = get_default_algorithms()
@@ -41,36 +47,20 @@ TokenMaker = Callable[[TokenFactory, TestKeys], str]
 
 # One issuer that allows RSA/EC/EdDSA *and* HS256, with both key files and an HMAC secret: the
 # RSA public key must still never be usable as the HMAC secret.
-MIXED_GATEWAY = """\
-listen: {{host: 127.0.0.1, port: 0}}
-admin: {{host: 127.0.0.1, port: 0}}
-routes: routes.yaml
-issuers:
-  - name: local
-    issuer: {issuer}
-    audiences: [{audience}]
-    algorithms: [RS256, ES256, EdDSA, HS256]
-    keys: [keys/public.pem, keys/jwks.json]
-    secret: ${{ACCESS_TOKEN_SECRET}}
-tokens:
-  leeway: 30s
-"""
+MIXED_GATEWAY = gateway_config(
+    local_issuer(
+        algorithms="RS256, ES256, EdDSA, HS256", extra="    secret: ${{ACCESS_TOKEN_SECRET}}\n"
+    )
+)
 
 # An issuer with every RSA algorithm allowed, whose keys are JWKS only: k1 (bound to RS256 by its
 # JWK's ``alg``) and p1 (no ``alg``, so any RSA algorithm). k1's own binding must refuse the rest.
-WIDE_GATEWAY = """\
-listen: {{host: 127.0.0.1, port: 0}}
-admin: {{host: 127.0.0.1, port: 0}}
-routes: routes.yaml
-issuers:
-  - name: local
-    issuer: {issuer}
-    audiences: [{audience}]
-    algorithms: [RS256, RS384, RS512, PS256, PS384, PS512, ES256, EdDSA]
-    keys: [keys/jwks.json, keys/p1.json]
-tokens:
-  leeway: 30s
-"""
+WIDE_GATEWAY = gateway_config(
+    local_issuer(
+        algorithms="RS256, RS384, RS512, PS256, PS384, PS512, ES256, EdDSA",
+        keys="keys/jwks.json, keys/p1.json",
+    )
+)
 
 
 def write_p1_jwks(directory: Path, keys: TestKeys) -> None:
@@ -80,37 +70,20 @@ def write_p1_jwks(directory: Path, keys: TestKeys) -> None:
     (directory / "keys" / "p1.json").write_text(json.dumps({"keys": [jwk]}))
 
 
-SCOPE_ROUTES = """\
-upstreams:
-  orders: {{url: "{upstream}", timeout: 2s}}
-routes:
-  - path: /orders
-    upstream: orders
-    methods: [GET, HEAD]
-    scopes: [orders:read]
-  - path: /orders
-    upstream: orders
-    methods: [POST, PUT, PATCH, DELETE]
-    scopes: [orders:write]
+SCOPE_ROUTES = route_table(
+    ORDERS_READ_WRITE,
+    """\
   - path: /both
     upstream: orders
     scopes: [a, b]
   - path: /either
     upstream: orders
     scopes: {{any: [a, b]}}
-"""
+""",
+)
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def forge(header: Mapping[str, Any], payload: Mapping[str, Any] | bytes, key: Any, alg: str) -> str:
-    """A compact JWS over exactly these JSON bytes, signed with ``alg`` (no PyJWT claim checks)."""
-    header_segment = b64url(json.dumps(header).encode())
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    payload_segment = b64url(body)
-    signature = _ALGORITHMS[alg].sign(f"{header_segment}.{payload_segment}".encode(), key)
-    return f"{header_segment}.{payload_segment}.{b64url(signature)}"
 
 
 def hs256_with(key: bytes, claims: Mapping[str, Any], header: Mapping[str, Any]) -> str:
@@ -382,6 +355,13 @@ async def test_forged_token_is_refused(
     await assert_invalid_token(response, token, reason, recorder, log_capture)
 
 
+@pytest.mark.parametrize(
+    ("gateway_yaml", "reason"),
+    [
+        pytest.param(DEFAULT_GATEWAY, "alg_not_allowed", id="rsa-only-issuer"),
+        pytest.param(MIXED_GATEWAY, "bad_signature", id="issuer-allowing-hs256"),
+    ],
+)
 @pytest.mark.parametrize(("secret", "kid"), _PUBLIC_KEY_AS_SECRET)
 async def test_rsa_public_key_as_hmac_secret_is_refused(
     gateway: GatewayFactory,
@@ -391,31 +371,16 @@ async def test_rsa_public_key_as_hmac_secret_is_refused(
     log_capture: LogCapture,
     secret: Callable[[TestKeys], bytes],
     kid: str | None,
+    gateway_yaml: str,
+    reason: str,
 ) -> None:
-    """HS256 keyed with the configured RSA public key (any encoding) is alg_not_allowed."""
-    client = await gateway()
+    """HS256 keyed with the configured RSA public key (any encoding) is a 401, never a 500:
+    alg_not_allowed for an RSA-only issuer, bad_signature for one that also allows HS256."""
+    client = await gateway(gateway=gateway_yaml)
     header = {} if kid is None else {"kid": kid}
     token = hs256_with(secret(keys), tokens.claims(), header)
     response = await client.get("/orders/7", headers=bearer(token))
-    await assert_invalid_token(response, token, "alg_not_allowed", recorder, log_capture)
-
-
-@pytest.mark.parametrize(("secret", "kid"), _PUBLIC_KEY_AS_SECRET)
-async def test_rsa_public_key_as_hmac_secret_refused_when_issuer_allows_hs256(
-    gateway: GatewayFactory,
-    tokens: TokenFactory,
-    keys: TestKeys,
-    recorder: RecordingUpstream,
-    log_capture: LogCapture,
-    secret: Callable[[TestKeys], bytes],
-    kid: str | None,
-) -> None:
-    """With HS256 and RS256 on one issuer, an HMAC keyed with its RSA key is 401, never 500."""
-    client = await gateway(gateway=MIXED_GATEWAY)
-    header = {} if kid is None else {"kid": kid}
-    token = hs256_with(secret(keys), tokens.claims(), header)
-    response = await client.get("/orders/7", headers=bearer(token))
-    await assert_invalid_token(response, token, "bad_signature", recorder, log_capture)
+    await assert_invalid_token(response, token, reason, recorder, log_capture)
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,16 @@ from gateway.core.keys import public_jwk
 from gateway.jwks.remote import discovery_url
 from gateway.server.app import DOOR, METRICS, create_admin_app, create_app
 from tests.conftest import GatewayTestServer, LogCapture
-from tests.functional.server.test_metrics import sample
-from tests.support import DEFAULT_ROUTES, ENVIRON, RecordingUpstream, TestKeys, write_config
+from tests.support import (
+    DEFAULT_ROUTES,
+    ENVIRON,
+    RecordingUpstream,
+    TestKeys,
+    gateway_config,
+    local_issuer,
+    metric_sample,
+    write_config,
+)
 
 AUDIENCE = "example-api"
 
@@ -93,28 +101,24 @@ class FakeIdP:
         return jwt.encode(payload, self.keys[kid], algorithm="RS256", headers={"kid": kid})
 
 
-GATEWAY = """\
-listen: {{host: 127.0.0.1, port: 0}}
-admin: {{host: 127.0.0.1, port: 0}}
-routes: routes.yaml
-issuers:
+GATEWAY = gateway_config(
+    """\
   - name: idp
     issuer: "IDP_ISSUER"
     discovery: true
     audiences: [{audience}]
     algorithms: [RS256]
-  - name: local
-    issuer: {issuer}
-    audiences: [{audience}]
-    algorithms: [RS256, ES256, EdDSA]
-    keys: [keys/public.pem, keys/jwks.json]
+""",
+    local_issuer(),
+    extra="""\
 jwks:
   timeout: 1s
   kid_miss_cooldown: 10s
   kid_miss_wait: 2s
   retry_min: 100ms
   retry_max: 300ms
-"""
+""",
+)
 
 Start = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
@@ -428,10 +432,10 @@ async def test_jwks_metrics(start: Start, idp: FakeIdP) -> None:
     idp.extra_jwks = [{"kty": "oct", "kid": "s", "k": "c2VjcmV0"}]
     client = await start()
     metrics = client.app[METRICS]
-    assert sample(metrics, "gateway_jwks_fetches_total", issuer="idp", result="success") == 1
-    assert sample(metrics, "gateway_jwks_keys", issuer="idp") == 1
-    assert sample(metrics, "gateway_jwks_keys_skipped_total", issuer="idp",
-                  reason="symmetric_key") == 1  # fmt: skip
+    assert metric_sample(metrics, "gateway_jwks_fetches_total", issuer="idp", result="success") == 1
+    assert metric_sample(metrics, "gateway_jwks_keys", issuer="idp") == 1
+    assert metric_sample(metrics, "gateway_jwks_keys_skipped_total", issuer="idp",
+                         reason="symmetric_key") == 1  # fmt: skip
     idp.mode = "down"
     await client.app[DOOR].policy.remote_keys.sources["idp"].refresh()
-    assert sample(metrics, "gateway_jwks_fetches_total", issuer="idp", result="failure") == 1
+    assert metric_sample(metrics, "gateway_jwks_fetches_total", issuer="idp", result="failure") == 1

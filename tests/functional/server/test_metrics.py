@@ -8,24 +8,20 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway import __version__
 from gateway.config import load
 from gateway.server.app import DOOR, METRICS, RELOADER, create_admin_app, create_app
-from gateway.server.metrics import Metrics
 from tests.conftest import GatewayFactory, GatewayTestServer
-from tests.support import DEFAULT_ROUTES, ENVIRON, TestKeys, TokenFactory, write_config
-
-
-def sample(metrics: Metrics, name: str, **labels: str) -> float:
-    """The value of one sample in the exposition text (0 when absent)."""
-    for family in text_string_to_metric_families(metrics.render().decode()):
-        for item in family.samples:
-            if item.name == name and all(item.labels.get(k) == v for k, v in labels.items()):
-                return float(item.value)
-    return 0.0
+from tests.support import (
+    DEFAULT_ROUTES,
+    ENVIRON,
+    TestKeys,
+    TokenFactory,
+    metric_sample,
+    write_config,
+)
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -42,11 +38,11 @@ async def test_request_metrics_use_route_patterns(
     await client.get("/orders/7", headers=_auth(tokens.good()))
     await client.get("/orders/8", headers=_auth(tokens.good()))
     await client.get("/nowhere/123")
-    assert sample(metrics, "gateway_requests_total", route="/orders", method="GET",
-                  status_class="2xx") == 2  # fmt: skip
-    assert sample(metrics, "gateway_requests_total", route="none", status_class="4xx") == 1
-    assert sample(metrics, "gateway_request_duration_seconds_count", route="/orders") == 2
-    assert sample(metrics, "gateway_upstream_duration_seconds_count", upstream="orders") == 2
+    assert metric_sample(metrics, "gateway_requests_total", route="/orders", method="GET",
+                         status_class="2xx") == 2  # fmt: skip
+    assert metric_sample(metrics, "gateway_requests_total", route="none", status_class="4xx") == 1
+    assert metric_sample(metrics, "gateway_request_duration_seconds_count", route="/orders") == 2
+    assert metric_sample(metrics, "gateway_upstream_duration_seconds_count", upstream="orders") == 2
     assert "/orders/7" not in metrics.render().decode()
     assert "/nowhere" not in metrics.render().decode()
 
@@ -58,9 +54,9 @@ async def test_auth_refusals_by_reason(gateway: GatewayFactory, tokens: TokenFac
     await client.get("/orders/1")
     await client.get("/orders/1", headers=_auth(tokens.good(scope="other")))
     await client.get("/orders/1", headers=_auth(tokens.good(exp=1)))
-    assert sample(metrics, "gateway_auth_refusals_total", reason="missing") == 1
-    assert sample(metrics, "gateway_auth_refusals_total", reason="insufficient_scope") == 1
-    assert sample(metrics, "gateway_auth_refusals_total", reason="expired") == 1
+    assert metric_sample(metrics, "gateway_auth_refusals_total", reason="missing") == 1
+    assert metric_sample(metrics, "gateway_auth_refusals_total", reason="insufficient_scope") == 1
+    assert metric_sample(metrics, "gateway_auth_refusals_total", reason="expired") == 1
 
 
 async def test_upstream_failures_counted(
@@ -74,8 +70,8 @@ async def test_upstream_failures_counted(
     client: TestClient[web.Request, None] = await aiohttp_client(GatewayTestServer(app))
     response = await client.get("/orders/1", headers=_auth(tokens.good()))
     assert response.status == 502
-    failures = sample(app[METRICS], "gateway_upstream_failures_total", upstream="orders",
-                      kind="unreachable")  # fmt: skip
+    failures = metric_sample(app[METRICS], "gateway_upstream_failures_total", upstream="orders",
+                             kind="unreachable")  # fmt: skip
     assert failures == 1
 
 
@@ -102,13 +98,13 @@ async def test_in_flight_gauge(
     client: TestClient[web.Request, None] = await aiohttp_client(GatewayTestServer(app))
     request = asyncio.create_task(client.get("/orders/1", headers=_auth(tokens.good())))
     for _ in range(100):
-        if sample(app[METRICS], "gateway_requests_in_flight") == 1:
+        if metric_sample(app[METRICS], "gateway_requests_in_flight") == 1:
             break
         await asyncio.sleep(0.01)
-    assert sample(app[METRICS], "gateway_requests_in_flight") == 1
+    assert metric_sample(app[METRICS], "gateway_requests_in_flight") == 1
     release.set()
     assert (await request).status == 200
-    assert sample(app[METRICS], "gateway_requests_in_flight") == 0
+    assert metric_sample(app[METRICS], "gateway_requests_in_flight") == 0
 
 
 async def test_config_metrics_and_build_info(
@@ -120,17 +116,17 @@ async def test_config_metrics_and_build_info(
     await aiohttp_client(GatewayTestServer(app))
     metrics = app[METRICS]
     first = app[DOOR].policy.config.version
-    assert sample(metrics, "gateway_config_info", version=first) == 1
-    loaded_at = sample(metrics, "gateway_config_last_reload_timestamp_seconds")
+    assert metric_sample(metrics, "gateway_config_info", version=first) == 1
+    loaded_at = metric_sample(metrics, "gateway_config_last_reload_timestamp_seconds")
     assert loaded_at > 0
     (tmp_path / "routes.yaml").write_text(DEFAULT_ROUTES.format(upstream="http://127.0.0.1:10"))
     assert await app[RELOADER].reload("sighup") is True
     second = app[DOOR].policy.config.version
-    assert sample(metrics, "gateway_config_info", version=second) == 1
-    assert sample(metrics, "gateway_config_info", version=first) == 0
-    assert sample(metrics, "gateway_config_reloads_total", result="applied") == 1
-    assert sample(metrics, "gateway_config_last_reload_timestamp_seconds") >= loaded_at
-    assert sample(metrics, "gateway_build_info", version=__version__) == 1
+    assert metric_sample(metrics, "gateway_config_info", version=second) == 1
+    assert metric_sample(metrics, "gateway_config_info", version=first) == 0
+    assert metric_sample(metrics, "gateway_config_reloads_total", result="applied") == 1
+    assert metric_sample(metrics, "gateway_config_last_reload_timestamp_seconds") >= loaded_at
+    assert metric_sample(metrics, "gateway_build_info", version=__version__) == 1
 
 
 async def test_metrics_served_on_admin_not_public(

@@ -9,7 +9,6 @@ normalise the target or drop a header.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import json
 import os
@@ -18,38 +17,35 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
 from tests.conftest import GatewayFactory, LogCapture
-from tests.raw import Answer, http_request, read_chunked, send_raw
-from tests.support import ISSUER, RecordingUpstream, TokenFactory
+from tests.raw import (
+    Answer,
+    Client,
+    RawRequest,
+    close,
+    http_request,
+    read_request,
+    send_raw,
+    socket_upstream,
+)
+from tests.support import (
+    ISSUER,
+    ORDERS_HEALTH,
+    ORDERS_READ_WRITE,
+    PUBLIC_CATCH_ALL,
+    RecordingUpstream,
+    TokenFactory,
+    identity_headers,
+    public_route,
+    route_table,
+    upstream_line,
+)
 
-Client = TestClient[web.Request, web.Application]
-
-ROUTES = """\
-upstreams:
-  orders: {{url: "{upstream}", timeout: 2s}}
-  raw: {{url: "RAW_URL", timeout: 2s}}
-routes:
-  - path: /
-    upstream: orders
-    auth: none
-  - path: /admin
-    upstream: orders
-    scopes: [admin]
-  - path: /orders
-    upstream: orders
-    methods: [GET, HEAD]
-    scopes: [orders:read]
-  - path: /orders
-    upstream: orders
-    methods: [POST, PUT, PATCH, DELETE]
-    scopes: [orders:write]
-  - path: /orders/health
-    upstream: orders
-    auth: none
+# The catch-all table, plus a prefix-stripping route, a token-forwarding route and ``/raw`` on
+# a socket-level upstream that shows the bytes the gateway sends.
+EXTRA_ROUTES = """\
   - path: /strip
     upstream: orders
     auth: none
@@ -58,25 +54,26 @@ routes:
     upstream: orders
     scopes: [orders:read]
     forward_token: true
-  - path: /raw
-    upstream: raw
-    auth: none
 """
+
+
+def routes(raw_url: str) -> str:
+    """The route table, with the raw upstream at ``raw_url``."""
+    return route_table(
+        PUBLIC_CATCH_ALL,
+        ORDERS_READ_WRITE,
+        ORDERS_HEALTH,
+        EXTRA_ROUTES,
+        public_route("/raw", "raw"),
+        upstreams=upstream_line("raw", raw_url),
+    )
+
 
 HOST = "api.example.test"
 USER_AGENT = "gateway-tests/1.0"
 
 
 # -- an upstream that sees the bytes the gateway sends -------------------------------------------
-
-
-@dataclass
-class RawRequest:
-    """One request as it arrived on the raw upstream's socket."""
-
-    request_line: str
-    headers: CIMultiDictProxy[str]
-    body: bytes
 
 
 @dataclass
@@ -89,40 +86,25 @@ class RawUpstream:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Read one request, record it, answer, and close."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            request_line, *lines = head[:-4].decode("latin-1").split("\r\n")
-            headers: CIMultiDict[str] = CIMultiDict()
-            for line in lines:
-                name, _, value = line.partition(":")
-                headers.add(name.strip(), value.strip())
-            if "chunked" in headers.get("Transfer-Encoding", "").lower():
-                body = await read_chunked(reader)
-            else:
-                body = await reader.readexactly(int(headers.get("Content-Length", "0")))
-            self.requests.append(RawRequest(request_line, CIMultiDictProxy(headers), body))
+            self.requests.append(await read_request(reader))
             writer.write(self.response)
             await writer.drain()
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            await close(writer)
 
 
 @pytest.fixture
 async def raw_upstream() -> AsyncIterator[tuple[RawUpstream, str]]:
     """A running raw upstream and its URL."""
     upstream = RawUpstream()
-    server = await asyncio.start_server(upstream.serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield upstream, f"http://127.0.0.1:{port}"
-    server.close()
-    await server.wait_closed()
+    async with socket_upstream(upstream.serve) as url:
+        yield upstream, url
 
 
 @pytest.fixture
 async def client(gateway: GatewayFactory, raw_upstream: tuple[RawUpstream, str]) -> Client:
     """A gateway with a public catch-all, a protected ``/admin`` and the sample ``/orders``."""
-    return await gateway(routes=ROUTES.replace("RAW_URL", raw_upstream[1]))
+    return await gateway(routes=routes(raw_upstream[1]))
 
 
 @pytest.fixture
@@ -139,10 +121,6 @@ async def _get(
     client: Client, target: str, headers: Sequence[tuple[str, str]] = (), method: str = "GET"
 ) -> Answer:
     return await send_raw(client, http_request(method, target, headers, host=HOST))
-
-
-def _identity_headers(headers: CIMultiDictProxy[str]) -> list[str]:
-    return [name for name in headers if name.lower().startswith("x-auth-")]
 
 
 # -- paths --------------------------------------------------------------------------------------
@@ -280,6 +258,12 @@ async def test_strip_prefix_forwards_the_remainder(
 
 # -- request headers ----------------------------------------------------------------------------
 
+# A public route and a protected one (with a good token): header rules hold on both.
+PUBLIC_AND_PROTECTED = [
+    pytest.param("/public", False, id="public-route"),
+    pytest.param("/orders/7", True, id="protected-route"),
+]
+
 FORGED_IDENTITY = [
     ("x-AUTH-subject", "mallory"),
     ("X-Auth-Subject", "eve"),
@@ -296,7 +280,7 @@ async def test_client_identity_headers_removed_on_public_route(
     """Every ``X-Auth-*`` header a client sends is removed on a public route."""
     answer = await _get(client, "/public/x", FORGED_IDENTITY)
     assert answer.status == 200
-    assert _identity_headers(recorder.last.headers) == []
+    assert identity_headers(recorder.last.headers) == []
 
 
 async def test_client_identity_headers_replaced_on_protected_route(
@@ -311,7 +295,7 @@ async def test_client_identity_headers_replaced_on_protected_route(
     assert headers.getall("X-Auth-Issuer") == [ISSUER]
     assert headers.getall("X-Auth-Scopes") == ["orders:read"]
     assert headers.getall("X-Auth-Client-Id") == ["cli-1"]
-    assert sorted(name.lower() for name in _identity_headers(headers)) == [
+    assert sorted(name.lower() for name in identity_headers(headers)) == [
         "x-auth-client-id",
         "x-auth-issuer",
         "x-auth-scopes",
@@ -328,13 +312,7 @@ async def test_client_id_header_absent_when_token_has_none(
     assert recorder.last.headers.getall("X-Auth-Subject") == ["alice"]
 
 
-@pytest.mark.parametrize(
-    ("path", "token"),
-    [
-        pytest.param("/public", False, id="public-route"),
-        pytest.param("/orders/7", True, id="protected-route"),
-    ],
-)
+@pytest.mark.parametrize(("path", "token"), PUBLIC_AND_PROTECTED)
 async def test_underscore_spelling_of_identity_headers_removed(
     client: Client, tokens: TokenFactory, recorder: RecordingUpstream, path: str, token: bool
 ) -> None:
@@ -460,13 +438,7 @@ HOP_BY_HOP_REQUEST = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("path", "token"),
-    [
-        pytest.param("/public", False, id="public-route"),
-        pytest.param("/orders/7", True, id="protected-route"),
-    ],
-)
+@pytest.mark.parametrize(("path", "token"), PUBLIC_AND_PROTECTED)
 async def test_hop_by_hop_request_headers_never_reach_upstream(
     client: Client, tokens: TokenFactory, recorder: RecordingUpstream, path: str, token: bool
 ) -> None:
@@ -492,13 +464,7 @@ OVERRIDES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("path", "token"),
-    [
-        pytest.param("/public", False, id="public-route"),
-        pytest.param("/orders/7", True, id="protected-route"),
-    ],
-)
+@pytest.mark.parametrize(("path", "token"), PUBLIC_AND_PROTECTED)
 async def test_method_and_url_override_headers_are_stripped(
     client: Client, tokens: TokenFactory, recorder: RecordingUpstream, path: str, token: bool
 ) -> None:

@@ -24,7 +24,14 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from gateway.config import load
 from gateway.server.app import create_app
 from tests.conftest import GatewayTestServer
-from tests.support import DEFAULT_ROUTES, ENVIRON, RecordingUpstream, TestKeys, write_config
+from tests.support import (
+    DEFAULT_ROUTES,
+    ENVIRON,
+    RecordingUpstream,
+    TestKeys,
+    gateway_config,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -92,17 +99,16 @@ async def provider(node: str) -> AsyncIterator[Provider]:
             await process.wait()
 
 
-GATEWAY = """\
-listen: {{host: 127.0.0.1, port: 0}}
-admin: {{host: 127.0.0.1, port: 0}}
-routes: routes.yaml
-issuers:
+GATEWAY = gateway_config(
+    """\
   - name: provider
     issuer: "PROVIDER"
     discovery: true
     audiences: [example-api]
     algorithms: [RS256]
-"""
+""",
+    extra="",
+)
 
 
 async def test_client_credentials_token_through_discovery_and_rotation(

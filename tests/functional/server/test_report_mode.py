@@ -5,26 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.server.app import METRICS
-from gateway.server.metrics import Metrics
 from tests.conftest import GatewayFactory, LogCapture
-from tests.support import RecordingUpstream, TokenFactory
+from tests.support import (
+    ORDERS_HEALTH,
+    RecordingUpstream,
+    TokenFactory,
+    metric_sample,
+    route_table,
+)
 
-ROUTES = """\
-upstreams:
-  orders: {{url: "{upstream}", timeout: 2s}}
-routes:
+ROUTES = route_table(
+    """\
   - path: /orders
     upstream: orders
     methods: [GET, HEAD]
     scopes: [orders:read]
     mode: {mode}
-  - path: /orders/health
-    upstream: orders
-    auth: none
-"""
+""",
+    ORDERS_HEALTH,
+)
 
 FILE_DEFAULT_ROUTES = """\
 defaults: {{mode: report}}
@@ -60,14 +61,6 @@ REFUSED = [
 ]
 
 
-def _sample(metrics: Metrics, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(metrics.render().decode()):
-        for item in family.samples:
-            if item.name == name and all(item.labels.get(k) == v for k, v in labels.items()):
-                return float(item.value)
-    return 0.0
-
-
 @pytest.mark.parametrize(("headers", "reason", "status"), REFUSED)
 async def test_report_forwards_what_enforce_refuses(
     gateway: GatewayFactory,
@@ -93,9 +86,12 @@ async def test_report_forwards_what_enforce_refuses(
     assert (would_deny["auth.result"], would_deny["auth.reason"]) == ("would_deny", reason)
     assert would_deny["http.response.status_code"] == 200
     metrics = reporting.app[METRICS]
-    assert _sample(metrics, "gateway_auth_would_deny_total", route="/orders", reason=reason) == 1
-    assert _sample(metrics, "gateway_auth_refusals_total", reason=reason) == 0
-    assert _sample(enforcing.app[METRICS], "gateway_auth_refusals_total", reason=reason) == 1
+    would_deny_total = metric_sample(
+        metrics, "gateway_auth_would_deny_total", route="/orders", reason=reason
+    )
+    assert would_deny_total == 1
+    assert metric_sample(metrics, "gateway_auth_refusals_total", reason=reason) == 0
+    assert metric_sample(enforcing.app[METRICS], "gateway_auth_refusals_total", reason=reason) == 1
 
 
 async def test_report_mode_sets_identity_only_from_a_valid_token(

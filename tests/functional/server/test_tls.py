@@ -17,23 +17,25 @@ from gateway.config import ConfigError, load
 from gateway.config.tls import server_context
 from gateway.server.app import GatewayServer
 from tests.conftest import LogCapture
-from tests.support import ENVIRON, RecordingUpstream, TestKeys, TokenFactory, write_config
+from tests.support import (
+    ENVIRON,
+    RecordingUpstream,
+    TestKeys,
+    TokenFactory,
+    gateway_config,
+    local_issuer,
+    write_config,
+)
 
-TLS_GATEWAY = """\
-listen: {{host: 127.0.0.1, port: 0}}
-admin: {{host: 127.0.0.1, port: 0}}
+TLS_GATEWAY = gateway_config(
+    local_issuer(),
+    extra="""\
 tls:
   cert: tls/server.crt
   key: tls/server.key
   http_redirect: {{host: 127.0.0.1, port: 0}}
-routes: routes.yaml
-issuers:
-  - name: local
-    issuer: {issuer}
-    audiences: [{audience}]
-    algorithms: [RS256, ES256, EdDSA]
-    keys: [keys/public.pem, keys/jwks.json]
-"""
+""",
+)
 
 UPSTREAM_ROUTES = """\
 upstreams:

@@ -203,24 +203,25 @@ def test_explain_shows_route_upstream_url_and_scopes(
     assert "orders:write" not in out
 
 
-def test_explain_says_when_nothing_matches(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("method", "path", "patterns"),
+    [
+        pytest.param("GET", "/invoices/7", ["(?i)no route", "404"], id="nothing-matches-404"),
+        pytest.param("OPTIONS", "/orders/7", ["405", "GET", "POST"], id="wrong-method-405"),
+    ],
+)
+def test_explain_of_a_refused_request_names_no_upstream(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    method: str,
+    path: str,
+    patterns: list[str],
 ) -> None:
-    """Explaining a path no route covers says that nothing matches (404)."""
-    out = _explain(monkeypatch, capsys, "GET", "/invoices/7")
-    assert "no route" in out.lower()
-    assert "404" in out
-    assert "9001" not in out
-
-
-def test_explain_reports_405_for_a_wrong_method(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Explaining a method no /orders route allows reports 405 and the allowed methods."""
-    out = _explain(monkeypatch, capsys, "OPTIONS", "/orders/7")
-    assert "405" in out
-    assert "GET" in out
-    assert "POST" in out
+    """Explaining a path no route covers says so (404), and a method no /orders route allows
+    reports 405 with the allowed methods; neither names the upstream."""
+    out = _explain(monkeypatch, capsys, method, path)
+    for pattern in patterns:
+        assert re.search(pattern, out), (pattern, out)
     assert "9001" not in out
 
 

@@ -24,6 +24,7 @@ from tests.support import (
     ISSUER,
     TestKeys,
     b64url,
+    forge,
     write_config,
 )
 
@@ -44,15 +45,6 @@ def claims(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return {name: value for name, value in base.items() if value is not ...}
-
-
-def forge(header: Mapping[str, Any], payload: Mapping[str, Any] | bytes, key: Any, alg: str) -> str:
-    """A compact JWS over exactly these JSON bytes, signed with ``alg`` (no PyJWT claim checks)."""
-    header_segment = b64url(json.dumps(header).encode())
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    payload_segment = b64url(body)
-    signature = _ALGORITHMS[alg].sign(f"{header_segment}.{payload_segment}".encode(), key)
-    return f"{header_segment}.{payload_segment}.{b64url(signature)}"
 
 
 def rs256(keys: TestKeys, payload: Mapping[str, Any] | bytes, **header: Any) -> str:
@@ -143,7 +135,7 @@ _NON_UTF8_PAYLOAD = b64url(b'{"sub": "\xff"}')
         pytest.param(f"{_HEADER}.{_PAYLOAD}.!!", id="signature-not-base64"),
     ],
 )
-def test_parse_refuses_malformeds(token: str) -> None:
+def test_parse_refuses_malformed_tokens(token: str) -> None:
     """Anything but three strict base64url segments of JSON objects is malformed."""
     with pytest.raises(InvalidToken) as caught:
         parse(token)
