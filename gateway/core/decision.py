@@ -26,6 +26,7 @@ from gateway.core.bearer import extract_bearer, query_has_access_token
 from gateway.core.errors import AuthError, InsufficientScope, TokenCheck
 from gateway.core.headers import forwardable_value
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
+from gateway.core.protocol import protocol_refusal
 from gateway.core.refusals import (
     Refusal,
     from_auth_error,
@@ -106,6 +107,7 @@ class RequestFacts:
     content_length: int | None = None
     host: str | None = None  # the Host header, if any
     headers: Collection[tuple[str, str]] = ()  # every header, as (name, value)
+    version: tuple[int, int] = (1, 1)  # the request's HTTP version
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,6 +215,10 @@ class Decider:
             refusal = from_target_error(exc)
             steps.note(StepName.TARGET, StepOutcome.FAILED, refusal.reason)
             return Refuse(refusal=refusal, steps=steps.steps)
+        framing = protocol_refusal(request.headers, request.version)
+        if framing is not None:
+            steps.note(StepName.TARGET, StepOutcome.FAILED, framing.reason)
+            return Refuse(refusal=framing, steps=steps.steps)
         steps.note(StepName.TARGET, StepOutcome.PASSED)
         match = self.table.match(request.method, target.path)
         if match.kind is Match.NONE:

@@ -14,10 +14,13 @@ from gateway.core.target import TargetError
 
 __all__ = [
     "BAD_HOST_REDIRECT",
+    "EXPECTATION_FAILED",
     "INTERNAL_ERROR",
     "NOT_ORIGIN_FORM",
     "REQUEST_TIMEOUT",
+    "TRANSFER_ENCODING_ON_HTTP10",
     "UNPARSEABLE",
+    "UNSUPPORTED_TRANSFER_CODING",
     "Refusal",
     "from_auth_error",
     "from_target_error",
@@ -120,6 +123,19 @@ INTERNAL_ERROR = Refusal(
 # What the HTTP parser refuses before any handler runs.
 UNPARSEABLE = Refusal(400, "bad_request", "The request could not be parsed", "unparseable_request")
 REQUEST_TIMEOUT = Refusal(504, "gateway_timeout", "The request took too long to handle", None)
+# Framing and expectations (gateway.core.protocol).
+UNSUPPORTED_TRANSFER_CODING = Refusal(
+    501, "not_implemented", "Transfer codings other than chunked are not supported",
+    "unsupported_transfer_coding",
+)  # fmt: skip
+TRANSFER_ENCODING_ON_HTTP10 = Refusal(
+    400, "bad_request", "Transfer-Encoding is not allowed on an HTTP/1.0 request",
+    "transfer_encoding_http10",
+)  # fmt: skip
+EXPECTATION_FAILED = Refusal(
+    417, "expectation_failed", "The only expectation this gateway meets is 100-continue",
+    "unsupported_expectation",
+)  # fmt: skip
 # The plain-HTTP listener cannot build an HTTPS URL from the request's Host.
 BAD_HOST_REDIRECT = Refusal(400, "bad_request", "The Host header is not acceptable", "bad_host")
 

@@ -32,6 +32,7 @@ from gateway.server.logs import get_logger
 from gateway.server.render import render
 
 __all__ = [
+    "HEADER_TIMEOUT",
     "MAX_CONNECTIONS",
     "PRIVATE_SHAPES",
     "GatewayRunner",
@@ -41,6 +42,7 @@ __all__ = [
     "missing_shapes",
     "private_owners",
     "require_c_parser",
+    "send_continue",
 ]
 
 _log = get_logger()
@@ -66,6 +68,9 @@ PRIVATE_SHAPES: tuple[tuple[str, str, str], ...] = (
     ("Server", "_kwargs", "the handler settings passed to each new RequestHandler"),
     ("Server", "_connections", "the open connections, counted against max_connections"),
     ("Server", "connection_made", "called for each new connection"),
+    ("RequestHandler", "data_received", "where the header deadline watches a head arrive"),
+    ("RequestHandler", "_current_request", "whether a request is being handled"),
+    ("RequestHandler", "_messages", "requests parsed but not yet handled"),
     ("StreamWriter", "output_size", "whether a response has started on the connection"),
 )
 
@@ -123,9 +128,51 @@ def require_c_parser() -> None:
 
 class _GatewayProtocol(RequestHandler):
     """Override: `RequestHandler.handle_error` (documented nowhere) writes aiohttp's error page;
-    ours is the JSON refusal, quotes nothing the client sent, and logs one access line."""
+    ours is the JSON refusal, quotes nothing the client sent, and logs one access line.
 
-    __slots__ = ()
+    Override: `data_received` also runs the header deadline. aiohttp has only the keep-alive
+    timeout, so a head trickled a byte at a time could take all of it; here a request head
+    must be complete within ``header_timeout`` of its first byte (of the connection, for the
+    first request), whatever keep-alive allows between requests.
+    """
+
+    __slots__ = ("_head_deadline", "header_timeout")
+    header_timeout: float
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._start_head_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        # Private: `_current_request` and `_messages` say whether a request is being handled
+        # or has been parsed; bytes arriving when neither is the case belong to a head.
+        waiting_for_head = self._current_request is None and not self._messages
+        if waiting_for_head:
+            self._start_head_deadline()
+        super().data_received(data)
+        if self._messages or self._current_request is not None:
+            self._cancel_head_deadline()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def _start_head_deadline(self) -> None:
+        timeout = getattr(self, "header_timeout", 0.0)
+        if timeout and self._head_deadline is None:
+            self._head_deadline = self._loop.call_later(timeout, self._head_too_slow)
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self._current_request is None and not self._messages and self.transport is not None:
+            _log.info("request_head_timeout", **{"client.ip": _peer(self.transport)})
+            self.transport.close()
 
     def handle_error(
         self,
@@ -162,9 +209,12 @@ class _GatewayHTTPServer(web.Server):
     `_loop` and `_kwargs`); `connection_made` is told of each new connection."""
 
     max_connections = 0  # set by GatewayRunner; 0 is no limit
+    header_timeout = 0.0  # set by GatewayRunner; 0 is no header deadline
 
     def __call__(self) -> RequestHandler:
-        return _GatewayProtocol(self, loop=self._loop, **self._kwargs)
+        protocol = _GatewayProtocol(self, loop=self._loop, **self._kwargs)
+        protocol.header_timeout = self.header_timeout
+        return protocol
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
@@ -175,6 +225,7 @@ class _GatewayHTTPServer(web.Server):
 
 
 MAX_CONNECTIONS = web.AppKey("max_connections", int)
+HEADER_TIMEOUT = web.AppKey("header_timeout", float)
 
 
 class GatewayRunner(web.AppRunner):
@@ -191,4 +242,18 @@ class GatewayRunner(web.AppRunner):
         # protocol each new connection gets (covered by the parser-error tests).
         server.__class__ = _GatewayHTTPServer
         server.max_connections = self.app.get(MAX_CONNECTIONS, 0)  # type: ignore[attr-defined]
+        server.header_timeout = self.app.get(HEADER_TIMEOUT, 0.0)  # type: ignore[attr-defined]
         return server
+
+
+def _peer(transport: asyncio.BaseTransport) -> str | None:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
+
+async def send_continue(request: web.BaseRequest) -> None:
+    """Write ``100 Continue`` (the gateway decides first: aiohttp's own expect handler would
+    answer before any decision)."""
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    # Private: `output_size` counts response bytes; the interim response is not the response.
+    request.writer.output_size = 0

@@ -22,7 +22,12 @@ from gateway.core.authenticator import Authenticator
 from gateway.core.routes import RouteTable
 from gateway.jwks.remote import RemoteKeys
 from gateway.server.access import access_log_middleware
-from gateway.server.aiohttp_overrides import MAX_CONNECTIONS, GatewayRunner, require_c_parser
+from gateway.server.aiohttp_overrides import (
+    HEADER_TIMEOUT,
+    MAX_CONNECTIONS,
+    GatewayRunner,
+    require_c_parser,
+)
 from gateway.server.handler import Door, Policy
 from gateway.server.key_events import LoggedKeyEvents
 from gateway.server.logs import get_logger
@@ -133,6 +138,7 @@ def create_app(
     app[DOOR] = door
     app[METRICS] = metrics
     app[MAX_CONNECTIONS] = limits.max_connections
+    app[HEADER_TIMEOUT] = limits.header_timeout
     app[RELOADER] = reloader
 
     async def resources(_: web.Application) -> AsyncIterator[None]:
@@ -157,8 +163,14 @@ def create_app(
             response.headers["Strict-Transport-Security"] = hsts
 
         app.on_response_prepare.append(add_hsts)
-    app.router.add_route("*", "/{tail:.*}", door.handle)
+    app.router.add_route("*", "/{tail:.*}", door.handle, expect_handler=_decide_first)
     return app
+
+
+async def _decide_first(request: web.Request) -> None:
+    """aiohttp's default expect handler answers ``100 Continue`` before any handler runs; the
+    gateway sends it only once the request is allowed (the handler does), so a refused request
+    never gets one, and an unmet expectation is refused (417) by the decision."""
 
 
 def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> web.Application:

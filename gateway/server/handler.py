@@ -17,11 +17,13 @@ from gateway.config import Config
 from gateway.core.authenticator import Authenticator
 from gateway.core.decision import Decider, Refuse, RequestFacts
 from gateway.core.headers import ForwardingContext, upstream_headers
+from gateway.core.protocol import expects_continue
 from gateway.core.refusals import payload_too_large, upstream_failed
 from gateway.core.routes import RouteTable
 from gateway.core.urls import upstream_url
 from gateway.jwks.remote import RemoteKeys
 from gateway.server.access import ACCESS
+from gateway.server.aiohttp_overrides import send_continue
 from gateway.server.logs import get_logger
 from gateway.server.upstream import BodyTooLarge, UpstreamClient, UpstreamFailure
 
@@ -71,11 +73,14 @@ class Door:
             content_length=request.content_length,
             host=request.headers.get("Host"),
             headers=request.headers.items(),
+            version=(request.version.major, request.version.minor),
         )
         decision = await policy.decider.decide(facts)
         record.note(decision)
         if isinstance(decision, Refuse):
-            return record.refuse(decision.refusal)
+            return record.refuse(decision.refusal)  # never after a 100 Continue
+        if request.body_exists and expects_continue(facts.headers, facts.version):
+            await send_continue(request)
         route, upstream, target = decision.route, decision.upstream, decision.target
         context = ForwardingContext(
             peer=request.remote or "",
