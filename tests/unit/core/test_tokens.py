@@ -456,6 +456,14 @@ def test_missing_exp_is_refused(keys: TestKeys, local: IssuerConfig) -> None:
         pytest.param({"sub": "alice\r\nX-Auth-Scopes: admin"}, id="sub-crlf"),
         pytest.param({"sub": 42}, id="sub-number"),
         pytest.param({"client_id": "app\n"}, id="client-id-newline"),
+        # Identity forwarded exactly or not at all: what every HTTP stack reads back unchanged.
+        pytest.param({"sub": "adm\ud800in"}, id="sub-lone-surrogate"),
+        pytest.param({"sub": "adm\u00e9"}, id="sub-non-ascii"),
+        pytest.param({"sub": " admin"}, id="sub-leading-space"),
+        pytest.param({"sub": "admin "}, id="sub-trailing-space"),
+        pytest.param({"sub": ""}, id="sub-empty"),
+        pytest.param({"azp": "app\u2028"}, id="azp-line-separator"),
+        pytest.param({"client_id": "app\x7f"}, id="client-id-del"),
     ],
 )
 def test_claim_of_wrong_type_is_refused(
