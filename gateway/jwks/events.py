@@ -1,21 +1,20 @@
 """What a remote key set reports as it works, for the server to log and count.
 
 The key sets know nothing of log handlers or metrics: they call a `KeySetEvents` given to them.
-The server's implementation (`gateway.server.key_events`) writes the JSON events and moves the
-Prometheus metrics; `QuietEvents` drops everything (tests, offline use).
+The server's subclass (`gateway.server.key_events`) writes the JSON events and moves the
+Prometheus metrics; the base class itself drops everything (tests, offline use).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from gateway.core.keys import KeySet, SkippedKey
 
-__all__ = ["KeySetEvents", "QuietEvents"]
+__all__ = ["KeySetEvents"]
 
 
-class KeySetEvents(Protocol):
-    """The observer of every remote issuer's key set."""
+class KeySetEvents:
+    """The observer of every remote issuer's key set. This base reports nothing; the server's
+    subclass logs and counts."""
 
     def insecure_http_allowed(self, issuer: str) -> None:
         """Keys will be fetched over plain HTTP from a non-loopback host (explicitly allowed)."""
@@ -35,26 +34,3 @@ class KeySetEvents(Protocol):
 
     def keys_expired(self, issuer: str) -> None:
         """The cached keys are older than ``max_stale``: the issuer has no usable keys."""
-
-
-class QuietEvents:
-    """Reports nothing."""
-
-    def insecure_http_allowed(self, issuer: str) -> None:
-        """Nothing."""
-
-    def fetched(
-        self, issuer: str, keys: KeySet, skipped: tuple[SkippedKey, ...], ttl: float
-    ) -> None:
-        """Nothing."""
-
-    def fetch_failed(
-        self, issuer: str, reason: str, *, failures: int, keeping_cached: bool, retry_in: float
-    ) -> None:
-        """Nothing."""
-
-    def discovery_mismatch(self, issuer: str) -> None:
-        """Nothing."""
-
-    def keys_expired(self, issuer: str) -> None:
-        """Nothing."""

@@ -29,7 +29,7 @@ from gateway.config import JwksSettings
 from gateway.core.keys import KeyLoadError, KeySet, SkippedKey, keys_from_jwks
 from gateway.core.models import IssuerConfig
 from gateway.core.urls import https_or_loopback
-from gateway.jwks.events import KeySetEvents, QuietEvents
+from gateway.jwks.events import KeySetEvents
 
 __all__ = [
     "FetchError",
@@ -137,7 +137,7 @@ class RemoteKeys:
     ) -> None:
         self._http = HttpFetcher(settings) if fetcher is None else None
         fetch: Fetcher = fetcher or self._http  # type: ignore[assignment]
-        self._events = events or QuietEvents()
+        self._events = events or KeySetEvents()
         self.sources = {
             issuer.name: RemoteKeySource(issuer, fetch, settings, events=self._events)
             for issuer in issuers
@@ -185,7 +185,7 @@ class RemoteKeySource:
         events: KeySetEvents | None = None,
     ) -> None:
         self._issuer = issuer
-        self._events = events or QuietEvents()
+        self._events = events or KeySetEvents()
         self._fetch = fetcher
         self._settings = settings
         self._clock = clock

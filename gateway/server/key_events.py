@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.core.keys import KeySet, SkippedKey
+from gateway.jwks.events import KeySetEvents
 from gateway.server.logs import get_logger
 from gateway.server.metrics import Metrics
 
@@ -11,7 +12,7 @@ __all__ = ["LoggedKeyEvents"]
 _log = get_logger()
 
 
-class LoggedKeyEvents:
+class LoggedKeyEvents(KeySetEvents):
     """Logs every key-set event; counts them when given the metrics."""
 
     def __init__(self, metrics: Metrics | None = None) -> None:
