@@ -1,7 +1,9 @@
 """Typed, frozen configuration, loaded and validated once.
 
 `load` reads ``gateway.yaml`` and the ``routes.yaml`` it names, and either returns a `Config` or
-raises `ConfigError` carrying *every* problem found, each as ``file:line: what is wrong``. Unknown
+raises `ConfigError` carrying *every* problem found, each as ``file:line: what is wrong`` (any
+input: a reader's own bug is reported as an issue too, naming `INTERNAL_ERROR`, so that neither
+``gateway check`` nor a live reload ever ends in a traceback). Unknown
 keys are errors: a misspelled ``scopes`` must never quietly make a route public.
 """
 
@@ -30,6 +32,7 @@ from gateway.config.source import Source
 from gateway.core.models import RoutesConfig
 
 __all__ = [
+    "INTERNAL_ERROR",
     "AdminConfig",
     "Config",
     "ConfigError",
@@ -44,6 +47,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+# Every input is meant to end in a file:line problem; this one means a reader missed a case.
+INTERNAL_ERROR = "cannot be read: unexpected error in the config reader"
 
 
 def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
@@ -61,7 +67,11 @@ def _load(
 ) -> _T:
     env = os.environ if environ is None else environ
     source = Source(Path(path), env, digest=hashlib.sha256())
-    result = read(source)
+    try:
+        result = read(source)
+    except Exception as exc:  # a reader's bug is a refused load, never a crash
+        source.problem(0, f"{INTERNAL_ERROR} ({type(exc).__name__}: {exc}); please report it")
+        result = None
     if source.issues or result is None:
         raise ConfigError(source.issues)
     return result

@@ -31,6 +31,19 @@ def string_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def file_name(value: Any) -> str:
+    """A file name, relative to the config file or absolute (no NUL: no file can have one)."""
+    name = string(value)
+    if "\0" in name:
+        raise ValueError("a file name cannot contain a NUL byte")
+    return name
+
+
+def file_names(value: Any) -> tuple[str, ...]:
+    """A list of `file_name` values."""
+    return tuple(file_name(name) for name in string_list(value))
+
+
 def issuer_names(value: Any) -> frozenset[str]:
     return frozenset(string_list(value))
 

@@ -78,7 +78,7 @@ def _issuer(source: Source, entry: YamlMap) -> IssuerConfig | None:
     if values.get("jwks_uri") is not None or values.get("discovery"):
         _check_remote(source, entry, values, algorithms)
     else:
-        key_names = source.value(entry, "keys", convert.string_list) or ()
+        key_names = source.value(entry, "keys", convert.file_names) or ()
         values["key_files"] = tuple(source.path.parent / name for name in key_names)
         if "keys" not in entry and "secret" not in entry:
             source.problem(
@@ -174,6 +174,8 @@ def _load_keys(
                 keys.append(keys_from_pem(data, asymmetric, str(path)))
         except (KeyLoadError, ValueError) as exc:
             source.problem(line, str(exc))
+        except RecursionError:
+            source.problem(line, f"{path} is not a JWKS document (nested too deeply)")
     return keys
 
 

@@ -30,7 +30,7 @@ _GATEWAY_KEYS = {
     "drain_timeout", "headers",
 }  # fmt: skip
 _LISTEN: Converters = {"host": convert.host, "port": convert.port}
-_TLS_FILES: Converters = {"cert": convert.string, "key": convert.string}
+_TLS_FILES: Converters = {"cert": convert.file_name, "key": convert.file_name}
 _TLS: Converters = {"hsts": convert.hsts}
 _TOKENS: Converters = {"leeway": parse_duration, "max_lifetime": parse_duration}
 _LIMITS: Converters = {
@@ -76,7 +76,7 @@ def read_gateway(source: Source) -> Config | None:
         settings["strip_headers"] = headers["strip"]
     issuers, declared_issuers = read_issuers(source, document)
     settings["jwks"] = _jwks(source, document)
-    routes_name = source.value(document, "routes", convert.string, required=True)
+    routes_name = source.value(document, "routes", convert.file_name, required=True)
     if routes_name is None:
         return None
     routes_source = source.sibling(source.path.parent / routes_name)

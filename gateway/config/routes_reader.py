@@ -15,9 +15,10 @@ from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstre
 __all__ = ["check_route_issuers", "read_routes"]
 
 _UPSTREAM: Converters = {
-    "url": convert.upstream_url, "timeout": parse_duration, "ca": convert.string,
-    "client_cert": convert.string, "client_key": convert.string, "tls_verify": convert.boolean,
-    "case_insensitive": convert.boolean, "ignore_suffix": convert.boolean,
+    "url": convert.upstream_url, "timeout": parse_duration, "ca": convert.file_name,
+    "client_cert": convert.file_name, "client_key": convert.file_name,
+    "tls_verify": convert.boolean, "case_insensitive": convert.boolean,
+    "ignore_suffix": convert.boolean,
 }  # fmt: skip
 _UPSTREAM_FILES = ("ca", "client_cert", "client_key")
 _UPSTREAM_TLS = {*_UPSTREAM_FILES, "tls_verify"}

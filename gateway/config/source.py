@@ -9,6 +9,7 @@ without any reader keeping track of a "current file". The files of one load shar
 from __future__ import annotations
 
 import enum
+import errno
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,7 +61,10 @@ class Source:
 
     def read_bytes(self, path: Path) -> bytes:
         """The bytes of a file the config is made of, folded into the digest; raises `OSError`."""
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except ValueError as exc:  # a NUL in the path: no such file can exist
+            raise OSError(errno.EINVAL, f"not a usable file name ({exc})") from None
         if self.digest is not None:
             self.digest.update(str(path).encode() + b"\0" + data + b"\0")
         return data

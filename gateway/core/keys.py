@@ -16,6 +16,7 @@ from typing import Any
 
 import jwt
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -147,7 +148,7 @@ def keys_from_pem(data: bytes, allowed: frozenset[str], source: str) -> Verifica
             public_key: object = x509.load_pem_x509_certificate(data).public_key()
         else:
             public_key = load_pem_public_key(data)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise KeyLoadError(f"{source} is not a PEM public key or certificate ({exc})") from None
     if _is_weak(public_key):
         raise KeyLoadError(f"{source} is an RSA key shorter than {_RSA_MIN_BITS} bits")
@@ -174,7 +175,10 @@ def keys_from_jwks(
     loaded: list[VerificationKey] = []
     skipped: list[SkippedKey] = []
     for entry in document["keys"]:
-        result = _key_from_jwk(entry, allowed, source)
+        try:
+            result = _key_from_jwk(entry, allowed, source)
+        except Exception:  # whatever one entry holds, the others still load
+            result = SkippedKey(_kid_of(entry), "unparseable")
         if isinstance(result, SkippedKey):
             skipped.append(result)
         else:
@@ -200,9 +204,10 @@ def _key_from_jwk(
         return SkippedKey(None, "bad_kid")
     if entry.get("use", "sig") != "sig":
         return SkippedKey(kid, "not_a_signing_key")
-    if entry.get("kty") == "oct":
+    kty = entry.get("kty")
+    if kty == "oct":
         return SkippedKey(kid, "symmetric_key")
-    if entry.get("kty") not in {"RSA", "EC", "OKP"}:
+    if not isinstance(kty, str) or kty not in {"RSA", "EC", "OKP"}:
         return SkippedKey(kid, "unsupported_kty")
     declared = entry.get("alg")
     if declared is not None and (not isinstance(declared, str) or declared not in allowed):
@@ -211,7 +216,7 @@ def _key_from_jwk(
     members = {name: value for name, value in entry.items() if name != "alg"}
     try:
         public_key = jwt.PyJWK(members).key
-    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+    except Exception:  # PyJWT and cryptography raise many types for bad members
         return SkippedKey(kid, "unparseable")
     if _is_private(public_key):
         return SkippedKey(kid, "private_key")
@@ -223,6 +228,11 @@ def _key_from_jwk(
     if not algorithms:
         return SkippedKey(kid, "algorithm_not_allowed")
     return VerificationKey(kid=kid, algorithms=algorithms, key=public_key, source=source)
+
+
+def _kid_of(entry: object) -> str | None:
+    kid = entry.get("kid") if isinstance(entry, Mapping) else None
+    return kid if isinstance(kid, str) else None
 
 
 def build_key_set(loaded: Sequence[VerificationKey]) -> tuple[KeySet, tuple[SkippedKey, ...]]:

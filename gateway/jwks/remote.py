@@ -7,6 +7,10 @@ the cooldown, so a flood of random kids costs the identity provider at most one 
 cooldown. A failed refresh keeps the last good set (up to ``max_stale``); an issuer that never
 had keys answers None, which the door turns into 503, never into a pass.
 
+The refresher never dies: a key set entry that cannot be used is skipped (and reported), and
+whatever a refresh raises is a failed fetch with a reason (``unexpected:<type>`` for what no
+check foresaw), logged, shown in the issuer's state and retried with backoff.
+
 PyJWT's `PyJWKClient` is not used: it fetches with synchronous urllib and would stall the loop.
 """
 
@@ -75,7 +79,8 @@ class IssuerKeyState:
     key_count: int
     kids: tuple[str, ...]
     last_success: str | None
-    last_error: str | None
+    last_error: str | None  # why the latest fetch failed; None once one succeeds
+    skipped_keys: tuple[SkippedKey, ...] = ()  # entries of the current set left out, and why
 
 
 def discovery_url(issuer: str) -> yarl.URL:
@@ -200,6 +205,7 @@ class RemoteKeySource:
         self._failures = 0
         self._last_success: datetime | None = None
         self._last_error: str | None = None
+        self._skipped: tuple[SkippedKey, ...] = ()
         self._stale_logged = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -252,6 +258,7 @@ class RemoteKeySource:
             kids=keys.kids if keys else (),
             last_success=self._last_success.isoformat() if self._last_success else None,
             last_error=self._last_error,
+            skipped_keys=self._skipped if keys else (),
         )
 
     @property
@@ -269,7 +276,11 @@ class RemoteKeySource:
 
     async def _refresh_loop(self) -> None:
         while True:
-            ok = await self.refresh()
+            try:
+                ok = await self.refresh()
+            except Exception as exc:  # a fetch reports its own failures; this keeps the task alive
+                self._failed(_unexpected(exc))
+                ok = False
             await asyncio.sleep(self._next_delay(ok))
 
     def _next_delay(self, ok: bool) -> float:
@@ -289,7 +300,11 @@ class RemoteKeySource:
         except FetchError as exc:
             self._failed(exc.reason)
             return False
+        except Exception as exc:  # no check foresaw it: still a failed fetch, never a dead task
+            self._failed(_unexpected(exc))
+            return False
         self._keys = keys
+        self._skipped = skipped
         self._fetched_at = self._clock()
         self._ttl = _bounded_ttl(result.max_age, self._settings)
         self._failures = 0
@@ -324,7 +339,10 @@ class RemoteKeySource:
         raw = document.get("jwks_uri")
         if not isinstance(raw, str):
             raise FetchError("discovery_without_jwks_uri")
-        uri = yarl.URL(raw)
+        try:
+            uri = yarl.URL(raw)
+        except ValueError:
+            raise FetchError("discovery_jwks_uri_invalid") from None
         if not https_or_loopback(uri, allow_insecure_http=self._issuer.allow_insecure_http):
             raise FetchError("discovery_jwks_uri_not_https")
         self._jwks_uri = uri
@@ -367,6 +385,10 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
         if len(body) > limit:
             raise FetchError("too_large")
     return bytes(body)
+
+
+def _unexpected(exc: Exception) -> str:
+    return f"unexpected:{type(exc).__name__}"
 
 
 def _has_kid(keys: KeySet, kid: str) -> bool:

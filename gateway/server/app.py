@@ -28,6 +28,7 @@ from gateway.server.aiohttp_overrides import (
     GatewayRunner,
     require_c_parser,
 )
+from gateway.server.drain import CUT_GRACE, InFlight
 from gateway.server.handler import Door, Policy
 from gateway.server.key_events import LoggedKeyEvents
 from gateway.server.logs import get_logger
@@ -38,8 +39,10 @@ from gateway.server.upstream import UpstreamClient
 
 __all__ = [
     "DOOR",
+    "IN_FLIGHT",
     "METRICS",
     "RELOADER",
+    "SHUTDOWN_MARGIN",
     "GatewayServer",
     "build_policy",
     "create_admin_app",
@@ -50,6 +53,14 @@ __all__ = [
 DOOR = web.AppKey("door", Door)
 METRICS = web.AppKey("metrics", Metrics)
 RELOADER = web.AppKey("reloader", ConfigReloader)
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
+# The whole shutdown takes at most drain_timeout plus this: the drain ends at drain_timeout, and
+# cutting what is left and closing every listener and session fit in the margin (deployment grace
+# periods must cover it: tests/deploy/test_manifests.py checks the shipped ones).
+SHUTDOWN_MARGIN = 1.0
+# After the drain every request has answered; connections still busy get this long, then aiohttp
+# cancels them (it waits up to twice this).
+_STRAGGLER_TIMEOUT = 0.1
 _log = get_logger()
 
 
@@ -135,11 +146,14 @@ def create_app(
     app = web.Application(
         middlewares=[access_log_middleware(metrics)], handler_args=server_settings(limits)
     )
+    in_flight = InFlight()
+    in_flight.install(app)  # inside the access log middleware: a cut request is still logged
     app[DOOR] = door
     app[METRICS] = metrics
     app[MAX_CONNECTIONS] = limits.max_connections
     app[HEADER_TIMEOUT] = limits.header_timeout
     app[RELOADER] = reloader
+    app[IN_FLIGHT] = in_flight
 
     async def resources(_: web.Application) -> AsyncIterator[None]:
         await client.start()
@@ -217,9 +231,13 @@ class GatewayServer:
         app = create_app(config, watch=watch)
         self.reloader = app[RELOADER]
         self.reloader.on_applied.append(self._reload_certificate)
-        self._public = GatewayRunner(app, access_log=None, shutdown_timeout=config.drain_timeout)
+        self._in_flight = app[IN_FLIGHT]
+        # The drain is ours (stop); aiohttp's own shutdown wait only meets stragglers.
+        self._public = GatewayRunner(app, access_log=None, shutdown_timeout=_STRAGGLER_TIMEOUT)
         self._admin = web.AppRunner(
-            create_admin_app(self._serving, app[DOOR], app[METRICS]), access_log=None
+            create_admin_app(self._serving, app[DOOR], app[METRICS]),
+            access_log=None,
+            shutdown_timeout=_STRAGGLER_TIMEOUT,
         )
         self._redirect: web.AppRunner | None = None
 
@@ -235,7 +253,11 @@ class GatewayServer:
             reuse_port=self._reuse_port,
         ).start()
         if config.tls is not None and config.tls.http_redirect is not None:
-            self._redirect = web.AppRunner(redirect_app(self.public_port), access_log=None)
+            self._redirect = web.AppRunner(
+                redirect_app(self.public_port),
+                access_log=None,
+                shutdown_timeout=_STRAGGLER_TIMEOUT,
+            )
             await self._redirect.setup()
             redirect = config.tls.http_redirect
             await web.TCPSite(self._redirect, redirect.host, redirect.port).start()
@@ -266,15 +288,33 @@ class GatewayServer:
         return int(self._redirect.addresses[0][1]) if self._redirect else None
 
     async def stop(self) -> None:
-        """Turn not-ready, stop accepting, let in-flight requests finish (up to the drain
-        timeout), then close."""
+        """Turn not-ready, stop accepting, let in-flight requests finish until the drain deadline,
+        cut the rest (each still answered and logged), then close: all of it within
+        ``drain_timeout`` plus `SHUTDOWN_MARGIN`."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.config.drain_timeout
         self._serving.clear()
-        _log.info("shutdown", drain_timeout_s=self.config.drain_timeout)
-        if self._redirect is not None:
-            await self._redirect.cleanup()
-        await self._public.cleanup()
-        await self._admin.cleanup()
-        _log.info("stopped")
+        _log.info(
+            "shutdown", drain_timeout_s=self.config.drain_timeout, in_flight=len(self._in_flight)
+        )
+        runners = [runner for runner in (self._redirect, self._public) if runner is not None]
+        for runner in runners:
+            for site in list(runner.sites):
+                await site.stop()  # no new connections
+        if self._public.server is not None:
+            # Idle keep-alive connections close now; busy ones once their response is out.
+            self._public.server.pre_shutdown()
+        cut = await self._in_flight.drain(deadline)
+        try:
+            async with asyncio.timeout(SHUTDOWN_MARGIN - CUT_GRACE):
+                for runner in (*runners, self._admin):
+                    await runner.cleanup()
+        except TimeoutError:
+            # Something would not close in time (a stuck session, a hook): the process exits
+            # anyway, as promised; what was left is dropped with the event loop.
+            _log.error("shutdown_cleanup_timeout", timeout_s=SHUTDOWN_MARGIN - CUT_GRACE)
+        _log.info("stopped", requests_cut=cut, duration_s=round(loop.time() - started, 3))
 
     async def _reload_certificate(self, config: Config) -> None:
         """New handshakes get the certificate on disk; established connections keep theirs."""

@@ -5,11 +5,17 @@ updates (which swap a ``..data`` symlink), so the *directories* holding the conf
 watched, and every event leads to a full load. A new table is validated completely before it is
 swapped in as one value; requests in flight finish under the table they started with. An invalid
 edit keeps the last good table and logs every problem.
+
+Reloading never dies: whatever a load or a swap raises is a rejected reload (a ``config_reload``
+event with the reason) and the last good table stays; the watch loop is supervised, so an
+unexpected error in it is logged (``config_watch_failed``), and after a short pause it watches
+again and reloads once, to catch any edit made while it was not watching.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -28,6 +34,11 @@ __all__ = ["RESTART_ONLY", "ConfigReloader", "watched_directories"]
 _log = get_logger()
 # Fields a running process cannot change: the listeners are bound already.
 RESTART_ONLY = ("listen", "admin", "tls", "drain_timeout", "log_level")
+# After an unexpected error the watch starts again after this pause, doubling up to the maximum
+# while it keeps failing (the first pause is well inside the 3 s reload deadline, so a one-off
+# failure costs no edit its deadline).
+WATCH_RETRY_MIN = 0.5
+WATCH_RETRY_MAX = 5.0
 
 
 class ConfigReloader:
@@ -52,40 +63,66 @@ class ConfigReloader:
         self.on_applied: list[Callable[[Config], Awaitable[None]]] = []
 
     async def reload(self, trigger: str) -> bool:
-        """Load, validate and swap in the configuration; False if it was refused or unchanged."""
+        """Load, validate and swap in the configuration; False if it was refused or unchanged.
+
+        Never raises (but for cancellation): any failure is a rejected reload, logged.
+        """
         async with self._lock:
             current = self._door.policy
             try:
                 config = await asyncio.to_thread(load, current.config.file, self._environ)
             except ConfigError as exc:
-                self._metrics.config_reloads.labels("rejected").inc()
-                _log.error(
-                    "config_reload",
-                    result="rejected",
-                    trigger=trigger,
-                    version=current.config.version,
-                    problems=[str(issue) for issue in exc.issues],
-                )
+                self._rejected(current, trigger, [str(issue) for issue in exc.issues])
+                return False
+            except Exception as exc:  # e.g. a thread that could not start: still not a crash
+                self._rejected(current, trigger, [f"cannot load: {_describe(exc)}"])
                 return False
             if config.version == current.config.version:
                 # An operator's SIGHUP deserves an answer; editor temp files do not.
                 log = _log.info if trigger == "sighup" else _log.debug
                 log("config_reload", result="unchanged", trigger=trigger, version=config.version)
                 return False
-            await self._swap(current, config, trigger)
+            try:
+                policy = await self._prepare(current, config)
+            except Exception as exc:
+                self._rejected(current, trigger, [f"cannot apply: {_describe(exc)}"])
+                return False
+            await self._swap(current, policy, trigger)
             return True
 
-    async def _swap(self, current: Policy, config: Config, trigger: str) -> None:
+    def _rejected(self, current: Policy, trigger: str, problems: list[str]) -> None:
+        self._metrics.config_reloads.labels("rejected").inc()
+        _log.error(
+            "config_reload",
+            result="rejected",
+            trigger=trigger,
+            version=current.config.version,
+            problems=problems,
+        )
+
+    async def _prepare(self, current: Policy, config: Config) -> Policy:
+        """The policy for ``config``, its new remote key sets started; raises if it cannot be
+        built, with nothing left running."""
         old = current.config
-        restart = [name for name in RESTART_ONLY if getattr(config, name) != getattr(old, name)]
         remote_keys = current.remote_keys
         if config.issuers != old.issuers or config.jwks != old.jwks:
             remote_keys = RemoteKeys(
                 config.issuers, config.jwks, events=LoggedKeyEvents(self._metrics)
             )
-            await remote_keys.start()
-        self._door.policy = self._build(config, remote_keys)
+        policy = self._build(config, remote_keys)
         if remote_keys is not current.remote_keys:
+            try:
+                await remote_keys.start()
+            except BaseException:
+                await remote_keys.stop()
+                raise
+        return policy
+
+    async def _swap(self, current: Policy, policy: Policy, trigger: str) -> None:
+        old, config = current.config, policy.config
+        restart = [name for name in RESTART_ONLY if getattr(config, name) != getattr(old, name)]
+        self._door.policy = policy
+        if policy.remote_keys is not current.remote_keys:
             await current.remote_keys.stop()
         self._metrics.config_reloads.labels("applied").inc()
         self._metrics.set_config_version(config.version, self._clock())
@@ -100,15 +137,50 @@ class ConfigReloader:
         if restart:
             _log.warning("config_restart_required", fields=restart, version=config.version)
         for hook in self.on_applied:
-            await hook(config)
+            try:
+                await hook(config)
+            except Exception as exc:  # the table is applied; a hook's failure is its own
+                _log.error(
+                    "config_apply_hook_failed", version=config.version, reason=_describe(exc)
+                )
 
     async def watch(self, stop: asyncio.Event) -> None:
-        """Reload whenever anything changes in the directories holding the config files."""
+        """Reload whenever anything changes in the directories holding the config files, until
+        ``stop`` is set; an unexpected error is logged and watching starts again."""
+        failures = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                if failures:
+                    await self.reload("watch_restart")  # edits made while nobody watched
+                await self._watch(stop)
+                if not stop.is_set():
+                    raise RuntimeError("the file watch ended on its own")
+            except Exception as exc:
+                if time.monotonic() - started > 2 * WATCH_RETRY_MAX:
+                    failures = 0  # it had been watching well: the backoff starts afresh
+                failures += 1
+                delay = min(WATCH_RETRY_MAX, WATCH_RETRY_MIN * 2 ** (failures - 1))
+                _log.error(
+                    "config_watch_failed",
+                    reason=_describe(exc),
+                    failures=failures,
+                    restart_in_s=delay,
+                    exc_info=exc,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def _watch(self, stop: asyncio.Event) -> None:
         directories = watched_directories(self._door.policy.config)
         async for _ in watchfiles.awatch(
             *directories, stop_event=stop, debounce=300, step=50, recursive=False
         ):
             await self.reload("file_change")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def watched_directories(config: Config) -> list[Path]:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.config import load
-from gateway.core.keys import public_jwk
+from gateway.core.keys import keys_from_jwks, public_jwk
 from gateway.jwks.remote import discovery_url
 from gateway.server.app import DOOR, METRICS, create_admin_app, create_app
 from tests.conftest import GatewayTestServer, LogCapture
@@ -54,6 +54,7 @@ class FakeIdP:
     discovery_hits: int = 0
     extra_jwks: list[dict[str, Any]] = field(default_factory=list)
     cache_control: str | None = None
+    discovery_jwks_uri: str | None = None  # what discovery names instead of this server's JWKS
 
     def app(self) -> web.Application:
         """Serve discovery and the JWKS."""
@@ -66,8 +67,8 @@ class FakeIdP:
     async def _discovery(self, request: web.Request) -> web.Response:
         self.discovery_hits += 1
         issuer = self.discovery_issuer if self.discovery_issuer is not None else self.issuer
-        base = f"http://{request.host}"
-        return web.json_response({"issuer": issuer, "jwks_uri": base + self.jwks_path})
+        jwks_uri = self.discovery_jwks_uri or f"http://{request.host}{self.jwks_path}"
+        return web.json_response({"issuer": issuer, "jwks_uri": jwks_uri})
 
     async def _jwks(self, _: web.Request) -> web.StreamResponse:
         self.jwks_hits += 1
@@ -439,3 +440,103 @@ async def test_jwks_metrics(start: Start, idp: FakeIdP) -> None:
     idp.mode = "down"
     await client.app[DOOR].policy.remote_keys.sources["idp"].refresh()
     assert metric_sample(metrics, "gateway_jwks_fetches_total", issuer="idp", result="failure") == 1
+
+
+# -- one bad key, or one bad fetch, never disables an issuer -------------------------------------
+
+
+async def _readyz(client: TestClient[web.Request, web.Application], aiohttp_client: AiohttpClient
+                  ) -> tuple[int, dict[str, Any]]:  # fmt: skip
+    """/readyz of the admin app in front of ``client``'s gateway: status and JSON body."""
+    serving = asyncio.Event()
+    serving.set()
+    admin = await aiohttp_client(create_admin_app(serving, client.app[DOOR], client.app[METRICS]))
+    response = await admin.get("/readyz")
+    return response.status, await response.json()
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        pytest.param({"kty": ["RSA"], "kid": "bad"}, "unsupported_kty", id="kty-list"),
+        pytest.param({"kty": {"RSA": True}, "kid": "bad"}, "unsupported_kty", id="kty-object"),
+        pytest.param({"kty": "RSA", "kid": "bad", "n": 12345, "e": "AQAB"}, "unparseable",
+                     id="n-number"),
+        pytest.param({"kty": "XYZ", "kid": "bad"}, "unsupported_kty", id="kty-unknown"),
+    ],
+)  # fmt: skip
+async def test_one_malformed_key_never_disables_the_issuer(
+    start: Start,
+    idp: FakeIdP,
+    aiohttp_client: AiohttpClient,
+    log_capture: LogCapture,
+    entry: dict[str, Any],
+    reason: str,
+) -> None:
+    """A malformed entry beside a good key is skipped and reported: the good key verifies, the
+    issuer is ready, and /readyz names the skipped entry and why."""
+    idp.extra_jwks = [entry]
+    client = await start()
+    assert (await client.get("/orders/1", headers=_auth(idp.token("k1")))).status == 200
+    status, body = await _readyz(client, aiohttp_client)
+    assert status == 200
+    (state,) = body["issuers"]
+    assert state["kids"] == ["k1"]
+    assert state["last_error"] is None
+    assert state["skipped_keys"] == [{"kid": "bad", "reason": reason}]
+    (skipped,) = log_capture.events("jwks_key_skipped")
+    assert (skipped["kid"], skipped["reason"]) == ("bad", reason)
+
+
+async def test_malformed_jwks_uri_in_discovery_is_a_failed_fetch_that_is_retried(
+    start: Start, idp: FakeIdP, aiohttp_client: AiohttpClient, log_capture: LogCapture
+) -> None:
+    """A discovery document whose jwks_uri is not a URL is a failed fetch with its reason, shown
+    in /readyz and retried; once the provider fixes it, its tokens pass without a restart."""
+    idp.discovery_jwks_uri = "http://[::1"
+    client = await start(wait_ready=False)
+    await _until(lambda: idp.discovery_hits >= 2)
+    status, body = await _readyz(client, aiohttp_client)
+    assert status == 503
+    assert body["issuers"][0]["last_error"] == "discovery_jwks_uri_invalid"
+    assert log_capture.events("jwks_fetch_failed")[0]["reason"] == "discovery_jwks_uri_invalid"
+    idp.discovery_jwks_uri = None
+    await _until(lambda: client.app[DOOR].policy.remote_keys.ready)
+    assert (await client.get("/orders/1", headers=_auth(idp.token("k1")))).status == 200
+
+
+async def test_refresher_survives_any_exception_in_a_refresh(
+    start: Start,
+    idp: FakeIdP,
+    aiohttp_client: AiohttpClient,
+    log_capture: LogCapture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception no check foresaw is a failed fetch (`unexpected:<type>`), logged, shown in
+    /readyz and retried with backoff; the refresher keeps running and the keys load."""
+    failures = 3
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise RuntimeError("a bug")
+        return keys_from_jwks(*args, **kwargs)
+
+    # The one name remote.py parses a key set with: the failure happens inside a real refresh.
+    monkeypatch.setattr("gateway.jwks.remote.keys_from_jwks", flaky)
+    client = await start(wait_ready=False)
+    await _until(lambda: idp.jwks_hits >= 1)
+    await _until(lambda: client.app[DOOR].policy.remote_keys.states()[0].last_error is not None)
+    status, body = await _readyz(client, aiohttp_client)
+    assert status == 503
+    assert body["issuers"][0]["last_error"] == "unexpected:RuntimeError"
+    await _until(lambda: client.app[DOOR].policy.remote_keys.ready)
+    assert idp.jwks_hits == 4
+    events = log_capture.events("jwks_fetch_failed")
+    assert [event["reason"] for event in events] == ["unexpected:RuntimeError"] * 3
+    assert [event["failures"] for event in events] == [1, 2, 3]
+    assert (await client.get("/orders/1", headers=_auth(idp.token("k1")))).status == 200
+    status, body = await _readyz(client, aiohttp_client)
+    assert status == 200
+    assert body["issuers"][0]["last_error"] is None

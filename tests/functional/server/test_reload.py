@@ -1,22 +1,26 @@
 """Live reload: edits to routes.yaml apply within seconds, invalid edits keep the old table,
-ConfigMap-style symlink swaps are seen, and requests keep succeeding throughout."""
+ConfigMap-style symlink swaps are seen, and requests keep succeeding throughout; no file and no
+error ends the watcher."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
+import watchfiles
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.config import load
 from gateway.server.app import DOOR, METRICS, RELOADER, create_app
+from gateway.server.handler import Policy
 from tests.conftest import GatewayTestServer, LogCapture
 from tests.support import (
     DEFAULT_ROUTES,
@@ -228,3 +232,141 @@ async def test_unchanged_sighup_reload_is_answered(
     (event,) = log_capture.events("config_reload")
     assert event["result"] == "unchanged"
     assert event["trigger"] == "sighup"
+
+
+# -- reloads never die --------------------------------------------------------------------------
+
+DEEP_ROUTES = "upstreams: " + "[" * 5000 + "]" * 5000 + "\n"
+NUL_PATH_ROUTES = DEFAULT_ROUTES.replace(
+    'orders: {{url: "{upstream}", timeout: 2s}}',
+    'orders: {{url: "https://127.0.0.1:9", ca: "ca\\0.pem"}}',
+)
+KTY_LIST_JWKS = '{"keys": [{"kty": ["RSA"]}]}'
+
+
+@pytest.mark.parametrize(
+    ("poison", "problem"),
+    [
+        pytest.param({"routes.yaml": DEEP_ROUTES}, "nested more than 64 levels deep", id="deep"),
+        pytest.param(
+            {"routes.yaml": NUL_PATH_ROUTES},
+            "'ca': a file name cannot contain a NUL byte",
+            id="nul-path",
+        ),
+        pytest.param(
+            {"keys/jwks.json": KTY_LIST_JWKS, "routes.yaml": DEFAULT_ROUTES + "# touched\n"},
+            "key 'None' is unusable (unsupported_kty)",
+            id="kty-list",
+        ),
+    ],
+)
+async def test_poisoned_edit_is_rejected_and_the_next_edit_applies(
+    tmp_path: Path,
+    keys: TestKeys,
+    tokens: TokenFactory,
+    upstream_url: str,
+    start: Callable[[Path], Awaitable[Client]],
+    log_capture: LogCapture,
+    poison: dict[str, str],
+    problem: str,
+) -> None:
+    """A file that once ended the watcher is a rejected reload with its problem logged; the old
+    table keeps serving and the next valid edit is applied within the reload deadline."""
+    client = await start(write_config(tmp_path, keys, upstream=upstream_url))
+    originals = {name: (tmp_path / name).read_text() for name in poison}
+    for name, text in poison.items():  # the routes file is a template, like DEFAULT_ROUTES
+        routes = name == "routes.yaml"
+        (tmp_path / name).write_text(text.format(upstream=upstream_url) if routes else text)
+
+    async def rejected() -> bool:
+        return any(e["result"] == "rejected" for e in log_capture.events("config_reload"))
+
+    await _until(rejected, RELOAD_DEADLINE)
+    (event,) = [e for e in log_capture.events("config_reload") if e["result"] == "rejected"]
+    assert any(problem in line for line in event["problems"]), event["problems"]
+    assert await _status(client, tokens.good()) == 200
+    for name, text in originals.items():
+        if name != "routes.yaml":
+            (tmp_path / name).write_text(text)
+    (tmp_path / "routes.yaml").write_text(ADMIN_ROUTES.format(upstream=upstream_url))
+
+    async def applied() -> bool:
+        return await _status(client, tokens.good()) == 403
+
+    await _until(applied, RELOAD_DEADLINE)
+    assert not log_capture.events("config_watch_failed")
+
+
+async def test_watch_restarts_after_an_unexpected_error_and_applies_the_missed_edit(
+    tmp_path: Path,
+    keys: TestKeys,
+    tokens: TokenFactory,
+    upstream_url: str,
+    start: Callable[[Path], Awaitable[Client]],
+    log_capture: LogCapture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception inside the watch loop is logged, the loop starts again, and the edit it was
+    handling is applied within the reload deadline."""
+    real_awatch = watchfiles.awatch
+    calls = 0
+
+    async def fail_on_first_change(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async with contextlib.aclosing(real_awatch(*args, **kwargs)) as changes:
+            async for _ in changes:
+                raise RuntimeError("watch backend failed")
+        yield  # pragma: no cover - an async generator that never yields
+
+    def flaky_awatch(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        nonlocal calls
+        calls += 1
+        watch = fail_on_first_change if calls == 1 else real_awatch
+        return watch(*args, **kwargs)
+
+    monkeypatch.setattr(watchfiles, "awatch", flaky_awatch)
+    client = await start(write_config(tmp_path, keys, upstream=upstream_url))
+    (tmp_path / "routes.yaml").write_text(ADMIN_ROUTES.format(upstream=upstream_url))
+
+    async def applied() -> bool:
+        return await _status(client, tokens.good()) == 403
+
+    await _until(applied, RELOAD_DEADLINE)
+    (failure,) = log_capture.events("config_watch_failed")
+    assert failure["reason"] == "RuntimeError: watch backend failed"
+    assert failure["log.level"] == "error"
+    (event,) = [e for e in log_capture.events("config_reload") if e["result"] == "applied"]
+    assert event["trigger"] == "watch_restart"
+    assert calls == 2
+    (tmp_path / "routes.yaml").write_text(DEFAULT_ROUTES.format(upstream=upstream_url))
+
+    async def applied_again() -> bool:
+        return await _status(client, tokens.good()) == 200
+
+    await _until(applied_again, RELOAD_DEADLINE)
+
+
+async def test_a_failing_reload_never_escapes(
+    tmp_path: Path,
+    keys: TestKeys,
+    upstream_url: str,
+    aiohttp_client: AiohttpClient,
+    log_capture: LogCapture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever a load or a swap raises, reload() answers False with the reason logged, and the
+    table in use stays."""
+    path = write_config(tmp_path, keys, upstream=upstream_url)
+    app = create_app(load(path, ENVIRON), environ=ENVIRON)
+    await aiohttp_client(GatewayTestServer(app))
+    policy = app[DOOR].policy
+    (tmp_path / "routes.yaml").write_text(ADMIN_ROUTES.format(upstream=upstream_url))
+
+    def broken_build(*_: object) -> Policy:
+        raise OSError("too many open files")
+
+    monkeypatch.setattr(app[RELOADER], "_build", broken_build)
+    assert await app[RELOADER].reload("sighup") is False
+    assert app[DOOR].policy is policy
+    (event,) = log_capture.events("config_reload")
+    assert event["result"] == "rejected"
+    assert event["problems"] == ["cannot apply: OSError: too many open files"]

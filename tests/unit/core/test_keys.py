@@ -65,6 +65,31 @@ SKIPPED = [
     ),
     pytest.param(lambda k: {"kty": "DSA", "kid": "bad"}, ALL, "unsupported_kty", id="kty-unknown"),
     pytest.param(lambda k: {"kid": "bad"}, ALL, "unsupported_kty", id="kty-missing"),
+    pytest.param(lambda k: {"kty": ["RSA"], "kid": "bad"}, ALL, "unsupported_kty", id="kty-list"),
+    pytest.param(
+        lambda k: {**public_jwk(k.rsa.public_key()), "kty": {"RSA": 1}, "kid": "bad"},
+        ALL,
+        "unsupported_kty",
+        id="kty-object",
+    ),
+    pytest.param(
+        lambda k: {**public_jwk(k.rsa.public_key()), "n": 12345, "kid": "bad"},
+        ALL,
+        "unparseable",
+        id="rsa-n-number",
+    ),
+    pytest.param(
+        lambda k: {**public_jwk(k.ec.public_key()), "crv": ["P-256"], "kid": "bad"},
+        ALL,
+        "unparseable",
+        id="ec-crv-list",
+    ),
+    pytest.param(
+        lambda k: {**public_jwk(k.ed.public_key()), "x": {"a": 1}, "kid": "bad"},
+        ALL,
+        "unparseable",
+        id="okp-x-object",
+    ),
     pytest.param(
         lambda k: {**_without(public_jwk(k.rsa.public_key()), "n"), "kid": "bad"},
         ALL,
@@ -317,10 +342,25 @@ def test_private_key_pem_is_refused(
     assert str(info.value) == "keys/public.pem holds a private key; configure the public key only"
 
 
+# An EC public key on secp112r1, a curve cryptography does not implement (it raises
+# UnsupportedAlgorithm, not ValueError).
+SECP112R1_PEM = b"""-----BEGIN PUBLIC KEY-----
+MDIwEAYHKoZIzj0CAQYFK4EEAAYDHgAE2E6eRIiJXvdeAKZxrQa2OgUgYKmF83gZ
+JqNuyQ==
+-----END PUBLIC KEY-----
+"""
+
+
 @pytest.mark.parametrize(
     ("data", "allowed", "fragment"),
     [
         pytest.param(b"not a key", ALL, "is not a PEM public key or certificate", id="garbage"),
+        pytest.param(
+            SECP112R1_PEM,
+            ALL,
+            "is not a PEM public key or certificate (Curve 1.3.132.0.6 is not supported)",
+            id="unsupported-curve",
+        ),
         pytest.param(None, frozenset({"ES256", "EdDSA"}), "RSA public key", id="wrong-family"),
         pytest.param(None, frozenset({"HS256"}), "RSA public key", id="hmac-only-issuer"),
     ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,62 @@ def test_insecure_http_allowed_only_when_asked(tmp_path: Path, keys: TestKeys) -
     config = load(write_config(tmp_path, keys, gateway=gateway), ENVIRON)
     assert config.issuers[0].remote
     assert config.issuers[0].allow_insecure_http
+
+
+class BrokenFetcher(Fetcher):
+    """A fetcher with a bug: it raises something other than `FetchError` ``bugs`` times."""
+
+    def __init__(self, key: rsa.RSAPrivateKey, bugs: int) -> None:
+        super().__init__(key)
+        self.bugs = bugs
+
+    async def __call__(self, url: yarl.URL) -> FetchResult:
+        if self.bugs:
+            self.bugs -= 1
+            self.calls += 1
+            raise KeyError("a bug")
+        return await super().__call__(url)
+
+
+async def test_unexpected_exception_in_a_fetch_is_a_failed_fetch(keys: TestKeys) -> None:
+    """An exception that is not a FetchError makes refresh() answer False with the reason kept in
+    the state, never raise; cached keys stay in use."""
+    fetcher = BrokenFetcher(keys.rsa, bugs=1)
+    source = _source(fetcher, Clock())
+    assert await source.refresh() is False
+    assert source.state().last_error == "unexpected:KeyError"
+    assert await source.refresh() is True
+    assert source.state().last_error is None
+    fetcher.bugs = 1
+    assert await source.refresh() is False
+    assert (await source.key_set("k1")) is not None
+
+
+async def test_refresher_keeps_running_whatever_a_refresh_raises(
+    keys: TestKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background refresher outlives an exception from the refresh itself and from the
+    fetcher, and loads the keys on a later try."""
+    fetcher = BrokenFetcher(keys.rsa, bugs=2)
+    source = RemoteKeySource(ISSUER, fetcher, JwksSettings(retry_min=0.01, retry_max=0.02))
+    real_refresh = source.refresh
+    refreshes = 0
+
+    def refresh() -> asyncio.Future[bool]:
+        nonlocal refreshes
+        refreshes += 1
+        if refreshes == 1:
+            raise RuntimeError("not even a fetch")
+        return real_refresh()
+
+    monkeypatch.setattr(source, "refresh", refresh)
+    await source.start()
+    deadline = time.monotonic() + 5
+    try:
+        while not source.ready:
+            assert time.monotonic() < deadline, "the keys never loaded"
+            await asyncio.sleep(0.01)
+    finally:
+        await source.stop()
+    assert refreshes == 4
+    assert fetcher.calls == 3
