@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from gateway import __version__
 from gateway.server.process import LOOPS
 from gateway.tools import commands as commands_
 from gateway.tools.keygen import GENERATED_ALGORITHMS
+from gateway.tools.log_summary import parse_bound
 
 __all__ = ["main"]
 
@@ -158,4 +160,46 @@ def _parser() -> argparse.ArgumentParser:
     differ.add_argument("old", type=Path, help="the routes file before the change")
     differ.add_argument("new", type=Path, help="the routes file after the change")
     differ.set_defaults(handler=commands_.routes_diff)
+
+    log = commands.add_parser("log", help="read the gateway's access log")
+    log_commands = log.add_subparsers(dest="log_command", required=True, metavar="COMMAND")
+    summary = log_commands.add_parser(
+        "summary",
+        help="requests and refusals by route, clients refused most, forged-token bursts and "
+        "report-mode would-deny clients, for a time window",
+    )
+    summary.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE",
+        help="access-log files, plain or gzip (default, or -: standard input)",
+    )  # fmt: skip
+    summary.add_argument(
+        "--since", type=_bound, metavar="WHEN",
+        help="RFC 3339 time, or a duration back from the newest line (30s, 15m, 1h, 2d)",
+    )  # fmt: skip
+    summary.add_argument("--until", type=_bound, metavar="WHEN", help="as --since")
+    summary.add_argument("--json", action="store_true", help="print JSON for scripts")
+    summary.add_argument("--top", type=_positive, default=10, metavar="N",
+                         help="clients in the refused-most table (default 10)")  # fmt: skip
+    summary.add_argument(
+        "--burst-threshold", type=_positive, default=20, metavar="N",
+        help="forged-token refusals in one minute that make a burst (default 20)",
+    )  # fmt: skip
+    summary.set_defaults(handler=commands_.log_summary)
     return parser
+
+
+def _bound(text: str) -> datetime | timedelta:
+    try:
+        return parse_bound(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value

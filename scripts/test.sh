@@ -14,6 +14,15 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing_bench_tools=yes
 if [ "$missing_bench_tools" = yes ] && [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
 fi
+# tests/deploy: promtool (package `prometheus`) checks and unit-tests the alerting rules and a
+# real /metrics scrape; syslog-ng (`syslog-ng-core`) ships the gateway's log lines end to end.
+missing_deploy_tools=no
+command -v promtool >/dev/null || missing_deploy_tools=yes
+command -v syslog-ng >/dev/null || [ -x /usr/sbin/syslog-ng ] || missing_deploy_tools=yes
+if [ "$missing_deploy_tools" = yes ] && [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus syslog-ng-core \
+    >/dev/null
+fi
 # A real OpenID provider (a Node.js package) for the remote-key integration test, and the
 # benchmark's Node peer (fastify, pinned in bench/node/package-lock.json).
 if command -v npm >/dev/null 2>&1; then

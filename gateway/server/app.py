@@ -191,6 +191,11 @@ def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> we
     """The admin application: liveness, readiness and metrics, never on the public port."""
     app = web.Application()
 
+    def ready() -> bool:
+        return serving.is_set() and door.policy.remote_keys.ready
+
+    metrics.ready.set_function(lambda: float(ready()))
+
     async def healthz(_: web.Request) -> web.Response:
         # Liveness never checks dependencies: an IdP outage must not get the process killed.
         return web.json_response({"status": "ok"})
@@ -198,14 +203,14 @@ def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> we
     async def readyz(_: web.Request) -> web.Response:
         policy = door.policy
         keys = policy.remote_keys
-        ready = serving.is_set() and keys.ready
+        is_ready = ready()
         body = {
-            "status": "ready" if ready else "not_ready",
+            "status": "ready" if is_ready else "not_ready",
             "serving": serving.is_set(),
             "config_version": policy.config.version,
             "issuers": [dataclasses.asdict(state) for state in keys.states()],
         }
-        return web.json_response(body, status=200 if ready else 503)
+        return web.json_response(body, status=200 if is_ready else 503)
 
     async def metrics_handler(_: web.Request) -> web.Response:
         response = web.Response(body=metrics.render())

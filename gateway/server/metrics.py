@@ -83,6 +83,12 @@ class Metrics:
         self.in_flight = Gauge(
             "gateway_requests_in_flight", "Requests being handled right now.", registry=registry
         )
+        # Set by the admin app to what /readyz answers, so an alert can see a replica that is up
+        # but not ready (draining, or an issuer without usable keys).
+        self.ready = Gauge(
+            "gateway_ready", "1 while /readyz answers 200 (serving, every issuer has keys).",
+            registry=registry,
+        )  # fmt: skip
         self.jwks_fetches = Counter(
             "gateway_jwks_fetches", "Remote key-set fetches, by issuer and result.",
             ["issuer", "result"], registry=registry,

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
     "explain_request",
     "keys_generate",
     "load_config",
+    "log_summary",
     "routes_diff",
     "routes_explain",
     "run",
@@ -180,6 +182,31 @@ def demo(args: argparse.Namespace) -> int:
     from gateway.tools.demo import run_demo  # the demo alone loads the server
 
     return asyncio.run(run_demo(once=args.once))
+
+
+def log_summary(args: argparse.Namespace) -> int:
+    """`gateway log summary`: requests, refusals, forged-token bursts and report-mode clients
+    of a time window of access-log lines."""
+    from gateway.tools.log_report import read_logs, render  # rich loads for this command only
+    from gateway.tools.log_summary import LogTally, Window
+
+    window = Window(since=args.since, until=args.until)
+    tally = LogTally()
+    try:
+        warnings = read_logs(tally, args.files or [Path("-")])
+    except OSError as exc:
+        raise UserError(f"{exc.filename or 'input'}: cannot read ({exc.strerror or exc})") from None
+    since, until = window.resolve(tally.newest)
+    if since is not None and until is not None and since > until:
+        raise UserError(f"the window is empty: --since {args.since} is after --until {args.until}")
+    for warning in warnings:
+        print(f"gateway: warning: {warning}", file=sys.stderr)
+    summary = tally.summary(window, top=args.top, burst_threshold=args.burst_threshold)
+    if args.json:
+        print(json.dumps(summary.as_json(), indent=2))
+    else:
+        render(summary, sys.stdout)
+    return 0
 
 
 def explain_request(args: argparse.Namespace) -> int:
