@@ -20,8 +20,10 @@ from gateway.config.models import (
     ConfigIssue,
     HttpRedirectConfig,
     JwksSettings,
+    LimitBackend,
     LimitsConfig,
     ListenConfig,
+    RateLimitSettings,
     TlsConfig,
 )
 from gateway.config.reader import read_gateway
@@ -36,8 +38,10 @@ __all__ = [
     "ConfigIssue",
     "HttpRedirectConfig",
     "JwksSettings",
+    "LimitBackend",
     "LimitsConfig",
     "ListenConfig",
+    "RateLimitSettings",
     "TlsConfig",
     "load",
     "load_routes",
