@@ -225,15 +225,16 @@ class MemoryCounter:
         verdict, tat = gcra(tats.get(bucket), now, limit.interval, limit.burst)
         if verdict.allowed:
             if bucket not in tats and len(tats) >= self._max_entries:
-                self._sweep(now)
+                tats = self._sweep(now)
             tats[bucket] = tat
         return verdict
 
-    def _sweep(self, now: float) -> None:
-        self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
-        if len(self._tats) >= self._max_entries:
-            keep = list(self._tats.items())[len(self._tats) // 2 :]
-            self._tats = dict(keep)
+    def _sweep(self, now: float) -> dict[str, float]:
+        tats = {key: tat for key, tat in self._tats.items() if tat > now}
+        if len(tats) >= self._max_entries:
+            tats = dict(list(tats.items())[len(tats) // 2 :])
+        self._tats = tats
+        return tats
 
 
 class OfflineCounter:
