@@ -82,7 +82,7 @@ async def test_n_plus_one_requests_give_n_allowed_and_one_429_with_its_headers(
     assert access[-1]["auth.reason"] == "rate_limited"
     assert access[-1]["http.response.status_code"] == 429
     assert access[-1]["client.id"] == "app-1"
-    metrics = client.server.app[METRICS]
+    metrics = client.app[METRICS]
     assert metric_sample(metrics, "gateway_rate_limited_total", route="/orders") == 1
 
 
@@ -163,7 +163,7 @@ async def test_a_reload_keeps_the_counters_of_unchanged_limits(
         await client.get("/orders/1", headers=bearer(token))
     routes_file = tmp_path / "routes.yaml"
     text = routes_file.read_text()
-    reloader = client.server.app[RELOADER]
+    reloader = client.app[RELOADER]
     routes_file.write_text(text + "    rate_limit: {rate: 1/s, key: ip}\n")  # on /orders/health
     assert await reloader.reload("test")
     assert (await client.get("/orders/1", headers=bearer(token))).status == 429
@@ -204,7 +204,7 @@ async def test_a_forged_token_flood_is_cut_to_429_and_other_addresses_are_unaffe
     assert await raw_get(client, "127.0.0.2", tokens.good()) == 429
     assert await raw_get(client, "127.0.0.3", tokens.good()) == 200
     assert len(recorder.requests) == 1
-    metrics = client.server.app[METRICS]
+    metrics = client.app[METRICS]
     assert metric_sample(metrics, "gateway_rate_limited_total", reason="auth_throttled") == 11
 
 
