@@ -23,6 +23,12 @@ if [ "$missing_deploy_tools" = yes ] && [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; 
   apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus syslog-ng-core \
     >/dev/null
 fi
+# The shared rate-limit tests run a real redis-server (Debian package); they skip without it
+# locally, and fail under CI=true, so CI installs it.
+if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-server ] \
+  && [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+fi
 # A real OpenID provider (a Node.js package) for the remote-key integration test, and the
 # benchmark's Node peer (fastify, pinned in bench/node/package-lock.json).
 if command -v npm >/dev/null 2>&1; then

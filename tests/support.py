@@ -310,6 +310,15 @@ def gateway_config(*issuers: str, extra: str = LEEWAY) -> str:
 DEFAULT_GATEWAY = gateway_config(local_issuer(), DEV_ISSUER_ENTRY)
 """The sample gateway.yaml: the ``local`` and ``dev`` issuers, 30 s leeway."""
 
+NO_AUTH_THROTTLE = "rate_limits:\n  auth_failures: false\n"
+"""Turns the failed-authentication throttle off: for tests that measure what the token checks
+themselves do under a flood of bad tokens from one address (the throttle would answer 429)."""
+
+UNTHROTTLED_GATEWAY = gateway_config(
+    local_issuer(), DEV_ISSUER_ENTRY, extra=LEEWAY + NO_AUTH_THROTTLE
+)
+"""`DEFAULT_GATEWAY` without the failed-authentication throttle."""
+
 
 def write_config(
     directory: Path,

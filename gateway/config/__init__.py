@@ -22,8 +22,10 @@ from gateway.config.models import (
     ConfigIssue,
     HttpRedirectConfig,
     JwksSettings,
+    LimitBackend,
     LimitsConfig,
     ListenConfig,
+    RateLimitSettings,
     TlsConfig,
 )
 from gateway.config.reader import read_gateway
@@ -39,8 +41,10 @@ __all__ = [
     "ConfigIssue",
     "HttpRedirectConfig",
     "JwksSettings",
+    "LimitBackend",
     "LimitsConfig",
     "ListenConfig",
+    "RateLimitSettings",
     "TlsConfig",
     "load",
     "load_routes",

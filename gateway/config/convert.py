@@ -10,9 +10,12 @@ from typing import Any
 
 import yarl
 
+from gateway.config.models import LimitBackend
+from gateway.config.units import parse_duration
 from gateway.core.keys import SUPPORTED_ALGORITHMS
 from gateway.core.methods import NEVER_PROXIED
 from gateway.core.models import AuthMode, LintCode, RouteMode, ScopeFormat, ScopeMode, ScopeRule
+from gateway.core.ratelimit import AuthFailureSettings, LimitKey, OnBackendError, RateLimit
 from gateway.core.target import TargetError, canonicalize_path
 
 # RFC 9110 token characters, upper-case only: methods are case-sensitive.
@@ -241,3 +244,107 @@ def scope_format(value: Any) -> ScopeFormat:
         return ScopeFormat(value)
     except ValueError:
         raise ValueError(f"{value!r} is not one of: 'string', 'list'") from None
+
+
+_RATE = re.compile(r"([0-9]+)\s*/\s*([0-9]*)\s*(ms|s|sec|m|min|h|hour)")
+_RATE_UNITS = {"ms": "ms", "s": "s", "sec": "s", "m": "m", "min": "m", "h": "h", "hour": "h"}
+_RATE_LIMIT_KEYS = {"rate", "burst", "key", "on_backend_error", "name"}
+_POLICY_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def rate(value: Any) -> tuple[int, float]:
+    """``100/s``, ``600/min``, ``1000/h``, ``50/10s``: requests and the period in seconds."""
+    match = _RATE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"{value!r} is not a rate: write requests/period, like 100/s or 600/min")
+    count = match.group(2) or "1"
+    period = parse_duration(count + _RATE_UNITS[match.group(3)])
+    if period <= 0:
+        raise ValueError(f"{value!r}: the period must be longer than zero")
+    return int(match.group(1)), period
+
+
+def rate_limit(value: Any) -> RateLimit | None:
+    """A route's ``rate_limit:`` mapping, or ``false`` (``off``) for none."""
+    if value is False:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("write {rate: 100/s, burst: 200, key: client_id}, or false for none")
+    unknown = sorted(set(value) - _RATE_LIMIT_KEYS)
+    if unknown:
+        hint = did_you_mean(unknown[0], _RATE_LIMIT_KEYS)
+        raise ValueError(f"unknown key '{unknown[0]}' in 'rate_limit'{hint}")
+    missing = [key for key in ("rate", "key") if key not in value]
+    if missing:
+        raise ValueError(f"'rate_limit' needs '{missing[0]}'")
+    quota, period = rate(value["rate"])
+    burst = quota
+    if "burst" in value:
+        try:
+            burst = positive_int(value["burst"])
+        except ValueError:
+            raise ValueError("'burst' must be a positive whole number") from None
+    try:
+        key = LimitKey(value["key"])
+    except ValueError:
+        known = ", ".join(k.value for k in LimitKey)
+        raise ValueError(f"'key': {value['key']!r} is not one of: {known}") from None
+    on_error = value.get("on_backend_error", OnBackendError.ALLOW.value)
+    try:
+        on_backend_error = OnBackendError(on_error)
+    except ValueError:
+        raise ValueError(f"'on_backend_error': {on_error!r} is not one of: allow, deny") from None
+    name = value.get("name")
+    if name is not None and (not isinstance(name, str) or not _POLICY_NAME.fullmatch(name)):
+        raise ValueError("'name': 1 to 64 of letters, digits and _ . : -")
+    return RateLimit(
+        quota=quota, period=period, burst=burst, key=key, on_backend_error=on_backend_error,
+        name=name,
+    )  # fmt: skip
+
+
+_AUTH_FAILURE_KEYS = {"max": "max_failures", "window": "window", "cooldown": "cooldown"}
+
+
+def auth_failures(value: Any) -> AuthFailureSettings | None:
+    """``rate_limits.auth_failures``: ``{max: 20, window: 1m, cooldown: 1m}``, or ``false``."""
+    if value is False:
+        return None
+    if value is None or value is True:
+        return AuthFailureSettings()
+    if not isinstance(value, dict):
+        raise ValueError("write {max: 20, window: 1m, cooldown: 1m}, or false to turn it off")
+    unknown = sorted(set(value) - set(_AUTH_FAILURE_KEYS))
+    if unknown:
+        hint = did_you_mean(unknown[0], _AUTH_FAILURE_KEYS)
+        raise ValueError(f"unknown key '{unknown[0]}' in 'auth_failures'{hint}")
+    fields: dict[str, Any] = {}
+    if "max" in value:
+        try:
+            fields["max_failures"] = positive_int(value["max"])
+        except ValueError:
+            raise ValueError("'max' must be a positive whole number") from None
+    for name in ("window", "cooldown"):
+        if name in value:
+            seconds = parse_duration(value[name])
+            if seconds <= 0:
+                raise ValueError(f"'{name}' must be longer than zero")
+            fields[name] = seconds
+    return AuthFailureSettings(**fields)
+
+
+def limit_backend(value: Any) -> LimitBackend:
+    """``memory`` or ``redis``."""
+    try:
+        return LimitBackend(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not one of: 'memory', 'redis'") from None
+
+
+def redis_url(value: Any) -> str:
+    """A ``redis://`` (or ``rediss://``, TLS) URL with a host."""
+    text = string(value)
+    url = yarl.URL(text)
+    if url.scheme not in {"redis", "rediss"} or not url.host:
+        raise ValueError("must be a redis://host:port/db (or rediss://) URL")
+    return text

@@ -7,10 +7,12 @@ readers pass a field only when its key is in the file. `gateway.config` re-expor
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.core.models import IssuerConfig, RoutesConfig, TokensConfig
+from gateway.core.ratelimit import AuthFailureSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,33 @@ class LimitsConfig:
     upstream_connect_timeout: float = 5.0
 
 
+class LimitBackend(enum.Enum):
+    """Where rate-limit counters live."""
+
+    MEMORY = "memory"  # per process (each --workers process and each replica counts alone)
+    REDIS = "redis"  # shared by every process and replica pointed at the same Redis
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitSettings:
+    """``rate_limits:`` in gateway.yaml: the counters' backend and the failed-auth throttle.
+
+    The limits themselves are per route, in routes.yaml. ``timeout`` bounds everything one
+    decision may wait for Redis (connecting, a pooled connection, the round trip); after a
+    failure the backend is left alone for ``backoff`` seconds (decisions take the route's
+    ``on_backend_error`` at once), then tried again.
+    """
+
+    backend: LimitBackend = LimitBackend.MEMORY
+    url: str | None = field(default=None, repr=False)  # may carry a password
+    timeout: float = 0.1
+    pool_size: int = 32
+    backoff: float = 1.0
+    key_prefix: str = "gateway:rl:"
+    max_entries: int = 100_000  # memory backend: buckets kept per process
+    auth_failures: AuthFailureSettings | None = field(default_factory=AuthFailureSettings)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole, validated configuration."""
@@ -113,6 +142,7 @@ class Config:
     tokens: TokensConfig = field(default_factory=TokensConfig)
     jwks: JwksSettings = field(default_factory=JwksSettings)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     log_level: str = "info"
     drain_timeout: float = 20.0
     # More client header names (lower case) never forwarded, beside the built-in lists.

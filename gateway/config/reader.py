@@ -12,8 +12,10 @@ from gateway.config.models import (
     Config,
     HttpRedirectConfig,
     JwksSettings,
+    LimitBackend,
     LimitsConfig,
     ListenConfig,
+    RateLimitSettings,
     TlsConfig,
 )
 from gateway.config.routes_reader import check_route_issuers, read_routes
@@ -27,7 +29,7 @@ __all__ = ["read_gateway"]
 
 _GATEWAY_KEYS = {
     "listen", "admin", "tls", "routes", "issuers", "tokens", "jwks", "limits", "logging",
-    "drain_timeout", "headers",
+    "drain_timeout", "headers", "rate_limits",
 }  # fmt: skip
 _LISTEN: Converters = {"host": convert.host, "port": convert.port}
 _TLS_FILES: Converters = {"cert": convert.file_name, "key": convert.file_name}
@@ -45,6 +47,11 @@ _JWKS: Converters = {
     "default_ttl": parse_duration, "min_ttl": parse_duration, "max_ttl": parse_duration,
     "max_stale": parse_duration, "kid_miss_cooldown": parse_duration,
     "kid_miss_wait": parse_duration, "retry_min": parse_duration, "retry_max": parse_duration,
+}  # fmt: skip
+_RATE_LIMITS: Converters = {
+    "backend": convert.limit_backend, "url": convert.redis_url, "timeout": parse_duration,
+    "pool_size": convert.positive_int, "backoff": parse_duration, "key_prefix": convert.string,
+    "max_entries": convert.positive_int, "auth_failures": convert.auth_failures,
 }  # fmt: skip
 _LOGGING: Converters = {"level": convert.log_level}
 _HEADERS: Converters = {"strip": convert.header_names}
@@ -74,6 +81,7 @@ def read_gateway(source: Source) -> Config | None:
     headers = _section_fields(source, document, "headers", _HEADERS)
     if "strip" in headers:
         settings["strip_headers"] = headers["strip"]
+    settings["rate_limits"] = _rate_limits(source, document)
     issuers, declared_issuers = read_issuers(source, document)
     settings["jwks"] = _jwks(source, document)
     routes_name = source.value(document, "routes", convert.file_name, required=True)
@@ -116,6 +124,22 @@ def _tls(source: Source, document: YamlMap) -> TlsConfig | None:
         redirect = _section_fields(source, section, "http_redirect", _LISTEN)
         values["http_redirect"] = HttpRedirectConfig(**redirect)
     return TlsConfig(**paths, **values) if complete else None
+
+
+def _rate_limits(source: Source, document: YamlMap) -> RateLimitSettings:
+    section = source.section(document, "rate_limits", _RATE_LIMITS.keys())
+    if section is None:
+        return RateLimitSettings()
+    values = source.fields(section, _RATE_LIMITS)
+    redis = values.get("backend") is LimitBackend.REDIS
+    if redis and "url" not in values and "url" not in section:
+        source.problem(section.key_lines["backend"], "'backend: redis' needs a 'url'")
+    if not redis and "url" in section:
+        source.problem(section.key_lines["url"], "'url' is only used with 'backend: redis'")
+    if "timeout" in values and values["timeout"] <= 0:
+        source.problem(section.key_lines["timeout"], "'timeout' must be longer than zero")
+        del values["timeout"]
+    return RateLimitSettings(**values)
 
 
 def _jwks(source: Source, document: YamlMap) -> JwksSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ _ROUTE_OPTIONS: Converters = {
     "issuers": convert.issuer_names, "strip_prefix": convert.boolean,
     "forward_token": convert.boolean, "exact": convert.boolean,
     "max_body_size": convert.size, "lint_ignore": convert.lint_codes,
+    "rate_limit": convert.rate_limit,
 }  # fmt: skip
 _ROUTE_KEYS = {*_ROUTE_TARGET, *_ROUTE_POLICY, "mode", *_ROUTE_OPTIONS}
 
@@ -43,15 +45,19 @@ def read_routes(source: Source) -> RoutesConfig | None:
     source.unknown_keys(document, {"upstreams", "routes", "defaults"}, "in routes file")
     table: dict[str, Any] = {}  # the optional fields of RoutesConfig
     inherited: dict[str, Any] = {}  # what a protected route takes unless it says otherwise
-    defaults = source.section(document, "defaults", {"mode"})
+    limits: dict[str, Any] = {}  # what every route takes unless it says otherwise
+    defaults = source.section(document, "defaults", {"mode", "rate_limit"})
     if defaults is not None and "mode" in defaults:
         inherited = source.fields(defaults, {"mode": convert.route_mode})
         table["default_mode_line"] = defaults.key_lines["mode"]
         if "mode" in inherited:
             table["default_mode"] = inherited["mode"]
+    if defaults is not None and "rate_limit" in defaults:
+        limits = source.fields(defaults, {"rate_limit": convert.rate_limit})
+        table["default_rate_limit"] = limits.get("rate_limit")
     upstreams, declared = _upstreams(source, document)
     referenced: set[str] = set()
-    routes = _route_list(source, document, declared, referenced, inherited)
+    routes = _route_list(source, document, declared, referenced, inherited, limits)
     section = document.get("upstreams")
     for name in upstreams:
         if name not in referenced and isinstance(section, YamlMap):
@@ -125,6 +131,7 @@ def _route_list(
     declared: set[str],
     referenced: set[str],
     inherited: Mapping[str, Any],
+    limits: Mapping[str, Any],
 ) -> list[Route]:
     entries = document.get("routes")
     if entries is None:
@@ -138,7 +145,7 @@ def _route_list(
         if not isinstance(entry, YamlMap):
             source.problem(line, "each route must be a mapping")
             continue
-        route = _route(source, entry, declared, referenced, inherited)
+        route = _route(source, entry, declared, referenced, inherited, limits)
         if route is not None:
             routes.append(route)
     return routes
@@ -150,6 +157,7 @@ def _route(
     declared: set[str],
     referenced: set[str],
     inherited: Mapping[str, Any],
+    limits: Mapping[str, Any],
 ) -> Route | None:
     source.unknown_keys(entry, _ROUTE_KEYS, "in route")
     problems_before = len(source.issues)
@@ -175,7 +183,13 @@ def _route(
         values["mode"] = RouteMode.ENFORCE  # a rule, not a default: no token check to report on
     else:
         values |= {**inherited, **own_mode}
-    return Route(line=entry.line, **values)
+    route = Route(line=entry.line, **{**limits, **values})
+    if route.rate_limit is None:
+        return route
+    # The limit counts for this route alone (a `defaults:` limit gives every route its own).
+    return dataclasses.replace(
+        route, rate_limit=dataclasses.replace(route.rate_limit, scope=route.scope)
+    )
 
 
 def _check_overlaps(source: Source, routes: list[Route]) -> None:

@@ -5,14 +5,21 @@ raw target, Authorization values, Content-Length) and answers with a `Decision`:
 the refusal to give. The running gateway (`gateway.server.handler`), `gateway explain` and
 `gateway test` all call it, so the offline tools decide exactly as the server does.
 
-Order: request target (400), route (404), method (405), credentials (401/400), token (401/503),
-scopes (403), body size (413). The first that applies answers. On a route in report mode the
+Order: request target (400), route (404), method (405), a per-IP rate limit (429), the
+failed-authentication throttle (429), credentials (401/400), token (401/503), scopes (403), a
+per-client, per-subject or per-route rate limit (429), body size (413). The first that applies
+answers. A route has at most one rate limit: keyed by IP it is counted before any token work,
+keyed by anything else after authentication (unauthenticated requests never reach the upstream a
+route-wide limit protects, and must not spend its quota). On a route in report mode the
 auth steps (credentials, token, scopes) are still taken, but a refusal among them becomes
 ``would_deny``: the request is forwarded and the refusal it would have had is kept for the log.
-The request target, route, method and body-size steps are never report-only: they are not
-auth, and relaxing them would hand the upstream requests the gateway cannot interpret.
+The request target, route, method, rate-limit and body-size steps are never report-only: they
+are not auth, and relaxing them would hand the upstream requests the gateway cannot interpret
+(or more than it was promised). The throttle is an auth step: on a report-mode route it becomes
+``would_deny`` too (and the token is not checked).
 
-The only I/O is the authenticator's key lookup (a remote JWKS may be fetched).
+The only I/O is the authenticator's key lookup (a remote JWKS may be fetched) and the rate-limit
+counter (`gateway.core.ratelimit.Counter`, which may be Redis).
 """
 
 from __future__ import annotations
@@ -27,13 +34,26 @@ from gateway.core.errors import AuthError, InsufficientScope, TokenCheck
 from gateway.core.headers import forwardable_value
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
 from gateway.core.protocol import protocol_refusal
+from gateway.core.ratelimit import (
+    THROTTLED_TOKEN_REASONS,
+    AuthFailureGuard,
+    Counter,
+    LimitBackendError,
+    LimitKey,
+    OnBackendError,
+    RateLimit,
+    limit_headers,
+)
 from gateway.core.refusals import (
     Refusal,
+    auth_throttled,
     from_auth_error,
     from_target_error,
     method_not_allowed,
     not_found,
     payload_too_large,
+    rate_limit_unavailable,
+    too_many_requests,
 )
 from gateway.core.routes import Match, RouteTable
 from gateway.core.target import (
@@ -73,9 +93,11 @@ class StepName(enum.Enum):
     TARGET = "target"
     ROUTE = "route"
     METHOD = "method"
+    THROTTLE = "throttle"  # the failed-authentication throttle (protected routes)
     CREDENTIALS = "credentials"
     TOKEN = "token"  # noqa: S105 - a step name, not a secret
     SCOPES = "scopes"
+    RATE_LIMIT = "rate_limit"  # taken before CREDENTIALS for IP keys, after SCOPES for others
     BODY = "body"
 
 
@@ -108,6 +130,7 @@ class RequestFacts:
     host: str | None = None  # the Host header, if any
     headers: Collection[tuple[str, str]] = ()  # every header, as (name, value)
     version: tuple[int, int] = (1, 1)  # the request's HTTP version
+    peer: str = ""  # the client's address (the TCP peer: there is no trusted-proxy list yet)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +148,8 @@ class Forward:
     claims: Claims | None = None
     would_refuse: Refusal | None = None
     steps: tuple[Step, ...] = ()
+    # The RateLimit / RateLimit-Policy fields for the response (the route's limit allowed it).
+    limit_headers: dict[str, str] | None = None
 
     @property
     def status(self) -> int:
@@ -202,6 +227,10 @@ class Decider:
     table: RouteTable
     authenticator: Authenticator
     max_body_size: int
+    # Rate-limit counters (None: limits are not enforced) and the failed-authentication
+    # throttle (None: off); both are kept across reloads by whoever builds deciders.
+    counter: Counter | None = None
+    guard: AuthFailureGuard | None = None
 
     async def decide(self, request: RequestFacts, *, trace: bool = False) -> Decision:
         """Take every decision step in order; with ``trace``, record each step taken."""
@@ -232,6 +261,16 @@ class Decider:
             return Refuse(refusal=refusal, target=target, steps=steps.steps)
         steps.note(StepName.METHOD, StepOutcome.PASSED)
         upstream = self.routes.upstreams[route.upstream]
+        limit = route.rate_limit if self.counter is not None else None
+        headers: dict[str, str] | None = None
+        if limit is not None and limit.key is LimitKey.IP:
+            outcome = await self._limit(limit, request.peer, steps)
+            if isinstance(outcome, Refusal):
+                return Refuse(
+                    refusal=outcome, target=target, route=route, upstream=upstream,
+                    steps=steps.steps,
+                )  # fmt: skip
+            headers = outcome
 
         result = AuthResult.PUBLIC
         claims: Claims | None = None
@@ -241,15 +280,32 @@ class Decider:
                 steps.note(name, StepOutcome.SKIPPED)
         else:
             result = AuthResult.ALLOWED
-            claims, error = await self._authenticate(route, request, target, steps)
-            if error is not None:
-                would_refuse = from_auth_error(error)
+            blocked = self.guard.blocked_for(request.peer) if self.guard is not None else 0.0
+            if blocked > 0:
+                steps.note(StepName.THROTTLE, StepOutcome.FAILED, "auth_throttled")
+                would_refuse = auth_throttled(blocked)
+            else:
+                claims, error = await self._authenticate(route, request, target, steps)
+                if error is not None:
+                    would_refuse = from_auth_error(error)
+                    if self.guard is not None and error.reason in THROTTLED_TOKEN_REASONS:
+                        self.guard.failed(request.peer)
+            if would_refuse is not None:
                 if route.mode is RouteMode.ENFORCE:
                     return Refuse(
                         refusal=would_refuse, target=target, route=route, upstream=upstream,
                         claims=claims, steps=steps.steps,
                     )  # fmt: skip
                 result = AuthResult.WOULD_DENY
+
+        if limit is not None and limit.key is not LimitKey.IP:
+            outcome = await self._limit(limit, _key_value(limit.key, claims, request.peer), steps)
+            if isinstance(outcome, Refusal):
+                return Refuse(
+                    refusal=outcome, target=target, route=route, upstream=upstream,
+                    claims=claims, steps=steps.steps,
+                )  # fmt: skip
+            headers = outcome
 
         body_limit = route.max_body_size or self.max_body_size
         if request.content_length is not None and request.content_length > body_limit:
@@ -261,8 +317,29 @@ class Decider:
         steps.note(StepName.BODY, StepOutcome.PASSED)
         return Forward(
             target=target, route=route, upstream=upstream, result=result, claims=claims,
-            would_refuse=would_refuse, steps=steps.steps,
+            would_refuse=would_refuse, steps=steps.steps, limit_headers=headers,
         )  # fmt: skip
+
+    async def _limit(
+        self, limit: RateLimit, value: str, steps: _Trace
+    ) -> dict[str, str] | Refusal | None:
+        """Count the request in its bucket: the response's RateLimit fields, a refusal (429, or
+        503 when the counters are unreachable and the route fails closed), or None (unreachable
+        counters, failing open: no fields to give)."""
+        assert self.counter is not None
+        try:
+            verdict = await self.counter.take(limit.prefix + value, limit)
+        except LimitBackendError as exc:
+            if limit.on_backend_error is OnBackendError.DENY:
+                steps.note(StepName.RATE_LIMIT, StepOutcome.FAILED, "rate_limit_unavailable")
+                return rate_limit_unavailable()
+            steps.note(StepName.RATE_LIMIT, StepOutcome.SKIPPED, exc.reason)
+            return None
+        if not verdict.allowed:
+            steps.note(StepName.RATE_LIMIT, StepOutcome.FAILED, "rate_limited")
+            return too_many_requests(limit_headers(limit, verdict))
+        steps.note(StepName.RATE_LIMIT, StepOutcome.PASSED)
+        return limit_headers(limit, verdict)
 
     async def _authenticate(
         self, route: Route, request: RequestFacts, target: CanonicalTarget, steps: _Trace
@@ -287,3 +364,16 @@ class Decider:
             return claims, InsufficientScope(route.scopes, claims.subject, claims.client_id)
         steps.note(StepName.SCOPES, StepOutcome.PASSED)
         return claims, None
+
+
+def _key_value(key: LimitKey, claims: Claims | None, peer: str) -> str:
+    """The bucket a request counts in, for a limit decided after authentication: the claim the
+    key names, or the client IP when the request has no such claim (a public route, a report-mode
+    route forwarding a bad token, a token without client_id)."""
+    if key is LimitKey.ROUTE:
+        return ""
+    if claims is not None:
+        value = claims.client_id if key is LimitKey.CLIENT_ID else claims.subject
+        if value is not None:
+            return "=" + value
+    return "ip=" + peer

@@ -14,6 +14,7 @@ from pathlib import Path
 import yarl
 
 from gateway.core.keys import KeySet
+from gateway.core.ratelimit import RateLimit
 
 __all__ = [
     "AuthMode",
@@ -153,7 +154,15 @@ class Route:
     exact: bool = False
     mode: RouteMode = RouteMode.ENFORCE
     lint_ignore: frozenset[LintCode] = frozenset()
+    rate_limit: RateLimit | None = None
     line: int = 0
+
+    @property
+    def scope(self) -> str:
+        """The route's identity for its rate-limit buckets: methods, path, exactness (no two
+        routes share one; the line number is left out, so moving a route keeps its counters)."""
+        methods = ",".join(sorted(self.methods)) if self.methods is not None else "*"
+        return f"{methods} {self.path}{' exact' if self.exact else ''}"
 
     def matches_path(self, path: str) -> bool:
         """Whether ``path`` is this route's path or under it, literally (the route table also
@@ -170,6 +179,7 @@ class RoutesConfig:
     file: Path
     default_mode: RouteMode = RouteMode.ENFORCE  # `defaults: {mode: ...}`
     default_mode_line: int = 0
+    default_rate_limit: RateLimit | None = None  # `defaults: {rate_limit: ...}`
 
 
 def path_matches(pattern: str, path: str, *, exact: bool = False) -> bool:

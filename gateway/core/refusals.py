@@ -7,6 +7,7 @@ job (`gateway.server.render`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from gateway.core.errors import AuthError, InsufficientScope, KeysUnavailable
@@ -22,12 +23,15 @@ __all__ = [
     "UNPARSEABLE",
     "UNSUPPORTED_TRANSFER_CODING",
     "Refusal",
+    "auth_throttled",
     "from_auth_error",
     "from_target_error",
     "method_not_allowed",
     "not_found",
     "parser_refusal",
     "payload_too_large",
+    "rate_limit_unavailable",
+    "too_many_requests",
     "upstream_failed",
 ]
 
@@ -69,6 +73,36 @@ def method_not_allowed(allowed: tuple[str, ...]) -> Refusal:
 def payload_too_large() -> Refusal:
     """413: the body is larger than the route allows (refused before it is read)."""
     return Refusal(413, "payload_too_large", "The request body is too large", "body_too_large")
+
+
+def too_many_requests(headers: dict[str, str]) -> Refusal:
+    """429: the route's rate limit is spent (``headers``: Retry-After and the RateLimit fields)."""
+    return Refusal(
+        429, "too_many_requests", "Too many requests; retry later", "rate_limited", headers
+    )
+
+
+def auth_throttled(retry_after: float) -> Refusal:
+    """429 before any token work: this client IP sent too many invalid tokens lately."""
+    return Refusal(
+        429,
+        "too_many_requests",
+        "Too many invalid access tokens from this address; retry later",
+        "auth_throttled",
+        {"Retry-After": str(max(1, math.ceil(retry_after)))},
+    )
+
+
+def rate_limit_unavailable() -> Refusal:
+    """503: the route's limit cannot be checked (its counters are unreachable) and the route
+    says ``on_backend_error: deny``."""
+    return Refusal(
+        503,
+        "temporarily_unavailable",
+        "The request cannot be rate-limited right now; retry later",
+        "rate_limit_unavailable",
+        {"Retry-After": "1"},
+    )
 
 
 def from_auth_error(exc: AuthError) -> Refusal:

@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RATE_LIMIT_REASONS = frozenset({"rate_limited", "auth_throttled", "rate_limit_unavailable"})
 _log = get_logger()
 
 
@@ -159,6 +160,8 @@ def _observe(
     metrics.request_duration.labels(route).observe(duration_ns / 1e9)
     if record.auth_result == AuthResult.DENIED.value and record.auth_reason is not None:
         metrics.auth_refusals.labels(record.auth_reason).inc()
+        if record.auth_reason in RATE_LIMIT_REASONS:
+            metrics.rate_limited.labels(route, record.auth_reason).inc()
     if record.auth_result == AuthResult.WOULD_DENY.value and record.auth_reason is not None:
         metrics.auth_would_deny.labels(route, record.auth_reason).inc()
     if record.upstream is not None and record.upstream_ns is not None:

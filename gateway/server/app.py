@@ -33,6 +33,7 @@ from gateway.server.handler import Door, Policy
 from gateway.server.key_events import LoggedKeyEvents
 from gateway.server.logs import get_logger
 from gateway.server.metrics import CONTENT_TYPE, Metrics
+from gateway.server.ratelimit import Limiting, add_limit_headers
 from gateway.server.redirect import redirect_app
 from gateway.server.reload import ConfigReloader
 from gateway.server.upstream import UpstreamClient
@@ -82,9 +83,14 @@ def server_settings(limits: LimitsConfig) -> dict[str, object]:
 
 
 def build_policy(
-    config: Config, remote_keys: RemoteKeys, *, clock: Callable[[], float] = time.time
+    config: Config,
+    remote_keys: RemoteKeys,
+    *,
+    clock: Callable[[], float] = time.time,
+    limiting: Limiting | None = None,
 ) -> Policy:
-    """Everything the door decides with, from one validated config."""
+    """Everything the door decides with, from one validated config (rate limits counted in
+    ``limiting``, which outlives the policy; None: not enforced)."""
     authenticator = Authenticator(
         config.issuers, config.tokens, key_sources=remote_keys.sources, clock=clock
     )
@@ -94,6 +100,8 @@ def build_policy(
         authenticator=authenticator,
         remote_keys=remote_keys,
         upstream_tls=_upstream_tls(config),
+        counter=limiting.counter if limiting is not None else None,
+        guard=limiting.guard(config.rate_limits) if limiting is not None else None,
     )
 
 
@@ -134,8 +142,10 @@ def create_app(
         connect_timeout=limits.upstream_connect_timeout,
     )
 
+    limiting = Limiting(config.rate_limits, metrics)
+
     def build(new_config: Config, remote_keys: RemoteKeys) -> Policy:
-        return build_policy(new_config, remote_keys, clock=clock)
+        return build_policy(new_config, remote_keys, clock=clock, limiting=limiting)
 
     door = Door(
         build(config, RemoteKeys(config.issuers, config.jwks, events=LoggedKeyEvents(metrics))),
@@ -168,8 +178,10 @@ def create_app(
                 await watcher
         await door.policy.remote_keys.stop()
         await client.close()
+        await limiting.close()
 
     app.cleanup_ctx.append(resources)
+    app.on_response_prepare.append(add_limit_headers)
     if config.tls is not None and config.tls.hsts:
         hsts = config.tls.hsts
 

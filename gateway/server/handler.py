@@ -18,6 +18,7 @@ from gateway.core.authenticator import Authenticator
 from gateway.core.decision import Decider, Refuse, RequestFacts
 from gateway.core.headers import ForwardingContext, upstream_headers
 from gateway.core.protocol import expects_continue
+from gateway.core.ratelimit import AuthFailureGuard, Counter
 from gateway.core.refusals import payload_too_large, upstream_failed
 from gateway.core.routes import RouteTable
 from gateway.core.urls import upstream_url
@@ -25,6 +26,7 @@ from gateway.jwks.remote import RemoteKeys
 from gateway.server.access import ACCESS
 from gateway.server.aiohttp_overrides import send_continue
 from gateway.server.logs import get_logger
+from gateway.server.ratelimit import LIMIT_HEADERS
 from gateway.server.upstream import BodyTooLarge, UpstreamClient, UpstreamFailure
 
 __all__ = ["Door", "Policy"]
@@ -41,6 +43,9 @@ class Policy:
     authenticator: Authenticator
     remote_keys: RemoteKeys
     upstream_tls: Mapping[str, ssl.SSLContext]
+    # Rate-limit counters and the failed-auth throttle (kept across reloads; None: not enforced).
+    counter: Counter | None = None
+    guard: AuthFailureGuard | None = None
     # The decision steps over this policy's routes and issuers (built once, with the policy).
     decider: Decider = field(init=False, repr=False, compare=False)
 
@@ -50,6 +55,8 @@ class Policy:
             table=self.table,
             authenticator=self.authenticator,
             max_body_size=self.config.limits.max_body_size,
+            counter=self.counter,
+            guard=self.guard,
         )
         object.__setattr__(self, "decider", decider)
 
@@ -74,11 +81,14 @@ class Door:
             host=request.headers.get("Host"),
             headers=request.headers.items(),
             version=(request.version.major, request.version.minor),
+            peer=request.remote or "",
         )
         decision = await policy.decider.decide(facts)
         record.note(decision)
         if isinstance(decision, Refuse):
             return record.refuse(decision.refusal)  # never after a 100 Continue
+        if decision.limit_headers is not None:
+            request[LIMIT_HEADERS] = decision.limit_headers  # added as the response is prepared
         if request.body_exists and expects_continue(facts.headers, facts.version):
             await send_continue(request)
         route, upstream, target = decision.route, decision.upstream, decision.target

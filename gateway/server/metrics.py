@@ -80,6 +80,25 @@ class Metrics:
             "gateway_upstream_failures", "Upstream exchanges that failed, by upstream and kind.",
             ["upstream", "kind"], registry=registry,
         )  # fmt: skip
+        self.rate_limited = Counter(
+            "gateway_rate_limited",
+            "Requests refused by a rate limit (rate_limited), the failed-authentication "
+            "throttle (auth_throttled) or unreachable counters (rate_limit_unavailable), by "
+            "route pattern and reason.",
+            ["route", "reason"], registry=registry,
+        )  # fmt: skip
+        self.rate_limit_backend_errors = Counter(
+            "gateway_rate_limit_backend_errors",
+            "Rate-limit decisions the shared backend could not answer, by reason (each route's "
+            "on_backend_error then decides).",
+            ["reason"], registry=registry,
+        )  # fmt: skip
+        self.rate_limit_backend_up = Gauge(
+            "gateway_rate_limit_backend_up",
+            "1 while the rate-limit backend answers (memory: always), 0 while it is down.",
+            registry=registry,
+        )  # fmt: skip
+        self.rate_limit_backend_up.set(1)
         self.in_flight = Gauge(
             "gateway_requests_in_flight", "Requests being handled right now.", registry=registry
         )

@@ -129,6 +129,7 @@ def routes_explain(args: argparse.Namespace) -> int:
         print(f"auth: bearer token with scopes: {route.scopes}")
     else:
         print("auth: any valid bearer token")
+    print(f"rate limit: {route.rate_limit or 'none'}")
     return 0
 
 

@@ -23,6 +23,7 @@ from gateway.core.errors import AuthError
 from gateway.core.headers import ForwardingContext, upstream_headers
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig, Route, RouteMode, ScopeMode
+from gateway.core.ratelimit import LimitKey
 from gateway.core.routes import RouteTable
 from gateway.core.target import TargetError, canonicalize
 from gateway.core.tokens import UnverifiedToken, parse
@@ -67,6 +68,9 @@ async def explain(config: Config, request: ExplainRequest) -> list[str]:
     lines = [f"request: {request.method} {shown_target(request.target)}"]
     for step in decision.steps:
         lines.extend(_step_lines(step, decision, config, request, token))
+    route = decision.route
+    if route is not None and route.rate_limit is None:
+        lines.append("rate_limit: none on this route")
     lines.append(_verdict(decision, token))
     if isinstance(decision, Forward):
         lines.extend(_forwarded_headers(decision, request, config.strip_headers))
@@ -135,10 +139,23 @@ def _step_lines(
         return [head, *_token_lines(config, route, request, token, step)]
     if step.name is StepName.SCOPES:
         return [f"{head} - {_scope_detail(route, decision)}{_mode_note(route, step)}"]
+    if step.name in (StepName.RATE_LIMIT, StepName.THROTTLE):
+        return [f"{head} - {_limit_detail(route)}"]
     limit = route.max_body_size or config.limits.max_body_size
     if step.reason is not None:
         return [f"{head} - Content-Length over the route's {limit} bytes ({step.reason})"]
     return [f"{head} - the body may be up to {limit} bytes"]
+
+
+def _limit_detail(route: Route) -> str:
+    limit = route.rate_limit
+    if limit is None:
+        return "no limit"
+    when = "before authentication" if limit.key is LimitKey.IP else "after authentication"
+    return (
+        f"{limit} (decided {when}; policy {limit.policy_header}; on_backend_error: "
+        f"{limit.on_backend_error.value}); explain does not count requests"
+    )
 
 
 def _why(decision: Decision) -> str:

@@ -1,5 +1,5 @@
 """The server's decision code as the offline tools run it: no sockets, a fixed clock, and keys
-given rather than fetched.
+given rather than fetched. Rate limits are named but never consume quota (`OfflineCounter`).
 
 `gateway explain`, `gateway test` and `gateway routes explain` all decide through `decider`,
 with the request's facts read from headers by `request_facts`, exactly as the door reads them.
@@ -13,6 +13,7 @@ from gateway.config import Config
 from gateway.core.authenticator import Authenticator, KeySource
 from gateway.core.decision import Decider, RequestFacts
 from gateway.core.models import IssuerConfig
+from gateway.core.ratelimit import OfflineCounter
 from gateway.core.routes import RouteTable
 
 __all__ = ["decider", "request_facts"]
@@ -37,6 +38,9 @@ def decider(
             clock=clock,
         ),
         max_body_size=config.limits.max_body_size,
+        # Rate limits are shown, never counted: every bucket is full offline. The failed-auth
+        # throttle is per running process, so offline it never applies.
+        counter=OfflineCounter(),
     )
 
 

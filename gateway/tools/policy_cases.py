@@ -18,6 +18,8 @@ cases:
       result: allowed        # optional: auth.result (allowed, public, denied, would_deny)
       upstream: orders       # optional: the upstream's name
       upstream_path: /orders/7?x=1   # optional: path and query the upstream receives
+      rate_limit: {rate: 100/s, burst: 200, key: client_id}   # optional: the route's limit,
+                                   # as routes.yaml writes it (false: none); never consumed
 ```
 
 `${NAME}` in any string is read from the environment, as in the config files. Every problem is
@@ -31,12 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
-from gateway.config import ConfigError
+from gateway.config import ConfigError, convert
 from gateway.config.convert import did_you_mean
 from gateway.config.interpolate import interpolate_all
 from gateway.config.source import Source
 from gateway.config.yamlfile import YamlList, YamlMap
 from gateway.core.decision import AuthResult
+from gateway.core.ratelimit import RateLimit
 from gateway.tools.explain import shown_target
 
 __all__ = ["Case", "CasesError", "Expect", "PolicyFile", "load_cases"]
@@ -46,7 +49,7 @@ _T = TypeVar("_T")
 _TOP = {"defaults", "cases"}
 _DEFAULTS = {"issuer", "claims"}
 _CASE = {"name", "method", "path", "claims", "token", "issuer", "headers", "expect"}
-_EXPECT = {"status", "reason", "result", "upstream", "upstream_path"}
+_EXPECT = {"status", "reason", "result", "upstream", "upstream_path", "rate_limit"}
 _RESULTS = {result.value for result in AuthResult}
 
 
@@ -65,6 +68,8 @@ class Expect:
     result: AuthResult | None = None
     upstream: str | None = None
     upstream_path: str | None = None
+    rate_limit: RateLimit | None = None
+    check_rate_limit: bool = False  # whether rate_limit is an expectation (None: no limit)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,11 +180,16 @@ def _expect(source: Source, entry: YamlMap) -> Expect | None:
     if reason is not None and not isinstance(reason, str):
         source.problem(section.key_lines["reason"], "'reason' must be a reason code or null")
         return None
+    before = len(source.issues)
+    limit = source.value(section, "rate_limit", convert.rate_limit)
+    if len(source.issues) > before:
+        return None
     return Expect(
         status=status, reason=reason, check_reason="reason" in section,
         result=AuthResult(result) if result is not None else None,
         upstream=_string(source, section, "upstream"),
         upstream_path=_string(source, section, "upstream_path"),
+        rate_limit=limit, check_rate_limit="rate_limit" in section,
     )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from gateway.config.units import parse_duration
 from gateway.core.decision import Decision, Forward
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig
+from gateway.core.ratelimit import RateLimit
 from gateway.core.urls import upstream_url
 from gateway.tools import offline
 from gateway.tools.explain import shown_target
@@ -163,7 +164,22 @@ def _failures(case: Case, decision: Decision) -> tuple[str, ...]:
             failures.append(
                 f"expected upstream_path {shown_target(expect.upstream_path)}, got {got}"
             )
+    if expect.check_rate_limit:
+        failures.extend(_limit_failures(expect.rate_limit, decision))
     return tuple(failures)
+
+
+def _limit_failures(expected: RateLimit | None, decision: Decision) -> list[str]:
+    """The route's limit against the expected one (the numbers, key and on_backend_error)."""
+    got = decision.route.rate_limit if decision.route is not None else None
+    same = (expected is None and got is None) or (
+        expected is not None and got is not None
+        and (expected.fingerprint, expected.on_backend_error, expected.name)
+        == (got.fingerprint, got.on_backend_error, got.name)
+    )  # fmt: skip
+    if same:
+        return []
+    return [f"expected rate_limit {expected or 'none'}, got {got or 'none'}"]
 
 
 def _upstream_path(decision: Decision) -> str | None:

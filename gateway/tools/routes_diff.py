@@ -7,8 +7,10 @@ common methods, and one stand-in for every other method. At each probe both tabl
 what they would do (the real `RouteTable.match`), and the two answers are compared.
 
 A change is *loosened* when some request gets further than before: newly routed or newly
-public, scopes that more tokens satisfy, more issuers accepted, enforce to report mode, or the
-token now forwarded to the upstream. *Tightened* is the reverse. A different upstream is
+public, scopes that more tokens satisfy, more issuers accepted, enforce to report mode, the
+token now forwarded to the upstream, or a rate limit removed or raised (a higher rate or burst,
+or failing open instead of closed when its counters are unreachable). *Tightened* is the
+reverse; a limit that now counts by another key is *changed*. A different upstream is
 *changed*: it neither opens nor closes anything. A 404 turning into a 405 (or back) is not
 listed: both are refusals before any upstream.
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 from gateway.core.methods import COMMON_METHODS
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, ScopeMode, ScopeRule
+from gateway.core.ratelimit import OnBackendError, RateLimit
 from gateway.core.routes import Match, RouteTable
 
 __all__ = ["Change", "Direction", "diff_routes"]
@@ -160,6 +163,7 @@ def _compare(before: _Access, after: _Access) -> list[tuple[Direction, str]]:
             changes.append((Direction.TIGHTENED, f"newly protected: {_needs(a)}"))
     elif not after.public:
         changes.extend(_protected_changes(b, a))
+    changes.extend(_limit_changes(b.rate_limit, a.rate_limit))
     if before.destination != after.destination:
         changes.append((Direction.CHANGED, f"upstream {before.destination} -> {after.destination}"))
     return changes
@@ -184,6 +188,31 @@ def _protected_changes(b: Route, a: Route) -> list[tuple[Direction, str]]:
         direction = Direction.LOOSENED if a.forward_token else Direction.TIGHTENED
         state = "now forwarded" if a.forward_token else "no longer forwarded"
         changes.append((direction, f"the bearer token is {state} to the upstream"))
+    return changes
+
+
+def _limit_changes(b: RateLimit | None, a: RateLimit | None) -> list[tuple[Direction, str]]:
+    if b is None and a is None:
+        return []
+    if a is None:
+        return [(Direction.LOOSENED, f"rate limit removed; was {b}")]
+    if b is None:
+        return [(Direction.TIGHTENED, f"rate limit added: {a}")]
+    changes: list[tuple[Direction, str]] = []
+    if b.fingerprint != a.fingerprint:
+        rate_b, rate_a = b.quota / b.period, a.quota / a.period
+        if a.key is not b.key:
+            direction = Direction.CHANGED
+        elif rate_a > rate_b or a.burst > b.burst:
+            direction = Direction.LOOSENED  # some client may now send more
+        else:
+            direction = Direction.TIGHTENED
+        changes.append((direction, f"rate limit {b} -> {a}"))
+    if b.on_backend_error is not a.on_backend_error:
+        opened = a.on_backend_error is OnBackendError.ALLOW
+        direction = Direction.LOOSENED if opened else Direction.TIGHTENED
+        changes.append((direction, f"rate limit on_backend_error {b.on_backend_error.value} -> "
+                        f"{a.on_backend_error.value}"))  # fmt: skip
     return changes
 
 

@@ -26,6 +26,7 @@ from tests.conftest import GatewayTestServer, LogCapture
 from tests.support import (
     DEFAULT_ROUTES,
     ENVIRON,
+    NO_AUTH_THROTTLE,
     RecordingUpstream,
     TestKeys,
     gateway_config,
@@ -118,7 +119,8 @@ jwks:
   kid_miss_wait: 2s
   retry_min: 100ms
   retry_max: 300ms
-""",
+"""
+    + NO_AUTH_THROTTLE,  # kid floods are measured here; the throttle has tests of its own
 )
 
 Start = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
