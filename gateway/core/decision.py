@@ -194,6 +194,10 @@ class _Trace:
         return tuple(self._steps or ())
 
 
+# The door's decisions record nothing: one shared tracer that drops every step.
+_NO_TRACE = _Trace(enabled=False)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decider:
     """Decides requests against one routes table and one set of issuers."""
@@ -205,7 +209,7 @@ class Decider:
 
     async def decide(self, request: RequestFacts, *, trace: bool = False) -> Decision:
         """Take every decision step in order; with ``trace``, record each step taken."""
-        steps = _Trace(trace)
+        steps = _Trace(enabled=True) if trace else _NO_TRACE
         try:
             check_host(request.host)
             target = canonicalize(request.raw_target)

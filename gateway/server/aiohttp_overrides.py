@@ -141,43 +141,59 @@ class _GatewayProtocol(RequestHandler):
     first request), whatever keep-alive allows between requests.
     """
 
-    __slots__ = ("_head_deadline", "header_timeout")
+    __slots__ = ("_head_deadline", "_head_since", "header_timeout")
     header_timeout: float
+
+    # One timer per connection, not one per request: the loop time a head started is noted
+    # (``_head_since``, None while no head is awaited) and the timer, when it fires, closes the
+    # connection if that head is still incomplete, or re-arms itself for the time left. A
+    # keep-alive connection thus costs a timer every ``header_timeout`` seconds at most, instead
+    # of a timer created and cancelled for every request.
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_since: float | None = None
         self._start_head_deadline()
 
     def data_received(self, data: bytes) -> None:
         # Private: `_current_request` and `_messages` say whether a request is being handled
         # or has been parsed; bytes arriving when neither is the case belong to a head.
-        waiting_for_head = self._current_request is None and not self._messages
-        if waiting_for_head:
+        if self._head_since is None and self._current_request is None and not self._messages:
             self._start_head_deadline()
         super().data_received(data)
         if self._messages or self._current_request is not None:
-            self._cancel_head_deadline()
+            self._head_since = None
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._cancel_head_deadline()
+        self._head_since = None
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
         super().connection_lost(exc)
 
     def _start_head_deadline(self) -> None:
         timeout = getattr(self, "header_timeout", 0.0)
-        if timeout and self._head_deadline is None:
-            self._head_deadline = self._loop.call_later(timeout, self._head_too_slow)
+        if not timeout:
+            return
+        self._head_since = self._loop.time()
+        if self._head_deadline is None:
+            self._head_deadline = self._loop.call_later(timeout, self._check_head)
 
-    def _cancel_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
-
-    def _head_too_slow(self) -> None:
+    def _check_head(self) -> None:
         self._head_deadline = None
-        if self._current_request is None and not self._messages and self.transport is not None:
-            _log.info("request_head_timeout", **{"client.ip": _peer(self.transport)})
-            self.transport.close()
+        since = self._head_since
+        if since is None or self.transport is None:
+            return
+        if self._current_request is not None or self._messages:
+            self._head_since = None
+            return
+        left = since + self.header_timeout - self._loop.time()
+        if left > 0:
+            self._head_deadline = self._loop.call_later(left, self._check_head)
+            return
+        _log.info("request_head_timeout", **{"client.ip": _peer(self.transport)})
+        self.transport.close()
 
     def handle_error(
         self,
