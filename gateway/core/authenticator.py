@@ -8,6 +8,7 @@ around it by `gateway.core.decision`, in the spec's order.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -63,12 +64,15 @@ class Authenticator:
         self._clock = clock
         self._cache = VerifiedTokenCache(cache_size, cache_bytes)
 
-    async def verify_token(self, token: str, route: Route | None = None) -> Claims:
+    async def verify_token(
+        self, token: str, route: Route | None = None, *, payload: bool = True
+    ) -> Claims:
         """Verify a token against the configured issuers (and the route's issuer restriction).
 
         A token verified before is answered from the cache while its validity window and its
-        issuer's key set are unchanged (without the payload, which only a fresh verification
-        carries); everything else is checked in full.
+        issuer's key set are unchanged; everything else is checked in full. The cache keeps no
+        payload: with ``payload`` (for display) a cached token's is decoded again; without it
+        (the door's decisions, which never read it) the claims carry none, cached or not.
         """
         digest = token_digest(token)
         cached = self._cache.get(digest)
@@ -76,6 +80,8 @@ class Authenticator:
             _check_route_issuer(cached.claims.issuer, route)
             source = self._sources[cached.claims.issuer.name]
             if cached.usable(self._clock(), await source.key_set(cached.kid)):
+                if payload:
+                    return dataclasses.replace(cached.claims, payload=tokens.payload_of(token))
                 return cached.claims
             self._cache.discard(digest)
         unverified = tokens.parse(token)
@@ -91,7 +97,7 @@ class Authenticator:
         claims = tokens.verify(unverified, issuer, keys, self._tokens, self._clock())
         entry = _cache_entry(claims, kid, keys, self._tokens.leeway)
         self._cache.put(digest, entry, entry_size(entry))
-        return claims
+        return claims if payload else entry.claims
 
 
 def _check_route_issuer(issuer: IssuerConfig, route: Route | None) -> None:

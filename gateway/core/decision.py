@@ -281,7 +281,8 @@ class Decider:
             return None, exc
         steps.note(StepName.CREDENTIALS, StepOutcome.PASSED)
         try:
-            claims = await self.authenticator.verify_token(token, route)
+            # Decisions never read the payload: the same claims, cached or not, and nothing big.
+            claims = await self.authenticator.verify_token(token, route, payload=False)
         except AuthError as exc:  # InvalidToken, KeysUnavailable
             steps.note(StepName.TOKEN, StepOutcome.FAILED, exc.reason, exc.check)
             return None, exc

@@ -189,7 +189,7 @@ async def test_cached_decision_equals_a_fresh_one(
     config: Config, tokens: TokenFactory, verify_calls: list[int]
 ) -> None:
     """A decision answered from the cache is identical to the fresh one (route, upstream, result,
-    claims), though the cache kept no payload."""
+    claims); decisions carry no payload, and `verify_token` decodes a cached token's again."""
     decider = Decider(
         routes=config.routes,
         table=RouteTable.from_config(config.routes),
@@ -206,7 +206,9 @@ async def test_cached_decision_equals_a_fresh_one(
     assert cached == fresh
     assert cached.claims is not None
     assert fresh.claims is not None
-    assert cached.claims.payload == {}
-    assert "profile" in fresh.claims.payload
+    assert cached.claims.payload == fresh.claims.payload == {}
+    again = await decider.authenticator.verify_token(token)
+    assert again.payload["profile"] == "y" * 50_000
+    assert len(verify_calls) == 1
     for name in ("issuer", "subject", "client_id", "scopes", "expires_at", "starts_at"):
         assert getattr(cached.claims, name) == getattr(fresh.claims, name)
