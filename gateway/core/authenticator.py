@@ -8,12 +8,13 @@ around it by `gateway.core.decision`, in the spec's order.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from gateway.core import tokens
-from gateway.core.cache import CachedToken, VerifiedTokenCache, token_digest
+from gateway.core.cache import CachedToken, VerifiedTokenCache, entry_size, token_digest
 from gateway.core.errors import InvalidToken, KeysUnavailable, TokenCheck
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig, Route, TokensConfig
@@ -51,6 +52,7 @@ class Authenticator:
         key_sources: Mapping[str, KeySource] | None = None,
         clock: Callable[[], float] = time.time,
         cache_size: int = 10_000,
+        cache_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self._by_issuer = {issuer.issuer: issuer for issuer in issuers}
         sources = dict(key_sources or {})
@@ -60,13 +62,17 @@ class Authenticator:
         }
         self._tokens = tokens_config
         self._clock = clock
-        self._cache = VerifiedTokenCache(cache_size)
+        self._cache = VerifiedTokenCache(cache_size, cache_bytes)
 
-    async def verify_token(self, token: str, route: Route | None = None) -> Claims:
+    async def verify_token(
+        self, token: str, route: Route | None = None, *, payload: bool = True
+    ) -> Claims:
         """Verify a token against the configured issuers (and the route's issuer restriction).
 
         A token verified before is answered from the cache while its validity window and its
-        issuer's key set are unchanged; everything else is checked in full.
+        issuer's key set are unchanged; everything else is checked in full. The cache keeps no
+        payload: with ``payload`` (for display) a cached token's is decoded again; without it
+        (the door's decisions, which never read it) the claims carry none, cached or not.
         """
         digest = token_digest(token)
         cached = self._cache.get(digest)
@@ -74,6 +80,8 @@ class Authenticator:
             _check_route_issuer(cached.claims.issuer, route)
             source = self._sources[cached.claims.issuer.name]
             if cached.usable(self._clock(), await source.key_set(cached.kid)):
+                if payload:
+                    return dataclasses.replace(cached.claims, payload=tokens.payload_of(token))
                 return cached.claims
             self._cache.discard(digest)
         unverified = tokens.parse(token)
@@ -87,8 +95,9 @@ class Authenticator:
         if keys is None:
             raise KeysUnavailable(retry_after=5)
         claims = tokens.verify(unverified, issuer, keys, self._tokens, self._clock())
-        self._cache.put(digest, _cache_entry(claims, kid, keys, self._tokens.leeway))
-        return claims
+        entry = _cache_entry(claims, kid, keys, self._tokens.leeway)
+        self._cache.put(digest, entry, entry_size(entry))
+        return claims if payload else entry.claims
 
 
 def _check_route_issuer(issuer: IssuerConfig, route: Route | None) -> None:
@@ -97,7 +106,6 @@ def _check_route_issuer(issuer: IssuerConfig, route: Route | None) -> None:
 
 
 def _cache_entry(claims: Claims, kid: str | None, keys: KeySet, leeway: float) -> CachedToken:
-    starts = [claims.payload[name] for name in ("nbf", "iat") if name in claims.payload]
-    # verify() has checked that these are finite JSON numbers.
-    valid_from = max((float(value) for value in starts), default=float("-inf")) - leeway
-    return CachedToken(claims, kid, keys, valid_from, claims.expires_at + leeway)
+    # Only what a decision reads is kept: the payload (any size the issuer signed) is not.
+    valid_from = claims.starts_at - leeway
+    return CachedToken(claims.without_payload(), kid, keys, valid_from, claims.expires_at + leeway)

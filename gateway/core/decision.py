@@ -219,6 +219,10 @@ class _Trace:
         return tuple(self._steps or ())
 
 
+# The door's decisions record nothing: one shared tracer that drops every step.
+_NO_TRACE = _Trace(enabled=False)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decider:
     """Decides requests against one routes table and one set of issuers."""
@@ -234,7 +238,7 @@ class Decider:
 
     async def decide(self, request: RequestFacts, *, trace: bool = False) -> Decision:
         """Take every decision step in order; with ``trace``, record each step taken."""
-        steps = _Trace(trace)
+        steps = _Trace(enabled=True) if trace else _NO_TRACE
         try:
             check_host(request.host)
             target = canonicalize(request.raw_target)
@@ -354,7 +358,8 @@ class Decider:
             return None, exc
         steps.note(StepName.CREDENTIALS, StepOutcome.PASSED)
         try:
-            claims = await self.authenticator.verify_token(token, route)
+            # Decisions never read the payload: the same claims, cached or not, and nothing big.
+            claims = await self.authenticator.verify_token(token, route, payload=False)
         except AuthError as exc:  # InvalidToken, KeysUnavailable
             steps.note(StepName.TOKEN, StepOutcome.FAILED, exc.reason, exc.check)
             return None, exc

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.core.methods import COMMON_METHODS, NEVER_PROXIED
-from gateway.core.models import Route, RoutesConfig, Upstream, path_matches
+from gateway.core.models import Route, RoutesConfig, Upstream
 
 __all__ = ["Match", "RouteMatch", "RouteTable"]
 
@@ -51,20 +51,33 @@ class _Group:
     routes: tuple[Route, ...]
     fold_case: bool
     strip_suffix: bool
+    # What matching compares against, computed once with the table (not per request).
+    _pattern: str = field(init=False, repr=False, compare=False)
+    _prefix: str = field(init=False, repr=False, compare=False)
+    _exact: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        first = self.routes[0]
+        pattern = first.path.lower() if self.fold_case else first.path
+        object.__setattr__(self, "_pattern", pattern)
+        # `path_matches`' whole-segment prefix.
+        object.__setattr__(self, "_prefix", pattern if pattern.endswith("/") else pattern + "/")
+        object.__setattr__(self, "_exact", first.exact)
 
     @property
     def path(self) -> str:
         return self.routes[0].path
 
     def matches(self, path: str) -> bool:
-        pattern = self.path.lower() if self.fold_case else self.path
-        forms = [path, _without_suffix(path)] if self.strip_suffix else [path]
-        return any(
-            path_matches(
-                pattern, form.lower() if self.fold_case else form, exact=self.routes[0].exact
-            )
-            for form in forms
-        )
+        if self._matches(path):
+            return True
+        return self.strip_suffix and self._matches(_without_suffix(path))
+
+    def _matches(self, form: str) -> bool:
+        # `path_matches(self._pattern, form, exact=...)`, with the pattern's forms precomputed.
+        if self.fold_case:
+            form = form.lower()
+        return form == self._pattern or (not self._exact and form.startswith(self._prefix))
 
 
 def _without_suffix(path: str) -> str:

@@ -37,6 +37,8 @@ _PATH_CHARS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@/%"
 )
 _QUERY_FORBIDDEN = frozenset(chr(c) for c in range(0x21)) | {"\x7f", "#"}
+# A path made only of these decodes to itself.
+_PLAIN_PATH = re.compile("[" + "".join(re.escape(ch) for ch in sorted(_PATH_CHARS - {"%"})) + "]*")
 
 
 class TargetProblem(enum.Enum):
@@ -114,6 +116,8 @@ def canonicalize_path(raw_path: str) -> str:
     if not raw_path.startswith("/"):
         raise TargetError(TargetProblem.NOT_ORIGIN_FORM)
     decoded = _decode_pchars(raw_path)
+    if "//" not in decoded and "/." not in decoded:
+        return decoded  # no empty or dot segment: the loop below would rebuild it unchanged
     segments: list[str] = []
     trailing_slash = False
     for segment in decoded.split("/")[1:]:
@@ -133,6 +137,8 @@ def canonicalize_path(raw_path: str) -> str:
 
 
 def _decode_pchars(raw_path: str) -> str:
+    if _PLAIN_PATH.fullmatch(raw_path):
+        return raw_path  # nothing to decode or refuse (the common case, checked in C)
     out: list[str] = []
     i = 0
     length = len(raw_path)

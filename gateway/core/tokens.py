@@ -14,7 +14,8 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from jwt.algorithms import get_default_algorithms
@@ -23,7 +24,7 @@ from gateway.core.errors import InvalidToken, TokenCheck
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig, ScopeFormat, TokensConfig
 
-__all__ = ["Claims", "UnverifiedToken", "numeric_date", "parse", "verify"]
+__all__ = ["Claims", "UnverifiedToken", "numeric_date", "parse", "payload_of", "verify"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 _ALGORITHMS = get_default_algorithms()
@@ -62,16 +63,37 @@ class UnverifiedToken:
         return self.payload.get("iss")
 
 
+_NO_PAYLOAD: Mapping[str, Any] = MappingProxyType({})
+
+
+def _no_payload() -> Mapping[str, Any]:
+    return _NO_PAYLOAD
+
+
 @dataclass(frozen=True, slots=True)
 class Claims:
-    """What a verified token says about its bearer."""
+    """What a verified token says about its bearer: what the decision and the forwarded identity
+    headers read, and nothing else is needed to decide again.
+
+    ``payload`` is the whole verified payload, for offline display only: `without_payload` drops
+    it (the verified-token cache keeps claims without it), and it takes no part in equality, so
+    a cached decision equals a fresh one.
+    """
 
     issuer: IssuerConfig
     subject: str | None
     client_id: str | None
     scopes: frozenset[str]
     expires_at: float
-    payload: Mapping[str, Any]
+    payload: Mapping[str, Any] = field(default_factory=_no_payload, compare=False, repr=False)
+    starts_at: float = float("-inf")  # max(nbf, iat), without leeway; -inf when neither is set
+
+    def without_payload(self) -> Claims:
+        """The same claims without the payload (what a cache keeps)."""
+        return Claims(
+            self.issuer, self.subject, self.client_id, self.scopes, self.expires_at,
+            starts_at=self.starts_at,
+        )  # fmt: skip
 
 
 def parse(token: str) -> UnverifiedToken:
@@ -83,6 +105,11 @@ def parse(token: str) -> UnverifiedToken:
     payload = _json_object(parts[1])
     signature = _b64url(parts[2])
     return UnverifiedToken(header, payload, f"{parts[0]}.{parts[1]}".encode(), signature)
+
+
+def payload_of(token: str) -> Mapping[str, Any]:
+    """The decoded payload of a token `parse` has accepted before (a cached token's)."""
+    return _json_object(token.split(".")[1])
 
 
 def verify(
@@ -135,7 +162,8 @@ def _validate_claims(
     expires_at = _date_or_refuse(payload["exp"], TokenCheck.EXP)
     if now > expires_at + leeway:
         raise InvalidToken("expired", TokenCheck.EXP)
-    if "nbf" in payload and now + leeway < _date_or_refuse(payload["nbf"], TokenCheck.NBF):
+    not_before = _date_or_refuse(payload["nbf"], TokenCheck.NBF) if "nbf" in payload else None
+    if not_before is not None and now + leeway < not_before:
         raise InvalidToken("not_yet_valid", TokenCheck.NBF)
     issued_at = _date_or_refuse(payload["iat"], TokenCheck.IAT) if "iat" in payload else None
     if issued_at is not None and issued_at > now + leeway:
@@ -153,6 +181,10 @@ def _validate_claims(
         scopes=_scopes(payload, issuer),
         expires_at=expires_at,
         payload=payload,
+        starts_at=max(
+            (start for start in (not_before, issued_at) if start is not None),
+            default=float("-inf"),
+        ),
     )
 
 

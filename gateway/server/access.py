@@ -1,49 +1,47 @@
-"""The access log: one JSON line per request, whoever answered it.
+"""The access log and the request metrics: one JSON line and one count per request, whoever
+answered it.
 
-`RequestRecord` is what the handler notes while deciding and forwarding; the middleware turns it
-into an `AccessEntry` once the response is out. Requests answered below the application (parser
-errors, the plain-HTTP redirect listener) build their `AccessEntry` directly. `access_record` is
-pure: the entry as the access-log fields (Elastic Common Schema / OpenTelemetry names), and
-`log_access` is the one place that writes them.
+`RequestRecord` is what the door notes while deciding and forwarding; `Accounting.finish` turns
+it into the access line (one dict, one orjson dump, one write: `gateway.server.logs.write_line`)
+and counts it, with the metric children looked up once per label set. Requests answered below
+the door (parser errors, the plain-HTTP redirect listener) build an `AccessEntry` and call
+`log_access`. `access_record` is pure: an entry as the access-log fields (Elastic Common Schema /
+OpenTelemetry names); `RequestRecord.access_fields` builds the same fields, in the same order.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from prometheus_client.metrics import Counter, Histogram
 
 from gateway.core.decision import AuthResult, Decision
-from gateway.core.headers import request_id
 from gateway.core.methods import COMMON_METHODS
-from gateway.core.refusals import INTERNAL_ERROR, NOT_ORIGIN_FORM, Refusal
-from gateway.server.logs import get_logger, rfc3339
+from gateway.core.refusals import Refusal
+from gateway.server.logs import rfc3339, rfc3339_ns, write_line
 from gateway.server.metrics import Metrics, status_class
 from gateway.server.render import render
 from gateway.server.upstream import ProxyOutcome
 
 __all__ = [
-    "ACCESS",
     "AccessEntry",
+    "Accounting",
     "RequestRecord",
-    "access_log_middleware",
     "access_record",
     "log_access",
 ]
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RATE_LIMIT_REASONS = frozenset({"rate_limited", "auth_throttled", "rate_limit_unavailable"})
-_log = get_logger()
+_DENIED = AuthResult.DENIED.value
+_WOULD_DENY = AuthResult.WOULD_DENY.value
 
 
 @dataclass(slots=True)
 class RequestRecord:
-    """What happened to one request so far; the door fills it in, the middleware logs it."""
+    """What happened to one request so far; the door fills it in, `Accounting` logs it."""
 
     request_id: str
     path: str | None = None
@@ -71,13 +69,15 @@ class RequestRecord:
         """Write down what the door decided (before the refusal or the proxying)."""
         if decision.target is not None:
             self.path = decision.target.path
-        if decision.route is not None:
-            self.route = decision.route.path
+        route = decision.route
+        if route is not None:
+            self.route = route.path
         if decision.upstream is not None:
             self.upstream = decision.upstream.name
-        if decision.claims is not None:
-            self.user_id = decision.claims.subject
-            self.client_id = decision.claims.client_id
+        claims = decision.claims
+        if claims is not None:
+            self.user_id = claims.subject
+            self.client_id = claims.client_id
         self.auth_result = decision.result.value
         self.auth_reason = decision.reason
 
@@ -87,87 +87,125 @@ class RequestRecord:
         self.request_bytes = outcome.request_bytes
         self.response_bytes = outcome.response_bytes
 
-
-ACCESS = web.RequestKey("access_record", RequestRecord)
-
-
-def access_log_middleware(metrics: Metrics) -> Middleware:
-    """Give each request an id and a record; once answered, log one access line and count it."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        with metrics.in_flight.track_inprogress():
-            record, response, duration_ns = await _handle(request, handler)
-        _observe(metrics, request.method, record, response.status, duration_ns)
-        return response
-
-    return middleware
-
-
-async def _handle(
-    request: web.Request, handler: Handler
-) -> tuple[RequestRecord, web.StreamResponse, int]:
-    wall_start = datetime.now(UTC)
-    started = time.perf_counter_ns()
-    record = RequestRecord(request_id=request_id(request.headers.getall("X-Request-ID", [])))
-    request[ACCESS] = record
-    response: web.StreamResponse
-    try:
-        response = await handler(request)
-    except web.HTTPException:
-        # aiohttp's router matches every origin-form path, so only a target that is not one
-        # (CONNECT's authority form, OPTIONS *) gets here: the same 400 as any bad target.
-        response = record.refuse(NOT_ORIGIN_FORM)
-    except Exception:
-        _log.exception("request_failed", **{"http.request.id": record.request_id})
-        response = record.refuse(INTERNAL_ERROR)
-    if request.body_exists and not request.content.at_eof() and isinstance(response, web.Response):
-        # A refused request's body is never read: close rather than drain it.
-        response.force_close()
-    if "Upgrade" in request.headers and not response.prepared:
-        # aiohttp treats the connection as upgraded; nothing after it may be read as a request.
-        response.force_close()
-    duration_ns = time.perf_counter_ns() - started
-    entry = AccessEntry(
-        started=wall_start,
-        duration_ns=duration_ns,
-        request_id=record.request_id,
-        client_ip=request.remote,
-        method=request.method,
-        path=record.path,
-        route=record.route,
-        status=response.status,
-        upstream=record.upstream,
-        upstream_duration_ns=record.upstream_ns,
-        request_bytes=record.request_bytes,
-        response_bytes=record.response_bytes,
-        user_agent=request.headers.get("User-Agent"),
-        user_id=record.user_id,
-        client_id=record.client_id,
-        auth_result=record.auth_result,
-        auth_reason=record.auth_reason,
-    )
-    log_access(entry)
-    return record, response, duration_ns
+    def access_fields(
+        self,
+        *,
+        timestamp: str,
+        duration_ns: int,
+        client_ip: str | None,
+        method: str,
+        status: int,
+        user_agent: str | None,
+    ) -> dict[str, Any]:
+        """The access-log fields for this request: `access_record`'s, in its order."""
+        return {
+            "@timestamp": timestamp,
+            "log.level": "info",
+            "event.action": "access",
+            "http.request.id": self.request_id,
+            "client.ip": client_ip,
+            "http.request.method": method,
+            "url.path": self.path,
+            "http.route": self.route,
+            "http.response.status_code": status,
+            "event.duration": duration_ns,
+            "upstream.name": self.upstream,
+            "upstream.duration": self.upstream_ns,
+            "http.request.body.bytes": self.request_bytes,
+            "http.response.body.bytes": self.response_bytes,
+            "user_agent.original": user_agent,
+            "user.id": self.user_id,
+            "client.id": self.client_id,
+            "auth.result": self.auth_result,
+            "auth.reason": self.auth_reason,
+        }
 
 
-def _observe(
-    metrics: Metrics, method: str, record: RequestRecord, status: int, duration_ns: int
-) -> None:
-    route = record.route or "none"
-    label_method = method if method in COMMON_METHODS else "other"
-    metrics.requests.labels(route, label_method, status_class(status)).inc()
-    metrics.request_duration.labels(route).observe(duration_ns / 1e9)
-    if record.auth_result == AuthResult.DENIED.value and record.auth_reason is not None:
-        metrics.auth_refusals.labels(record.auth_reason).inc()
-        if record.auth_reason in RATE_LIMIT_REASONS:
-            metrics.rate_limited.labels(route, record.auth_reason).inc()
-    if record.auth_result == AuthResult.WOULD_DENY.value and record.auth_reason is not None:
-        metrics.auth_would_deny.labels(route, record.auth_reason).inc()
-    if record.upstream is not None and record.upstream_ns is not None:
-        metrics.upstream_duration.labels(record.upstream).observe(record.upstream_ns / 1e9)
-    if record.upstream is not None and record.upstream_failure is not None:
-        metrics.upstream_failures.labels(record.upstream, record.upstream_failure).inc()
+class Accounting:
+    """Writes each request's access line and counts it in the request metrics.
+
+    The labelled children of the per-request metrics are looked up once per label set and kept
+    (the label values are bounded: route patterns from the config, common methods, status
+    classes, refusal reasons, upstream names), so a request costs dict lookups, not
+    ``.labels()`` calls.
+    """
+
+    __slots__ = ("_by_reason", "_by_request", "_by_upstream", "_failures", "_would_deny", "metrics")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._by_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._by_reason: dict[str, Counter] = {}
+        self._would_deny: dict[tuple[str, str], Counter] = {}
+        self._by_upstream: dict[str, Histogram] = {}
+        self._failures: dict[tuple[str, str], Counter] = {}
+
+    def finish(
+        self,
+        record: RequestRecord,
+        *,
+        started_ns: int,
+        duration_ns: int,
+        client_ip: str | None,
+        method: str,
+        status: int,
+        user_agent: str | None,
+    ) -> None:
+        """Log the access line for one answered request (``started_ns``: `time.time_ns` when it
+        arrived) and count it."""
+        write_line(
+            record.access_fields(
+                timestamp=rfc3339_ns(started_ns), duration_ns=duration_ns, client_ip=client_ip,
+                method=method, status=status, user_agent=user_agent,
+            )
+        )  # fmt: skip
+        route = record.route or "none"
+        key = (route, method, status // 100)
+        children = self._by_request.get(key)
+        if children is None:
+            children = self._children(route, method, status)
+        children[0].inc()
+        children[1].observe(duration_ns / 1e9)
+        reason = record.auth_reason
+        if reason is not None:
+            if record.auth_result == _DENIED:
+                counter = self._by_reason.get(reason)
+                if counter is None:
+                    counter = self._by_reason[reason] = self.metrics.auth_refusals.labels(reason)
+                counter.inc()
+                if reason in RATE_LIMIT_REASONS:  # rare: no cached child
+                    self.metrics.rate_limited.labels(route, reason).inc()
+            elif record.auth_result == _WOULD_DENY:
+                would = self._would_deny.get((route, reason))
+                if would is None:
+                    would = self.metrics.auth_would_deny.labels(route, reason)
+                    self._would_deny[(route, reason)] = would
+                would.inc()
+        upstream = record.upstream
+        if upstream is not None:
+            if record.upstream_ns is not None:
+                histogram = self._by_upstream.get(upstream)
+                if histogram is None:
+                    histogram = self.metrics.upstream_duration.labels(upstream)
+                    self._by_upstream[upstream] = histogram
+                histogram.observe(record.upstream_ns / 1e9)
+            kind = record.upstream_failure
+            if kind is not None:
+                failures = self._failures.get((upstream, kind))
+                if failures is None:
+                    failures = self.metrics.upstream_failures.labels(upstream, kind)
+                    self._failures[(upstream, kind)] = failures
+                failures.inc()
+
+    def _children(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+        label_method = method if method in COMMON_METHODS else "other"
+        children = (
+            self.metrics.requests.labels(route, label_method, status_class(status)),
+            self.metrics.request_duration.labels(route),
+        )
+        if label_method != "other":  # other methods are one label: their names are not kept
+            self._by_request[(route, method, status // 100)] = children
+        return children
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,5 +261,6 @@ def access_record(entry: AccessEntry) -> dict[str, Any]:
 
 
 def log_access(entry: AccessEntry) -> None:
-    """Write the access line for one request: the only place an ``access`` event is logged."""
-    _log.info("access", **access_record(entry))
+    """Write the access line for a request answered below the door (a parser error, a
+    redirect)."""
+    write_line(access_record(entry))

@@ -4,7 +4,8 @@ aiohttp answers a request its parser refuses before any middleware runs, with a 
 quotes the offending bytes (an ``Authorization`` line among them) and an error log entry that
 does the same. `GatewayRunner` serves the application with a protocol whose error responses are
 the gateway's JSON refusal, quote nothing the client sent, and are logged as one access line;
-it also caps the number of client connections.
+it also caps the number of client connections, and serves the gateway's door as aiohttp's
+low-level handler (``app[HANDLER]``): no router, no middleware, a plain `web.BaseRequest`.
 
 Each override below says which private attribute or class it relies on. `PRIVATE_SHAPES` lists
 them all, and `check_private_shapes` (run on every server the runner builds) fails loudly when an
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import cast
 
@@ -32,6 +33,7 @@ from gateway.server.logs import get_logger
 from gateway.server.render import render
 
 __all__ = [
+    "HANDLER",
     "HEADER_TIMEOUT",
     "MAX_CONNECTIONS",
     "PRIVATE_SHAPES",
@@ -72,6 +74,9 @@ PRIVATE_SHAPES: tuple[tuple[str, str, str], ...] = (
     ("RequestHandler", "_current_request", "whether a request is being handled"),
     ("RequestHandler", "_messages", "requests parsed but not yet handled"),
     ("StreamWriter", "output_size", "whether a response has started on the connection"),
+    ("Server", "request_handler", "replaced by the door (the low-level handler)"),
+    ("Server", "request_factory", "replaced by Server._make_request (plain BaseRequest)"),
+    ("Server", "_make_request", "builds a plain BaseRequest, without the application's state"),
 )
 
 
@@ -136,43 +141,59 @@ class _GatewayProtocol(RequestHandler):
     first request), whatever keep-alive allows between requests.
     """
 
-    __slots__ = ("_head_deadline", "header_timeout")
+    __slots__ = ("_head_deadline", "_head_since", "header_timeout")
     header_timeout: float
+
+    # One timer per connection, not one per request: the loop time a head started is noted
+    # (``_head_since``, None while no head is awaited) and the timer, when it fires, closes the
+    # connection if that head is still incomplete, or re-arms itself for the time left. A
+    # keep-alive connection thus costs a timer every ``header_timeout`` seconds at most, instead
+    # of a timer created and cancelled for every request.
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_since: float | None = None
         self._start_head_deadline()
 
     def data_received(self, data: bytes) -> None:
         # Private: `_current_request` and `_messages` say whether a request is being handled
         # or has been parsed; bytes arriving when neither is the case belong to a head.
-        waiting_for_head = self._current_request is None and not self._messages
-        if waiting_for_head:
+        if self._head_since is None and self._current_request is None and not self._messages:
             self._start_head_deadline()
         super().data_received(data)
         if self._messages or self._current_request is not None:
-            self._cancel_head_deadline()
+            self._head_since = None
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._cancel_head_deadline()
+        self._head_since = None
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
         super().connection_lost(exc)
 
     def _start_head_deadline(self) -> None:
         timeout = getattr(self, "header_timeout", 0.0)
-        if timeout and self._head_deadline is None:
-            self._head_deadline = self._loop.call_later(timeout, self._head_too_slow)
+        if not timeout:
+            return
+        self._head_since = self._loop.time()
+        if self._head_deadline is None:
+            self._head_deadline = self._loop.call_later(timeout, self._check_head)
 
-    def _cancel_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
-
-    def _head_too_slow(self) -> None:
+    def _check_head(self) -> None:
         self._head_deadline = None
-        if self._current_request is None and not self._messages and self.transport is not None:
-            _log.info("request_head_timeout", **{"client.ip": _peer(self.transport)})
-            self.transport.close()
+        since = self._head_since
+        if since is None or self.transport is None:
+            return
+        if self._current_request is not None or self._messages:
+            self._head_since = None
+            return
+        left = since + self.header_timeout - self._loop.time()
+        if left > 0:
+            self._head_deadline = self._loop.call_later(left, self._check_head)
+            return
+        _log.info("request_head_timeout", **{"client.ip": _peer(self.transport)})
+        self.transport.close()
 
     def handle_error(
         self,
@@ -226,11 +247,20 @@ class _GatewayHTTPServer(web.Server):
 
 MAX_CONNECTIONS = web.AppKey("max_connections", int)
 HEADER_TIMEOUT = web.AppKey("header_timeout", float)
+LowLevelHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+HANDLER: web.AppKey[LowLevelHandler] = web.AppKey("handler")
 
 
 class GatewayRunner(web.AppRunner):
     """An `AppRunner` whose connections answer parser errors in the gateway's own shape and
-    that holds at most ``app[MAX_CONNECTIONS]`` client connections (0: no limit)."""
+    that holds at most ``app[MAX_CONNECTIONS]`` client connections (0: no limit).
+
+    With ``app[HANDLER]`` set, every request goes straight to that handler with a plain
+    `web.BaseRequest`: the application's router, middlewares, ``on_response_prepare`` signal and
+    expect handler are not used (the application still owns start-up and clean-up). The door
+    does everything itself, and aiohttp's router, middleware chain and `web.Request` cost about
+    a fifth of a refusal's time.
+    """
 
     __slots__ = ()
 
@@ -243,6 +273,12 @@ class GatewayRunner(web.AppRunner):
         server.__class__ = _GatewayHTTPServer
         server.max_connections = self.app.get(MAX_CONNECTIONS, 0)  # type: ignore[attr-defined]
         server.header_timeout = self.app.get(HEADER_TIMEOUT, 0.0)  # type: ignore[attr-defined]
+        handler = self.app.get(HANDLER)
+        if handler is not None:
+            # Override: `Server.request_handler` and `request_factory` are read by each new
+            # connection; `Server._make_request` builds a plain BaseRequest.
+            server.request_handler = handler
+            server.request_factory = server._make_request
         return server
 
 

@@ -21,8 +21,9 @@ from gateway.config.tls import TlsError, client_context, load_server_chain, serv
 from gateway.core.authenticator import Authenticator
 from gateway.core.routes import RouteTable
 from gateway.jwks.remote import RemoteKeys
-from gateway.server.access import access_log_middleware
+from gateway.server.access import Accounting
 from gateway.server.aiohttp_overrides import (
+    HANDLER,
     HEADER_TIMEOUT,
     MAX_CONNECTIONS,
     GatewayRunner,
@@ -33,7 +34,7 @@ from gateway.server.handler import Door, Policy
 from gateway.server.key_events import LoggedKeyEvents
 from gateway.server.logs import get_logger
 from gateway.server.metrics import CONTENT_TYPE, Metrics
-from gateway.server.ratelimit import Limiting, add_limit_headers
+from gateway.server.ratelimit import Limiting
 from gateway.server.redirect import redirect_app
 from gateway.server.reload import ConfigReloader
 from gateway.server.upstream import UpstreamClient
@@ -147,17 +148,20 @@ def create_app(
     def build(new_config: Config, remote_keys: RemoteKeys) -> Policy:
         return build_policy(new_config, remote_keys, clock=clock, limiting=limiting)
 
+    in_flight = InFlight()
     door = Door(
         build(config, RemoteKeys(config.issuers, config.jwks, events=LoggedKeyEvents(metrics))),
         client,
+        Accounting(metrics),
+        in_flight,
+        hsts=config.tls.hsts if config.tls is not None else None,
     )
     reloader = ConfigReloader(door, metrics, build, environ=environ)
     metrics.set_config_version(config.version, time.time())
-    app = web.Application(
-        middlewares=[access_log_middleware(metrics)], handler_args=server_settings(limits)
-    )
-    in_flight = InFlight()
-    in_flight.install(app)  # inside the access log middleware: a cut request is still logged
+    app = web.Application(handler_args=server_settings(limits))
+    # Every request goes to the door as aiohttp's low-level handler (GatewayRunner): no router,
+    # no middleware. The door adds HSTS itself and sends 100 Continue only once it has decided.
+    app[HANDLER] = door.handle
     app[DOOR] = door
     app[METRICS] = metrics
     app[MAX_CONNECTIONS] = limits.max_connections
@@ -181,22 +185,7 @@ def create_app(
         await limiting.close()
 
     app.cleanup_ctx.append(resources)
-    app.on_response_prepare.append(add_limit_headers)
-    if config.tls is not None and config.tls.hsts:
-        hsts = config.tls.hsts
-
-        async def add_hsts(_: web.Request, response: web.StreamResponse) -> None:
-            response.headers["Strict-Transport-Security"] = hsts
-
-        app.on_response_prepare.append(add_hsts)
-    app.router.add_route("*", "/{tail:.*}", door.handle, expect_handler=_decide_first)
     return app
-
-
-async def _decide_first(request: web.Request) -> None:
-    """aiohttp's default expect handler answers ``100 Continue`` before any handler runs; the
-    gateway sends it only once the request is allowed (the handler does), so a refused request
-    never gets one, and an unmet expectation is refused (417) by the decision."""
 
 
 def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> web.Application:

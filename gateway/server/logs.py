@@ -18,7 +18,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-__all__ = ["configure", "get_logger", "now_rfc3339", "rfc3339"]
+__all__ = ["configure", "get_logger", "now_rfc3339", "rfc3339", "rfc3339_ns", "write_line"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -83,10 +83,37 @@ def rfc3339(moment: datetime) -> str:
     return _format(int(moment.timestamp()), moment.microsecond // 1000)
 
 
+def rfc3339_ns(nanoseconds: int) -> str:
+    """A `time.time_ns` value as RFC 3339 UTC with milliseconds."""
+    return _format(nanoseconds // 1_000_000_000, nanoseconds // 1_000_000 % 1000)
+
+
+class _Output:
+    """Where `write_line` writes: the stream structlog prints to, and whether info is logged."""
+
+    stream: TextIO | None = None  # None: sys.stdout at the time of writing
+    info_enabled = True
+
+
+def write_line(fields: dict[str, Any]) -> None:
+    """Write one info-level event that is already in its final shape (``@timestamp``,
+    ``log.level`` and ``event.action`` first) as a JSON line, without structlog's processors:
+    what structlog would print for the same fields, on the same stream, flushed. The access
+    log's hot path (one dict, one dumps, one write)."""
+    if not _Output.info_enabled:
+        return
+    stream = _Output.stream or sys.stdout
+    stream.write(_dumps(fields) + "\n")
+    stream.flush()
+
+
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
     """Render every event, ours and the standard library's, as one JSON object per line."""
     numeric = _LEVELS[level]
     output = stream or sys.stdout
+    # Like structlog's PrintLogger: standard output is looked up when writing (tests swap it).
+    _Output.stream = None if output is sys.stdout else output
+    _Output.info_enabled = numeric <= logging.INFO
     shared: list[Any] = [
         structlog.stdlib.add_log_level,
         _timestamp,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -36,7 +35,7 @@ from gateway.core.ratelimit import (
 from gateway.server.logs import get_logger
 from gateway.server.metrics import Metrics
 
-__all__ = ["GCRA_SCRIPT", "LIMIT_HEADERS", "Limiting", "RedisCounter", "add_limit_headers"]
+__all__ = ["GCRA_SCRIPT", "Limiting", "RedisCounter"]
 
 _log = get_logger()
 
@@ -60,15 +59,6 @@ local ttl = math.ceil((new_tat - now) / 1000) + 1
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
 return {1, math.floor((now - allow_at) / interval + 1e-6), 0, math.ceil(new_tat - now)}
 """
-
-LIMIT_HEADERS = web.RequestKey("limit_headers", dict[str, str])
-
-
-async def add_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: give a forwarded response its RateLimit fields."""
-    headers = request.get(LIMIT_HEADERS)
-    if headers:
-        response.headers.update(headers)
 
 
 class RedisCounter:
@@ -132,8 +122,10 @@ class RedisCounter:
             )  # fmt: skip
 
     async def close(self) -> None:
-        """Close the pool's connections."""
+        """Close the client and every pooled connection (a client given its pool leaves it open;
+        one cut by a timeout mid-command would otherwise be collected still open)."""
         await self._client.aclose()
+        await self._client.connection_pool.disconnect()
 
 
 class Limiting:

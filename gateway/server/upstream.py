@@ -40,7 +40,10 @@ from gateway.server.upstream_errors import (
 )
 from gateway.server.upstream_pool import ConnectionPool, PoolKey
 
-__all__ = ["BodyTooLarge", "ProxyOutcome", "UpstreamClient", "UpstreamFailure"]
+__all__ = ["RESPONSE_STARTED", "BodyTooLarge", "ProxyOutcome", "UpstreamClient", "UpstreamFailure"]
+
+# The streamed response once its head is out (the drain cuts such a request mid-body).
+RESPONSE_STARTED = web.RequestKey("response_started", web.StreamResponse)
 
 # Responses up to this size (with a Content-Length) are read whole and sent in one write.
 _BUFFERED_MAX = 64 * 1024
@@ -102,15 +105,17 @@ class UpstreamClient:
 
     async def forward(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         upstream: Upstream,
         url: yarl.URL,
         headers: CIMultiDict[str],
         tls: ssl.SSLContext | None = None,
         *,
         body_limit: int | None = None,
+        added: tuple[tuple[str, str], ...] = (),
     ) -> ProxyOutcome:
-        """Send the request upstream and stream the answer back to the client."""
+        """Send the request upstream and stream the answer back to the client, with the
+        ``added`` response headers set (over the upstream's own)."""
         assert self._pool is not None, "UpstreamClient.start() was not awaited"
         step = upstream.timeout
         if tls is None and url.scheme == "https":
@@ -118,7 +123,7 @@ class UpstreamClient:
         key: PoolKey = (url.scheme, url.raw_host or "", url.port or 0, tls)
         started = time.perf_counter_ns()
         connection = await self._pool.acquire(key, upstream.name, min(step, self._connect_timeout))
-        exchange = _Exchange(request, upstream, connection, body_limit)
+        exchange = _Exchange(request, upstream, connection, body_limit, added)
         try:
             response, sent = await exchange.run(url, headers, step)
         finally:
@@ -140,6 +145,7 @@ class _Exchange:
     """One request and its answer on one pooled connection."""
 
     __slots__ = (
+        "_added",
         "_body_limit",
         "_connection",
         "_request",
@@ -152,11 +158,13 @@ class _Exchange:
 
     def __init__(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         upstream: Upstream,
         connection: UpstreamConnection,
         body_limit: int | None,
+        added: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        self._added = added
         self._request = request
         self._upstream = upstream
         self._connection = connection
@@ -262,6 +270,8 @@ class _Exchange:
             for name, value in raw
         )
         headers = response_headers(CIMultiDictProxy(incoming))
+        for name, value in self._added:
+            headers[name] = value
         reason = raw_reason.decode("utf-8", "surrogateescape") or None
         length = _length(incoming) if connection.framing == "length" else None
         if length is not None and length <= _BUFFERED_MAX and request.method != "HEAD":
@@ -276,6 +286,7 @@ class _Exchange:
         except (TimeoutError, *_CLIENT_GONE):
             self._cut()
             return response, 0
+        request[RESPONSE_STARTED] = response
         return response, await self._relay(response, step)
 
     async def _read_whole(self, step: float) -> bytes:

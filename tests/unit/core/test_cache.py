@@ -4,6 +4,7 @@ key-set change, bounded in size."""
 from __future__ import annotations
 
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from gateway.config import Config, load
 from gateway.core import tokens as token_module
 from gateway.core.authenticator import Authenticator
 from gateway.core.cache import CachedToken, VerifiedTokenCache
+from gateway.core.decision import Decider, Forward, RequestFacts
 from gateway.core.errors import InvalidToken
 from gateway.core.keys import KeySet
 from gateway.core.models import Route
+from gateway.core.routes import RouteTable
 from tests.support import ENVIRON, TestKeys, TokenFactory, write_config
 
 
@@ -141,3 +144,71 @@ def test_cache_is_bounded_least_recently_used_first(config: Config) -> None:
     cache.put(b"c", entry)
     assert (cache.get(b"a"), cache.get(b"b"), cache.get(b"c")) == (entry, None, entry)
     assert len(cache) == 2
+
+
+@pytest.mark.slow
+async def test_large_claims_leave_the_cache_small(config: Config, tokens: TokenFactory) -> None:
+    """2,000 valid tokens with about 100 KB of claims each leave under 4 MB in the cache (it
+    keeps what a decision reads, not the payload), and its byte count stays under its bound."""
+    authenticator = Authenticator(config.issuers, config.tokens)
+    filler = "x" * 100_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for number in range(2_000):
+            token = tokens.dev(sub=f"user-{number}", profile=f"{number}{filler}")
+            assert (await authenticator.verify_token(token)).subject == f"user-{number}"
+            del token
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(authenticator._cache) == 2_000
+    assert held < 4_000_000, f"the cache holds {held / 1e6:.1f} MB"
+    assert authenticator._cache.size < 16 * 1024 * 1024
+
+
+def test_cache_is_bounded_in_bytes() -> None:
+    """Past its byte bound the cache drops the least recently used entries; an entry larger than
+    a 64th of the bound is not kept."""
+    cache = VerifiedTokenCache(max_entries=100, max_bytes=64_000)
+    entry = CachedToken.__new__(CachedToken)
+    for name in (b"a", b"b", b"c"):
+        cache.put(name, entry, 1_000)
+    assert cache.size == 3_000
+    cache.put(b"huge", entry, 1_001)
+    assert cache.get(b"huge") is None
+    for number in range(64):
+        cache.put(bytes([number]) * 2, entry, 1_000)
+    assert cache.size <= 64_000
+    assert cache.get(b"a") is None
+    cache.discard(b"\x3f\x3f")
+    assert cache.size <= 63_000
+
+
+async def test_cached_decision_equals_a_fresh_one(
+    config: Config, tokens: TokenFactory, verify_calls: list[int]
+) -> None:
+    """A decision answered from the cache is identical to the fresh one (route, upstream, result,
+    claims); decisions carry no payload, and `verify_token` decodes a cached token's again."""
+    decider = Decider(
+        routes=config.routes,
+        table=RouteTable.from_config(config.routes),
+        authenticator=_authenticator(config, Clock()),
+        max_body_size=1024,
+    )
+    token = tokens.good(client_id="shop", scope="orders:read extra", profile="y" * 50_000)
+    facts = RequestFacts(method="GET", raw_target="/orders/1", authorization=(f"Bearer {token}",))
+    fresh = await decider.decide(facts)
+    cached = await decider.decide(facts)
+    assert len(verify_calls) == 1
+    assert isinstance(fresh, Forward)
+    assert isinstance(cached, Forward)
+    assert cached == fresh
+    assert cached.claims is not None
+    assert fresh.claims is not None
+    assert cached.claims.payload == fresh.claims.payload == {}
+    again = await decider.authenticator.verify_token(token)
+    assert again.payload["profile"] == "y" * 50_000
+    assert len(verify_calls) == 1
+    for name in ("issuer", "subject", "client_id", "scopes", "expires_at", "starts_at"):
+        assert getattr(cached.claims, name) == getattr(fresh.claims, name)

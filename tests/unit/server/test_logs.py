@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.server.access import AccessEntry, access_record
-from gateway.server.logs import configure, get_logger
+from gateway.server.access import AccessEntry, RequestRecord, access_record
+from gateway.server.logs import configure, get_logger, write_line
 
 SPEC_FIELDS = {
     "@timestamp", "log.level", "event.action", "http.request.id", "client.ip",
@@ -105,3 +105,33 @@ def test_level_filters_structlog_events() -> None:
         configure("info")
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert line["event.action"] == "jwks_fetch_failed"
+
+
+def test_the_door_writes_the_same_access_line_as_structlog_would() -> None:
+    """The door's access line (record fields, written without structlog) is byte for byte the
+    line structlog prints for `access_record` of the same request."""
+    entry = _entry(user_agent="bytes\udcff and \u2028 separator")
+    record = RequestRecord(
+        request_id="abc", path="/orders/1", route="/orders", upstream="orders",
+        upstream_ns=1000, response_bytes=10, user_id="alice", auth_result="allowed",
+    )  # fmt: skip
+    fields = record.access_fields(
+        timestamp="2026-01-02T03:04:05.678Z", duration_ns=1500, client_ip="127.0.0.1",
+        method="GET", status=200, user_agent=entry.user_agent,
+    )  # fmt: skip
+    assert list(fields.items()) == list(access_record(entry).items())
+    direct, through_structlog = io.StringIO(), io.StringIO()
+    configure("info", direct)
+    try:
+        write_line(fields)
+        configure("info", through_structlog)
+        get_logger().info("access", **access_record(entry))
+    finally:
+        configure("info")
+    assert direct.getvalue() == through_structlog.getvalue()
+    configure("warning", direct)
+    try:
+        write_line(fields)
+    finally:
+        configure("info")
+    assert direct.getvalue() == through_structlog.getvalue()
