@@ -67,7 +67,7 @@ CASES = [
     Case("1mib_response", "GET", "/orders/large", "rs256", 200, bulk=True),
     Case("10mib_upload", "POST", "/orders/upload", "writer", 200, UPLOAD_BYTES, bulk=True),
     # RS256 on a route with a per-client rate limit that is never hit: the limit's own cost.
-    Case("rs256_limited", "GET", "/limited/small", "rs256", 200,
+    Case("rs256_limited", "GET", "/orders/limited", "rs256", 200,
          only=frozenset({"gateway-asyncio", "gateway-uvloop"})),
 ]  # fmt: skip
 AUTH_TARGETS = {"naive", "node-fastify", "gateway-asyncio", "gateway-uvloop"}
@@ -205,12 +205,10 @@ logging: {{level: info}}
 upstreams:
   orders: {{url: "http://127.0.0.1:{upstream_port}", timeout: 30s}}
   uploads: {{url: "http://127.0.0.1:{sink_port}", timeout: 30s}}
-  limited: {{url: "http://127.0.0.1:{upstream_port}/orders", timeout: 30s}}
 routes:
-  - path: /limited
-    upstream: limited
-    strip_prefix: true
-    methods: [GET]
+  - path: /orders/limited
+    upstream: orders
+    methods: [GET, HEAD]
     scopes: [orders:read]
     rate_limit: {{rate: 1000000/s, burst: 1000000, key: client_id}}
   - path: /orders
@@ -263,6 +261,7 @@ def upstream_server(workdir: Path, port: int) -> str:
     return f"""server {{
     listen 127.0.0.1:{port} reuseport;
     location = /orders/small {{ default_type application/json; return 200 '{{"ok":true}}'; }}
+    location = /orders/limited {{ default_type application/json; return 200 '{{"ok":true}}'; }}
     location = /orders/large {{ alias {workdir}/large.bin; }}
   }}"""
 
