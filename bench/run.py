@@ -327,6 +327,11 @@ def check_once(url: str, case: Case, token: str) -> int:
         return int(error.code)
 
 
+def _url(case: Case, port: int, upload_port: int | None) -> str:
+    case_port = upload_port if upload_port and case.method == "POST" else port
+    return f"http://127.0.0.1:{case_port}{case.path}"
+
+
 def measure_target(
     target: str,
     port: int,
@@ -338,28 +343,34 @@ def measure_target(
     if args.targets and target not in args.targets.split(","):
         return results
     warmup = args.warmup
-    for case in CASES:
-        if args.cases and case.name not in args.cases.split(","):
-            continue
-        if case.only is not None and target not in case.only:
-            continue
-        case_port = upload_port if upload_port and case.method == "POST" else port
-        url = f"http://127.0.0.1:{case_port}{case.path}"
-        token = tokens.get(case.token, "")
-        result = Result(target, case.name)
-        enforce = target in AUTH_TARGETS
-        expected = case.expected if enforce else 200
-        status = check_once(url, case, token)
+    chosen = [
+        case
+        for case in CASES
+        if not (args.cases and case.name not in args.cases.split(","))
+        and (case.only is None or target in case.only)
+    ]
+    expected_for = {case.name: case.expected if target in AUTH_TARGETS else 200 for case in chosen}
+    by_case: dict[str, Result] = {}
+    for case in chosen:
+        result = by_case[case.name] = Result(target, case.name)
+        expected = expected_for[case.name]
+        status = check_once(_url(case, port, upload_port), case, tokens.get(case.token, ""))
         if status != expected:
             result.statuses_ok = False
             result.detail = f"first request answered {status}, expected {expected}"
-        if warmup > 0:  # untimed, once a target, for all: node's JIT takes ~10 s to settle
-            run_wrk(url, case, token, seconds=warmup, connections=args.connections, count=False)
-            warmup = 0.0
-        for _ in range(args.repeats):
+    if warmup > 0 and chosen:  # untimed, once a target, for all: node's JIT takes ~10 s to settle
+        case = chosen[0]
+        token = tokens.get(case.token, "")
+        run_wrk(_url(case, port, upload_port), case, token, seconds=warmup,
+                connections=args.connections, count=False)  # fmt: skip
+    # Repeats outermost: every case is measured once per round, so slow drift of the machine
+    # (this is often a VM) falls on all cases alike instead of on whichever ran last.
+    for _ in range(args.repeats):
+        for case in chosen:
+            result, expected = by_case[case.name], expected_for[case.name]
             rps, p50, p99, requests, non2xx, statuses = run_wrk(
-                url, case, token, seconds=args.duration, connections=args.connections,
-                count=args.quick,
+                _url(case, port, upload_port), case, tokens.get(case.token, ""),
+                seconds=args.duration, connections=args.connections, count=args.quick,
             )  # fmt: skip
             result.rps.append(rps)
             result.p50_ms.append(p50)
@@ -373,6 +384,8 @@ def measure_target(
             if wrong:
                 result.statuses_ok = False
                 result.detail = f"{wrong} of {requests} requests did not answer {expected}"
+    for case in chosen:
+        result = by_case[case.name]
         results.append(result)
         print(f"  {target:16} {case.name:14} {statistics.median(result.rps):10.0f} req/s"
               f"{'' if result.statuses_ok else '  STATUS MISMATCH: ' + result.detail}",
