@@ -114,6 +114,8 @@ def _upstream(source: Source, name: str, entry: YamlMap) -> Upstream | None:
         source.problem(entry.line, "'client_cert' and 'client_key' go together")
         return None
     source.fingerprint(entry.line, upstream.ca, upstream.client_cert, upstream.client_key)
+    if upstream.ca is None and upstream.client_cert is None:
+        return upstream  # nothing that can fail to load (the system store costs ~40 ms a load)
     try:
         client_context(
             ca=upstream.ca, client_cert=upstream.client_cert,

@@ -51,12 +51,14 @@ def _rules() -> list[dict[str, Any]]:
     return [rule for group in document["groups"] for rule in group["rules"]]
 
 
+@pytest.mark.slow
 def test_rules_pass_promtool_check(promtool: str) -> None:
     """`promtool check rules` accepts the rules file."""
     result = _run(promtool, "check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_rule_unit_tests_pass(promtool: str) -> None:
     """Every case in alerts.test.yaml passes `promtool test rules`."""
     result = _run(promtool, "test", "rules", str(RULE_TESTS))
@@ -91,6 +93,7 @@ def test_rules_name_only_exported_metrics() -> None:
         assert name in exported or family in exported, name
 
 
+@pytest.mark.slow
 async def test_real_scrape_passes_promtool_check_metrics(
     promtool: str,
     gateway: GatewayFactory,

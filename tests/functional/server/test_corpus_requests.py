@@ -950,6 +950,7 @@ async def test_oversized_line_split_across_segments_is_still_400(
     assert recorder.requests == []
 
 
+@pytest.mark.slow
 async def test_pipelined_flood_is_answered_in_order(
     client: Client, recorder: RecordingUpstream
 ) -> None:
@@ -979,6 +980,7 @@ async def test_pipelined_flood_is_answered_in_order(
     ]
 
 
+@pytest.mark.slow
 async def test_many_tiny_chunks_complete_in_bounded_time(
     client: Client, recorder: RecordingUpstream
 ) -> None:
@@ -1020,6 +1022,7 @@ def _garbage_tokens(rng: random.Random) -> list[str]:
     return tokens
 
 
+@pytest.mark.slow
 async def test_token_parsing_cost_is_bounded_and_never_a_500(
     gateway: GatewayFactory, recorder: RecordingUpstream
 ) -> None:
@@ -1106,6 +1109,7 @@ async def test_dead_upstream_is_502_without_retry_storm(
     assert upstream.requests <= limit
 
 
+@pytest.mark.slow
 async def test_idle_connections_are_closed_and_new_clients_served(gateway: GatewayFactory) -> None:
     """D-12: 300 idle connections (half after one request) are closed after keepalive_timeout,
     and a new client is served meanwhile."""

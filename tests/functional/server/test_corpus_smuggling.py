@@ -191,6 +191,7 @@ async def test_ambiguous_framing_is_a_json_400_and_never_forwarded(
     assert_one_json_400(result, token, log_capture, recorder)
 
 
+@pytest.mark.slow
 async def test_leading_zero_content_length_is_forwarded_canonical(
     client: Client, token: str, recorder: RecordingUpstream
 ) -> None:

@@ -240,6 +240,7 @@ async def test_rotation_new_kid_accepted_after_one_refetch_old_kid_refused(
     assert "invalid_token" in response.headers["WWW-Authenticate"]
 
 
+@pytest.mark.slow
 async def test_random_kid_flood_costs_at_most_one_fetch(
     start: Start, idp: FakeIdP, keys: TestKeys, log_capture: LogCapture
 ) -> None:

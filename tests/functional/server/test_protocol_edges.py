@@ -161,6 +161,7 @@ async def test_transfer_encoding_on_http10_is_400_and_closes(
 HEADER_DEADLINE = DEFAULT_GATEWAY + "limits:\n  header_timeout: 1s\n  keepalive_timeout: 30s\n"
 
 
+@pytest.mark.slow
 async def test_a_trickled_head_is_cut_at_the_header_deadline(gateway: GatewayFactory) -> None:
     """With keep-alive at 30 s, a head trickled a line at a time is still cut at the 1 s
     header deadline."""
@@ -186,6 +187,7 @@ async def test_a_trickled_head_is_cut_at_the_header_deadline(gateway: GatewayFac
     assert 0.8 < elapsed < 2.5
 
 
+@pytest.mark.slow
 async def test_a_silent_connection_is_cut_at_the_header_deadline(gateway: GatewayFactory) -> None:
     """A connection that sends nothing at all is closed at the header deadline."""
     client = await gateway(gateway=HEADER_DEADLINE)
@@ -197,6 +199,7 @@ async def test_a_silent_connection_is_cut_at_the_header_deadline(gateway: Gatewa
     assert 0.8 < time.monotonic() - started < 2.5
 
 
+@pytest.mark.slow
 async def test_an_idle_kept_alive_connection_outlives_the_header_deadline(
     gateway: GatewayFactory,
 ) -> None:

@@ -89,6 +89,7 @@ def _check_json(data: dict[str, Any]) -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_gzip_file_as_json(tmp_path: Path) -> None:
     """A gzip file is read as such; --json reports the window, counts, bursts and would-deny
     clients."""
@@ -101,6 +102,7 @@ def test_gzip_file_as_json(tmp_path: Path) -> None:
     _check_json(json.loads(result.stdout))
 
 
+@pytest.mark.slow
 def test_stdin_as_json_and_as_tables() -> None:
     """Standard input gives the same JSON; the tables name routes, reasons and clients, and no
     control character from a log line reaches the terminal."""
@@ -117,6 +119,7 @@ def test_stdin_as_json_and_as_tables() -> None:
     assert "\x1b" not in text
 
 
+@pytest.mark.slow
 def test_truncated_gzip_warns_and_counts_what_it_read(tmp_path: Path) -> None:
     """A gzip file cut short is a warning on stderr, not a traceback; the lines before the cut
     count."""
@@ -130,6 +133,7 @@ def test_truncated_gzip_warns_and_counts_what_it_read(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["lines"]["read"] > 0
 
 
+@pytest.mark.slow
 def test_user_mistakes(tmp_path: Path) -> None:
     """A missing file is one line and exit 1; a bad --since is a usage error (exit 2); an empty
     window is exit 1."""
@@ -152,6 +156,7 @@ class _Terminal(io.StringIO):
         return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("terminal", [True, False])
 def test_progress_bar_only_on_a_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal: bool

@@ -25,6 +25,8 @@ from gateway.config import INTERNAL_ERROR, ConfigError, load, routes_reader, tls
 from gateway.core.keys import public_jwk
 from tests.support import DEFAULT_GATEWAY, DEFAULT_ROUTES, ENVIRON, TestKeys, write_config
 
+pytestmark = pytest.mark.slow  # property-based: many examples each
+
 FUZZ = settings(
     max_examples=120,
     deadline=None,

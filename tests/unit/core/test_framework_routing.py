@@ -209,6 +209,7 @@ def random_paths(draw: st.DrawFn) -> str:
 _SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @_SETTINGS
 @given(mutated_paths())
 def test_mutated_protected_paths_never_reach_a_handler_with_weaker_rules(raw_path: str) -> None:
@@ -217,6 +218,7 @@ def test_mutated_protected_paths_never_reach_a_handler_with_weaker_rules(raw_pat
     assert_never_weaker(raw_path)
 
 
+@pytest.mark.slow
 @_SETTINGS
 @given(random_paths())
 def test_random_paths_never_reach_a_handler_with_weaker_rules(raw_path: str) -> None:

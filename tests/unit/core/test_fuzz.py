@@ -39,6 +39,8 @@ from tests.support import (
     write_config,
 )
 
+pytestmark = pytest.mark.slow  # property-based: many examples each
+
 FUZZ = settings(
     max_examples=300,
     deadline=None,
