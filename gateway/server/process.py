@@ -35,6 +35,10 @@ def event_loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractE
     return "asyncio", asyncio.new_event_loop
 
 
+# A worker exits within drain_timeout plus the server's 1 s margin; this adds Python's own exit.
+_WORKER_EXIT = 3.0
+
+
 def run_gateway(config_path: str, *, loop: str = "auto", workers: int = 1) -> int:
     """`gateway run`: serve until a signal, then drain; exit status for the shell."""
     configure("info")
@@ -45,7 +49,7 @@ def run_gateway(config_path: str, *, loop: str = "auto", workers: int = 1) -> in
         return 1
     configure(config.log_level)
     if workers > 1:
-        return _supervise(config_path, loop, workers)
+        return _supervise(config_path, loop, workers, grace=config.drain_timeout + _WORKER_EXIT)
     return _serve_one(config, loop, reuse_port=os.environ.get(_REUSE_PORT_ENV) == "1")
 
 
@@ -67,17 +71,22 @@ def _serve_one(config: Config, loop: str, *, reuse_port: bool) -> int:
     return 0
 
 
-def _supervise(config_path: str, loop: str, workers: int) -> int:
+def _supervise(config_path: str, loop: str, workers: int, *, grace: float) -> int:
+    """Run ``workers`` worker processes; on SIGTERM/SIGINT forward it, and kill any worker still
+    running ``grace`` seconds later (each bounds its own shutdown, so only a hung one is)."""
     log = get_logger()
     command = [sys.executable, "-m", "gateway", "run", "-c", config_path, "--loop", loop]
     environ = {**os.environ, _REUSE_PORT_ENV: "1"}
     children = [subprocess.Popen(command, env=environ) for _ in range(workers)]  # noqa: S603
     log.info("workers_started", workers=workers, pids=[child.pid for child in children])
     stopping = False
+    kill_at = float("inf")
 
     def forward(signum: int, _: object) -> None:
-        nonlocal stopping
-        stopping = stopping or signum in (signal.SIGTERM, signal.SIGINT)
+        nonlocal stopping, kill_at
+        if signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
+            stopping = True
+            kill_at = time.monotonic() + grace
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -93,6 +102,14 @@ def _supervise(config_path: str, loop: str, workers: int) -> int:
                 log.error("worker_exited", pid=child.pid, exit_code=code)
                 status = 1
                 forward(signal.SIGTERM, None)
+        if time.monotonic() > kill_at:
+            hung = [child.pid for child in children if child.poll() is None]
+            log.error("workers_killed", pids=hung, grace_s=grace)
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+            kill_at = float("inf")
+            status = 1
         time.sleep(0.2)
     codes = [child.returncode for child in children]
     log.info("workers_stopped", exit_codes=codes)
