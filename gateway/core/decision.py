@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from gateway.core.authenticator import Authenticator
 from gateway.core.bearer import extract_bearer, query_has_access_token
 from gateway.core.errors import AuthError, InsufficientScope, TokenCheck
-from gateway.core.headers import forwardable_value
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
 from gateway.core.protocol import protocol_refusal
 from gateway.core.ratelimit import (
@@ -59,7 +58,6 @@ from gateway.core.routes import Match, RouteTable
 from gateway.core.target import (
     CanonicalTarget,
     TargetError,
-    TargetProblem,
     canonicalize,
     check_host,
 )
@@ -242,13 +240,11 @@ class Decider:
         try:
             check_host(request.host)
             target = canonicalize(request.raw_target)
-            if not all(forwardable_value(value) for _, value in request.headers):
-                raise TargetError(TargetProblem.BAD_HEADER)
         except TargetError as exc:
             refusal = from_target_error(exc)
             steps.note(StepName.TARGET, StepOutcome.FAILED, refusal.reason)
             return Refuse(refusal=refusal, steps=steps.steps)
-        framing = protocol_refusal(request.headers, request.version)
+        framing = protocol_refusal(request.headers, request.version)  # values, framing, Expect
         if framing is not None:
             steps.note(StepName.TARGET, StepOutcome.FAILED, framing.reason)
             return Refuse(refusal=framing, steps=steps.steps)

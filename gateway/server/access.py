@@ -6,7 +6,7 @@ it into the access line (one dict, one orjson dump, one write: `gateway.server.l
 and counts it, with the metric children looked up once per label set. Requests answered below
 the door (parser errors, the plain-HTTP redirect listener) build an `AccessEntry` and call
 `log_access`. `access_record` is pure: an entry as the access-log fields (Elastic Common Schema /
-OpenTelemetry names); `RequestRecord.access_fields` builds the same fields, in the same order.
+OpenTelemetry names), built by `RequestRecord.access_fields` like every access line.
 """
 
 from __future__ import annotations
@@ -93,11 +93,12 @@ class RequestRecord:
         timestamp: str,
         duration_ns: int,
         client_ip: str | None,
-        method: str,
+        method: str | None,
         status: int,
         user_agent: str | None,
     ) -> dict[str, Any]:
-        """The access-log fields for this request: `access_record`'s, in its order."""
+        """The access-log fields for this request (the query string is never logged): the one
+        place their names and order are written."""
         return {
             "@timestamp": timestamp,
             "log.level": "info",
@@ -236,28 +237,19 @@ class AccessEntry:
 
 
 def access_record(entry: AccessEntry) -> dict[str, Any]:
-    """The access-log fields for one request (the query string is never logged)."""
-    return {
-        "@timestamp": rfc3339(entry.started),
-        "log.level": "info",
-        "event.action": "access",
-        "http.request.id": entry.request_id,
-        "client.ip": entry.client_ip,
-        "http.request.method": entry.method,
-        "url.path": entry.path,
-        "http.route": entry.route,
-        "http.response.status_code": entry.status,
-        "event.duration": entry.duration_ns,
-        "upstream.name": entry.upstream,
-        "upstream.duration": entry.upstream_duration_ns,
-        "http.request.body.bytes": entry.request_bytes,
-        "http.response.body.bytes": entry.response_bytes,
-        "user_agent.original": entry.user_agent,
-        "user.id": entry.user_id,
-        "client.id": entry.client_id,
-        "auth.result": entry.auth_result,
-        "auth.reason": entry.auth_reason,
-    }
+    """The access-log fields for a request answered below the door."""
+    record = RequestRecord(
+        request_id=entry.request_id, path=entry.path, route=entry.route,
+        upstream=entry.upstream, upstream_ns=entry.upstream_duration_ns,
+        request_bytes=entry.request_bytes, response_bytes=entry.response_bytes,
+        auth_result=entry.auth_result, auth_reason=entry.auth_reason,
+        user_id=entry.user_id, client_id=entry.client_id,
+    )  # fmt: skip
+    return record.access_fields(
+        timestamp=rfc3339(entry.started), duration_ns=entry.duration_ns,
+        client_ip=entry.client_ip, method=entry.method, status=entry.status,
+        user_agent=entry.user_agent,
+    )  # fmt: skip
 
 
 def log_access(entry: AccessEntry) -> None:

@@ -144,7 +144,7 @@ class Door:
         added = self._added
         if decision.limit_headers:  # the RateLimit fields of a limited route, on the answer too
             added = (*added, *decision.limit_headers.items())
-        if request.body_exists and expects_continue(facts.headers, facts.version):
+        if request.body_exists and expects_continue(request_headers.get("Expect"), facts.version):
             await send_continue(request)
         route, upstream, target = decision.route, decision.upstream, decision.target
         context = ForwardingContext(

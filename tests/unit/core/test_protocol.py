@@ -27,6 +27,8 @@ H10 = (1, 0)
         pytest.param([("Expect", "100-Continue")], H11, None, id="continue-any-case"),
         pytest.param([("Expect", "200-ok")], H11, 417, id="other-expectation"),
         pytest.param([("Expect", "200-ok")], H10, None, id="expect-ignored-on-http10"),
+        pytest.param([("X-Note", "caf\udcc3"), ("Expect", "200-ok")], H11, 400,
+                     id="bad-header-value-first"),
     ],
 )  # fmt: skip
 def test_protocol_refusal(
@@ -39,6 +41,6 @@ def test_protocol_refusal(
 
 def test_expects_continue_only_on_http11() -> None:
     """``100-continue`` is an HTTP/1.1 expectation."""
-    assert expects_continue([("Expect", "100-continue")], H11)
-    assert not expects_continue([("Expect", "100-continue")], H10)
-    assert not expects_continue([], H11)
+    assert expects_continue("100-continue", H11)
+    assert not expects_continue("100-continue", H10)
+    assert not expects_continue(None, H11)
