@@ -12,6 +12,7 @@ import yarl
 
 from gateway.config.models import LimitBackend
 from gateway.config.units import parse_duration
+from gateway.core.clientip import ClientIpHeader, Network, parse_network
 from gateway.core.keys import SUPPORTED_ALGORITHMS
 from gateway.core.methods import NEVER_PROXIED
 from gateway.core.models import AuthMode, LintCode, RouteMode, ScopeFormat, ScopeMode, ScopeRule
@@ -348,3 +349,23 @@ def redis_url(value: Any) -> str:
     if url.scheme not in {"redis", "rediss"} or not url.host:
         raise ValueError("must be a redis://host:port/db (or rediss://) URL")
     return text
+
+
+def networks(value: Any) -> tuple[Network, ...]:
+    """``trusted_proxies``: CIDRs or single addresses (``10.0.0.0/8``, ``192.0.2.7``)."""
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a list of CIDRs, like [10.0.0.0/8, 192.168.0.0/16]")
+    parsed = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not an IP address or a CIDR")
+        parsed.append(parse_network(item))
+    return tuple(parsed)
+
+
+def client_ip_header(value: Any) -> ClientIpHeader:
+    """``X-Forwarded-For`` or ``Forwarded`` (any case)."""
+    for header in ClientIpHeader:
+        if isinstance(value, str) and value.lower() == header.value.lower():
+            return header
+    raise ValueError(f"{value!r} is not one of: X-Forwarded-For, Forwarded")

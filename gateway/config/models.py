@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.core.clientip import TrustedProxies
 from gateway.core.models import IssuerConfig, RoutesConfig, TokensConfig
 from gateway.core.ratelimit import AuthFailureSettings
 
@@ -147,4 +148,6 @@ class Config:
     drain_timeout: float = 20.0
     # More client header names (lower case) never forwarded, beside the built-in lists.
     strip_headers: frozenset[str] = frozenset()
+    # Proxies whose forwarding header names the client (client.ip, per-IP limits); None: the peer.
+    trusted_proxies: TrustedProxies | None = None
     version: str = ""  # a short hash of every config and key file: which table a replica runs

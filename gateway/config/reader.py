@@ -23,13 +23,14 @@ from gateway.config.source import Converters, Source
 from gateway.config.tls import TlsError, server_context
 from gateway.config.units import parse_duration
 from gateway.config.yamlfile import YamlMap
+from gateway.core.clientip import ClientIpHeader, TrustedProxies
 from gateway.core.models import TokensConfig
 
 __all__ = ["read_gateway"]
 
 _GATEWAY_KEYS = {
     "listen", "admin", "tls", "routes", "issuers", "tokens", "jwks", "limits", "logging",
-    "drain_timeout", "headers", "rate_limits",
+    "drain_timeout", "headers", "rate_limits", "trusted_proxies", "client_ip_header",
 }  # fmt: skip
 _LISTEN: Converters = {"host": convert.host, "port": convert.port}
 _TLS_FILES: Converters = {"cert": convert.file_name, "key": convert.file_name}
@@ -55,6 +56,9 @@ _RATE_LIMITS: Converters = {
 }  # fmt: skip
 _LOGGING: Converters = {"level": convert.log_level}
 _HEADERS: Converters = {"strip": convert.header_names}
+_CLIENT_IP: Converters = {
+    "trusted_proxies": convert.networks, "client_ip_header": convert.client_ip_header,
+}  # fmt: skip
 
 
 def read_gateway(source: Source) -> Config | None:
@@ -82,6 +86,7 @@ def read_gateway(source: Source) -> Config | None:
     if "strip" in headers:
         settings["strip_headers"] = headers["strip"]
     settings["rate_limits"] = _rate_limits(source, document)
+    settings["trusted_proxies"] = _trusted_proxies(source, document)
     issuers, declared_issuers = read_issuers(source, document)
     settings["jwks"] = _jwks(source, document)
     routes_name = source.value(document, "routes", convert.file_name, required=True)
@@ -140,6 +145,17 @@ def _rate_limits(source: Source, document: YamlMap) -> RateLimitSettings:
         source.problem(section.key_lines["timeout"], "'timeout' must be longer than zero")
         del values["timeout"]
     return RateLimitSettings(**values)
+
+
+def _trusted_proxies(source: Source, document: YamlMap) -> TrustedProxies | None:
+    values = source.fields(document, _CLIENT_IP)
+    if "client_ip_header" in document and "trusted_proxies" not in document:
+        line = document.key_lines["client_ip_header"]
+        source.problem(line, "'client_ip_header' is only read with 'trusted_proxies'")
+    if "trusted_proxies" not in values:
+        return None
+    header = values.get("client_ip_header", ClientIpHeader.X_FORWARDED_FOR)
+    return TrustedProxies(networks=values["trusted_proxies"], header=header)
 
 
 def _jwks(source: Source, document: YamlMap) -> JwksSettings:

@@ -128,7 +128,7 @@ class RequestFacts:
     host: str | None = None  # the Host header, if any
     headers: Collection[tuple[str, str]] = ()  # every header, as (name, value)
     version: tuple[int, int] = (1, 1)  # the request's HTTP version
-    peer: str = ""  # the client's address (the TCP peer: there is no trusted-proxy list yet)
+    peer: str = ""  # the client's address (behind trusted proxies, the one they name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

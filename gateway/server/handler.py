@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator
+from gateway.core.clientip import client_ip
 from gateway.core.decision import Decider, Refuse, RequestFacts
 from gateway.core.headers import ForwardingContext, request_id, upstream_headers
 from gateway.core.protocol import expects_continue
@@ -98,9 +99,14 @@ class Door:
         started = time.perf_counter_ns()
         headers = request.headers
         record = RequestRecord(request_id=request_id(headers.getall("X-Request-ID", [])))
+        # The client behind trusted proxies (client.ip, per-IP limits, the failed-auth throttle).
+        address = request.remote or ""
+        proxies = self.policy.config.trusted_proxies
+        if proxies is not None:
+            address = client_ip(address, headers.getall(proxies.header.value, ()), proxies)
         try:
             response = await self._tracked.run(
-                request, record, lambda: self._answer(request, record)
+                request, record, lambda: self._answer(request, record, address)
             )
         except Exception:
             _log.exception("request_failed", **{"http.request.id": record.request_id})
@@ -118,12 +124,14 @@ class Door:
             response.force_close()
         self._accounting.finish(
             record, started_ns=started_ns, duration_ns=time.perf_counter_ns() - started,
-            client_ip=request.remote, method=request.method, status=response.status,
+            client_ip=address or None, method=request.method, status=response.status,
             user_agent=headers.get("User-Agent"),
         )  # fmt: skip
         return response
 
-    async def _answer(self, request: web.BaseRequest, record: RequestRecord) -> web.StreamResponse:
+    async def _answer(
+        self, request: web.BaseRequest, record: RequestRecord, address: str
+    ) -> web.StreamResponse:
         policy = self.policy  # one snapshot for the whole request, whatever a reload does
         request_headers = request.headers
         authorization = tuple(request_headers.getall("Authorization", ()))
@@ -135,7 +143,7 @@ class Door:
             host=request_headers.get("Host"),
             headers=request_headers.items(),
             version=(request.version.major, request.version.minor),
-            peer=request.remote or "",
+            peer=address,
         )
         decision = await policy.decider.decide(facts)
         record.note(decision)
