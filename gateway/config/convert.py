@@ -12,6 +12,7 @@ import yarl
 
 from gateway.config.models import LimitBackend
 from gateway.config.units import parse_duration
+from gateway.core.claim_headers import ClaimHeaders, check_header_name
 from gateway.core.clientip import ClientIpHeader, Network, parse_network
 from gateway.core.keys import SUPPORTED_ALGORITHMS
 from gateway.core.methods import NEVER_PROXIED
@@ -369,3 +370,24 @@ def client_ip_header(value: Any) -> ClientIpHeader:
         if isinstance(value, str) and value.lower() == header.value.lower():
             return header
     raise ValueError(f"{value!r} is not one of: X-Forwarded-For, Forwarded")
+
+
+def claims_to_headers(value: Any) -> ClaimHeaders:
+    """``{X-Auth-Tenant: tenant_id, ...}``: header names inside ``X-Auth-`` (not the four fixed
+    ones), each once whatever its case, to claim names."""
+    if not isinstance(value, dict):
+        raise ValueError("write {X-Auth-Tenant: tenant_id, ...}: header names to claim names")
+    seen: set[str] = set()
+    pairs = []
+    for header, claim in value.items():
+        if not isinstance(header, str):
+            raise ValueError(f"{header!r} is not a header name")
+        check_header_name(header)
+        if header.lower() in seen:
+            raise ValueError(f"'{header}' is mapped twice (header names ignore case)")
+        seen.add(header.lower())
+        try:
+            pairs.append((header, claim_name(claim)))
+        except ValueError:
+            raise ValueError(f"'{header}': {claim!r} is not a claim name") from None
+    return tuple(pairs)

@@ -162,6 +162,7 @@ class Door:
             request_id=record.request_id,
             claims=decision.claims,
             authorization=authorization[0] if route.forward_token and authorization else None,
+            claims_to_headers=route.claims_to_headers,
         )
         headers = upstream_headers(request_headers, context, policy.config.strip_headers)
         body_limit = route.max_body_size or policy.config.limits.max_body_size

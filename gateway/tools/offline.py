@@ -36,6 +36,7 @@ def decider(
             config.tokens,
             key_sources=key_sources,
             clock=clock,
+            mapped_claims=config.routes.mapped_claims,
         ),
         max_body_size=config.limits.max_body_size,
         # Rate limits are shown, never counted: every bucket is full offline. The failed-auth
