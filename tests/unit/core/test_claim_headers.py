@@ -85,7 +85,7 @@ def test_header_form(value: Any, expected: str | None) -> None:
 
 def test_absent_null_and_empty_claims_are_left_out() -> None:
     """A missing claim, null and [] give no header (and no refusal)."""
-    payload = {"null": None, "empty": [], "kept": "x"}
+    payload: dict[str, Any] = {"null": None, "empty": [], "kept": "x"}
     assert claim_values(payload, {"missing", "null", "empty", "kept"}) == (("kept", "x"),)
 
 
