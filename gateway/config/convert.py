@@ -18,6 +18,7 @@ from gateway.core.keys import SUPPORTED_ALGORITHMS
 from gateway.core.methods import NEVER_PROXIED
 from gateway.core.models import AuthMode, LintCode, RouteMode, ScopeFormat, ScopeMode, ScopeRule
 from gateway.core.ratelimit import AuthFailureSettings, LimitKey, OnBackendError, RateLimit
+from gateway.core.resource_metadata import check_resource
 from gateway.core.target import TargetError, canonicalize_path
 
 # RFC 9110 token characters, upper-case only: methods are case-sensitive.
@@ -391,3 +392,16 @@ def claims_to_headers(value: Any) -> ClaimHeaders:
         except ValueError:
             raise ValueError(f"'{header}': {claim!r} is not a claim name") from None
     return tuple(pairs)
+
+
+def resource_identifier(value: Any) -> str:
+    """An RFC 9728 resource identifier: an https URL without query or fragment."""
+    return check_resource(string(value))
+
+
+def https_url(value: Any) -> str:
+    """An https URL with a host, kept as written."""
+    url = http_url(value)
+    if url.scheme != "https":
+        raise ValueError(f"'{value}' must be an https:// URL")
+    return str(value)

@@ -21,7 +21,7 @@ from gateway.core.decision import Decider, Refuse, RequestFacts
 from gateway.core.headers import ForwardingContext, request_id, upstream_headers
 from gateway.core.protocol import expects_continue
 from gateway.core.ratelimit import AuthFailureGuard, Counter
-from gateway.core.refusals import INTERNAL_ERROR, payload_too_large, upstream_failed
+from gateway.core.refusals import INTERNAL_ERROR, Refusal, payload_too_large, upstream_failed
 from gateway.core.routes import RouteTable
 from gateway.core.urls import upstream_url
 from gateway.jwks.remote import RemoteKeys
@@ -29,6 +29,7 @@ from gateway.server.access import Accounting, RequestRecord
 from gateway.server.aiohttp_overrides import send_continue
 from gateway.server.drain import InFlight
 from gateway.server.logs import get_logger
+from gateway.server.metadata import MetadataEndpoint
 from gateway.server.upstream import BodyTooLarge, UpstreamClient, UpstreamFailure
 
 __all__ = ["Door", "Policy"]
@@ -50,8 +51,11 @@ class Policy:
     guard: AuthFailureGuard | None = None
     # The decision steps over this policy's routes and issuers (built once, with the policy).
     decider: Decider = field(init=False, repr=False, compare=False)
+    # The RFC 9728 metadata document (`protected_resource`), None when not configured.
+    metadata: MetadataEndpoint | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        resource = self.config.protected_resource
         decider = Decider(
             routes=self.config.routes,
             table=self.table,
@@ -59,8 +63,10 @@ class Policy:
             max_body_size=self.config.limits.max_body_size,
             counter=self.counter,
             guard=self.guard,
+            resource_metadata=resource.metadata_url if resource is not None else None,
         )
         object.__setattr__(self, "decider", decider)
+        object.__setattr__(self, "metadata", MetadataEndpoint.from_config(self.config))
 
 
 class Door:
@@ -133,6 +139,16 @@ class Door:
         self, request: web.BaseRequest, record: RequestRecord, address: str
     ) -> web.StreamResponse:
         policy = self.policy  # one snapshot for the whole request, whatever a reload does
+        metadata = policy.metadata
+        if metadata is not None:
+            served = metadata.answer(request.method, request.raw_path)
+            if served is not None:  # the gateway's own, under /.well-known/oauth-protected-...
+                record.path, answer = served
+                if isinstance(answer, Refusal):
+                    return record.refuse(answer)
+                record.auth_result = "public"
+                record.response_bytes = 0 if request.method == "HEAD" else len(metadata.body)
+                return answer
         request_headers = request.headers
         authorization = tuple(request_headers.getall("Authorization", ()))
         facts = RequestFacts(
