@@ -12,10 +12,13 @@ import yarl
 
 from gateway.config.models import LimitBackend
 from gateway.config.units import parse_duration
+from gateway.core.claim_headers import ClaimHeaders, check_header_name
+from gateway.core.clientip import ClientIpHeader, Network, parse_network
 from gateway.core.keys import SUPPORTED_ALGORITHMS
 from gateway.core.methods import NEVER_PROXIED
 from gateway.core.models import AuthMode, LintCode, RouteMode, ScopeFormat, ScopeMode, ScopeRule
 from gateway.core.ratelimit import AuthFailureSettings, LimitKey, OnBackendError, RateLimit
+from gateway.core.resource_metadata import check_resource
 from gateway.core.target import TargetError, canonicalize_path
 
 # RFC 9110 token characters, upper-case only: methods are case-sensitive.
@@ -348,3 +351,57 @@ def redis_url(value: Any) -> str:
     if url.scheme not in {"redis", "rediss"} or not url.host:
         raise ValueError("must be a redis://host:port/db (or rediss://) URL")
     return text
+
+
+def networks(value: Any) -> tuple[Network, ...]:
+    """``trusted_proxies``: CIDRs or single addresses (``10.0.0.0/8``, ``192.0.2.7``)."""
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a list of CIDRs, like [10.0.0.0/8, 192.168.0.0/16]")
+    parsed = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not an IP address or a CIDR")
+        parsed.append(parse_network(item))
+    return tuple(parsed)
+
+
+def client_ip_header(value: Any) -> ClientIpHeader:
+    """``X-Forwarded-For`` or ``Forwarded`` (any case)."""
+    for header in ClientIpHeader:
+        if isinstance(value, str) and value.lower() == header.value.lower():
+            return header
+    raise ValueError(f"{value!r} is not one of: X-Forwarded-For, Forwarded")
+
+
+def claims_to_headers(value: Any) -> ClaimHeaders:
+    """``{X-Auth-Tenant: tenant_id, ...}``: header names inside ``X-Auth-`` (not the four fixed
+    ones), each once whatever its case, to claim names."""
+    if not isinstance(value, dict):
+        raise ValueError("write {X-Auth-Tenant: tenant_id, ...}: header names to claim names")
+    seen: set[str] = set()
+    pairs = []
+    for header, claim in value.items():
+        if not isinstance(header, str):
+            raise ValueError(f"{header!r} is not a header name")
+        check_header_name(header)
+        if header.lower() in seen:
+            raise ValueError(f"'{header}' is mapped twice (header names ignore case)")
+        seen.add(header.lower())
+        try:
+            pairs.append((header, claim_name(claim)))
+        except ValueError:
+            raise ValueError(f"'{header}': {claim!r} is not a claim name") from None
+    return tuple(pairs)
+
+
+def resource_identifier(value: Any) -> str:
+    """An RFC 9728 resource identifier: an https URL without query or fragment."""
+    return check_resource(string(value))
+
+
+def https_url(value: Any) -> str:
+    """An https URL with a host, kept as written."""
+    url = http_url(value)
+    if url.scheme != "https":
+        raise ValueError(f"'{value}' must be an https:// URL")
+    return str(value)

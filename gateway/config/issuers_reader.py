@@ -32,7 +32,7 @@ _ISSUER: Converters = {
     "audiences": convert.string_list, "require_typ": convert.string,
     "allow_insecure_http": convert.boolean, "jwks_uri": convert.http_url,
     "discovery": convert.boolean, "scope_claim": convert.claim_name,
-    "scope_format": convert.scope_format,
+    "scope_format": convert.scope_format, "claims_to_headers": convert.claims_to_headers,
 }  # fmt: skip
 _REQUIRED = ("name", "issuer", "algorithms")
 _ALLOWED = {*_ISSUER, "keys", "secret"}

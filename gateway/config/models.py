@@ -11,8 +11,10 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.core.clientip import TrustedProxies
 from gateway.core.models import IssuerConfig, RoutesConfig, TokensConfig
 from gateway.core.ratelimit import AuthFailureSettings
+from gateway.core.resource_metadata import ProtectedResource
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,4 +149,8 @@ class Config:
     drain_timeout: float = 20.0
     # More client header names (lower case) never forwarded, beside the built-in lists.
     strip_headers: frozenset[str] = frozenset()
+    # Proxies whose forwarding header names the client (client.ip, per-IP limits); None: the peer.
+    trusted_proxies: TrustedProxies | None = None
+    # RFC 9728 protected-resource metadata, served and named in challenges; None: off.
+    protected_resource: ProtectedResource | None = None
     version: str = ""  # a short hash of every config and key file: which table a replica runs

@@ -23,13 +23,16 @@ from gateway.config.source import Converters, Source
 from gateway.config.tls import TlsError, server_context
 from gateway.config.units import parse_duration
 from gateway.config.yamlfile import YamlMap
-from gateway.core.models import TokensConfig
+from gateway.core.clientip import ClientIpHeader, TrustedProxies
+from gateway.core.models import IssuerConfig, RoutesConfig, TokensConfig, path_matches
+from gateway.core.resource_metadata import WELL_KNOWN_PATH, ProtectedResource
 
 __all__ = ["read_gateway"]
 
 _GATEWAY_KEYS = {
     "listen", "admin", "tls", "routes", "issuers", "tokens", "jwks", "limits", "logging",
-    "drain_timeout", "headers", "rate_limits",
+    "drain_timeout", "headers", "rate_limits", "trusted_proxies", "client_ip_header",
+    "protected_resource",
 }  # fmt: skip
 _LISTEN: Converters = {"host": convert.host, "port": convert.port}
 _TLS_FILES: Converters = {"cert": convert.file_name, "key": convert.file_name}
@@ -55,6 +58,14 @@ _RATE_LIMITS: Converters = {
 }  # fmt: skip
 _LOGGING: Converters = {"level": convert.log_level}
 _HEADERS: Converters = {"strip": convert.header_names}
+_PROTECTED_RESOURCE: Converters = {
+    "resource": convert.resource_identifier, "authorization_servers": convert.issuer_names,
+    "scopes_supported": convert.string_list, "resource_name": convert.string,
+    "resource_documentation": convert.https_url, "max_age": parse_duration,
+}  # fmt: skip
+_CLIENT_IP: Converters = {
+    "trusted_proxies": convert.networks, "client_ip_header": convert.client_ip_header,
+}  # fmt: skip
 
 
 def read_gateway(source: Source) -> Config | None:
@@ -82,6 +93,7 @@ def read_gateway(source: Source) -> Config | None:
     if "strip" in headers:
         settings["strip_headers"] = headers["strip"]
     settings["rate_limits"] = _rate_limits(source, document)
+    settings["trusted_proxies"] = _trusted_proxies(source, document)
     issuers, declared_issuers = read_issuers(source, document)
     settings["jwks"] = _jwks(source, document)
     routes_name = source.value(document, "routes", convert.file_name, required=True)
@@ -92,6 +104,9 @@ def read_gateway(source: Source) -> Config | None:
     if routes is None:
         return None
     check_route_issuers(routes_source, routes, declared_issuers)
+    settings["protected_resource"] = _protected_resource(
+        source, document, issuers, routes_source, routes
+    )
     if source.digest is not None:
         settings["version"] = source.digest.hexdigest()[:12]
     return Config(file=source.path, routes=routes, issuers=issuers, **settings)
@@ -140,6 +155,53 @@ def _rate_limits(source: Source, document: YamlMap) -> RateLimitSettings:
         source.problem(section.key_lines["timeout"], "'timeout' must be longer than zero")
         del values["timeout"]
     return RateLimitSettings(**values)
+
+
+def _protected_resource(
+    source: Source,
+    document: YamlMap,
+    issuers: tuple[IssuerConfig, ...],
+    routes_source: Source,
+    routes: RoutesConfig,
+) -> ProtectedResource | None:
+    section = source.section(document, "protected_resource", _PROTECTED_RESOURCE.keys())
+    if section is None:
+        return None
+    values = source.fields(section, _PROTECTED_RESOURCE, required=("resource",))
+    if "max_age" in values:
+        values["max_age"] = int(values["max_age"])
+    names = values.pop("authorization_servers", None)
+    if names is not None:
+        by_name = {issuer.name: issuer.issuer for issuer in issuers}
+        unknown = sorted(set(names) - set(by_name))
+        line = section.key_lines["authorization_servers"]
+        for name in unknown:
+            source.problem(line, f"'authorization_servers' names unknown issuer '{name}'")
+        listed = [name for name in section["authorization_servers"] if name in by_name]
+        values["authorization_servers"] = tuple(by_name[name] for name in listed)
+    if "scopes_supported" in values:
+        values["scopes_supported"] = tuple(dict.fromkeys(values["scopes_supported"]))
+    if "resource" not in values:
+        return None
+    for route in routes.routes:  # the gateway answers the whole prefix: such a route is dead
+        if path_matches(WELL_KNOWN_PATH, route.path):
+            routes_source.problem(
+                route.line,
+                f"route '{route.path}' is under {WELL_KNOWN_PATH}, which the gateway answers "
+                "itself when 'protected_resource' is set",
+            )
+    return ProtectedResource(**values)
+
+
+def _trusted_proxies(source: Source, document: YamlMap) -> TrustedProxies | None:
+    values = source.fields(document, _CLIENT_IP)
+    if "client_ip_header" in document and "trusted_proxies" not in document:
+        line = document.key_lines["client_ip_header"]
+        source.problem(line, "'client_ip_header' is only read with 'trusted_proxies'")
+    if "trusted_proxies" not in values:
+        return None
+    header = values.get("client_ip_header", ClientIpHeader.X_FORWARDED_FOR)
+    return TrustedProxies(networks=values["trusted_proxies"], header=header)
 
 
 def _jwks(source: Source, document: YamlMap) -> JwksSettings:

@@ -34,7 +34,9 @@ _ROUTE_OPTIONS: Converters = {
     "max_body_size": convert.size, "lint_ignore": convert.lint_codes,
     "rate_limit": convert.rate_limit,
 }  # fmt: skip
-_ROUTE_KEYS = {*_ROUTE_TARGET, *_ROUTE_POLICY, "mode", *_ROUTE_OPTIONS}
+# Read apart from the options: a protected route's own, else `defaults:`'s (like `mode`).
+_ROUTE_CLAIMS: Converters = {"claims_to_headers": convert.claims_to_headers}
+_ROUTE_KEYS = {*_ROUTE_TARGET, *_ROUTE_POLICY, "mode", *_ROUTE_OPTIONS, *_ROUTE_CLAIMS}
 
 
 def read_routes(source: Source) -> RoutesConfig | None:
@@ -46,12 +48,14 @@ def read_routes(source: Source) -> RoutesConfig | None:
     table: dict[str, Any] = {}  # the optional fields of RoutesConfig
     inherited: dict[str, Any] = {}  # what a protected route takes unless it says otherwise
     limits: dict[str, Any] = {}  # what every route takes unless it says otherwise
-    defaults = source.section(document, "defaults", {"mode", "rate_limit"})
+    defaults = source.section(document, "defaults", {"mode", "rate_limit", *_ROUTE_CLAIMS})
     if defaults is not None and "mode" in defaults:
         inherited = source.fields(defaults, {"mode": convert.route_mode})
         table["default_mode_line"] = defaults.key_lines["mode"]
         if "mode" in inherited:
             table["default_mode"] = inherited["mode"]
+    if defaults is not None:
+        inherited |= source.fields(defaults, _ROUTE_CLAIMS)
     if defaults is not None and "rate_limit" in defaults:
         limits = source.fields(defaults, {"rate_limit": convert.rate_limit})
         table["default_rate_limit"] = limits.get("rate_limit")
@@ -175,16 +179,18 @@ def _route(
         source.problem(entry.key_lines["scopes"], "a route with 'auth: none' cannot need scopes")
     if public and entry.get("forward_token") is True:
         source.problem(entry.key_lines["forward_token"], "'forward_token' needs a protected route")
-    own_mode = source.fields(entry, {"mode": convert.route_mode})
-    if public and "mode" in entry:
-        source.problem(entry.key_lines["mode"], "'mode' needs a protected route")
+    own_overrides = source.fields(entry, {"mode": convert.route_mode, **_ROUTE_CLAIMS})
+    for protected_only in ("mode", *_ROUTE_CLAIMS):
+        if public and protected_only in entry:
+            line = entry.key_lines[protected_only]
+            source.problem(line, f"'{protected_only}' needs a protected route")
     values |= source.fields(entry, _ROUTE_OPTIONS)
     if len(source.issues) > problems_before:
         return None
     if public:
         values["mode"] = RouteMode.ENFORCE  # a rule, not a default: no token check to report on
     else:
-        values |= {**inherited, **own_mode}
+        values |= {**inherited, **own_overrides}
     route = Route(line=entry.line, **{**limits, **values})
     if route.rate_limit is None:
         return route

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from gateway.core import tokens
 from gateway.core.cache import CachedToken, VerifiedTokenCache, entry_size, token_digest
+from gateway.core.claim_headers import claim_values, unencodable
 from gateway.core.errors import InvalidToken, KeysUnavailable, TokenCheck
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig, Route, TokensConfig
@@ -53,7 +54,14 @@ class Authenticator:
         clock: Callable[[], float] = time.time,
         cache_size: int = 10_000,
         cache_bytes: int = 16 * 1024 * 1024,
+        mapped_claims: frozenset[str] = frozenset(),
     ) -> None:
+        """``mapped_claims``: the claims routes forward as headers (`claims_to_headers`); their
+        header form is kept with each verified token (with the issuers' own)."""
+        self._mapped = {
+            issuer.name: mapped_claims | {claim for _, claim in issuer.claims_to_headers}
+            for issuer in issuers
+        }
         self._by_issuer = {issuer.issuer: issuer for issuer in issuers}
         sources = dict(key_sources or {})
         self._sources: dict[str, KeySource] = {
@@ -80,6 +88,8 @@ class Authenticator:
             _check_route_issuer(cached.claims.issuer, route)
             source = self._sources[cached.claims.issuer.name]
             if cached.usable(self._clock(), await source.key_set(cached.kid)):
+                if cached.claims.mapped:
+                    _check_mapped_claims(cached.claims, route)
                 if payload:
                     return dataclasses.replace(cached.claims, payload=tokens.payload_of(token))
                 return cached.claims
@@ -95,14 +105,28 @@ class Authenticator:
         if keys is None:
             raise KeysUnavailable(retry_after=5)
         claims = tokens.verify(unverified, issuer, keys, self._tokens, self._clock())
+        names = self._mapped[issuer.name]
+        if names:
+            claims = dataclasses.replace(claims, mapped=claim_values(claims.payload, names))
         entry = _cache_entry(claims, kid, keys, self._tokens.leeway)
         self._cache.put(digest, entry, entry_size(entry))
+        if claims.mapped:
+            _check_mapped_claims(claims, route)
         return claims if payload else entry.claims
 
 
 def _check_route_issuer(issuer: IssuerConfig, route: Route | None) -> None:
     if route is not None and route.issuers is not None and issuer.name not in route.issuers:
         raise InvalidToken("issuer_not_allowed", TokenCheck.ISSUER)
+
+
+def _check_mapped_claims(claims: Claims, route: Route | None) -> None:
+    """A claim the route (or the issuer) forwards as a header must have a faithful header form,
+    as the fixed identity claims must: otherwise the token is refused, never altered."""
+    if route is not None and unencodable(
+        route.claims_to_headers, claims.issuer.claims_to_headers, claims.mapped
+    ):
+        raise InvalidToken("invalid_claim", TokenCheck.IDENTITY)
 
 
 def _cache_entry(claims: Claims, kid: str | None, keys: KeySet, leeway: float) -> CachedToken:

@@ -51,7 +51,11 @@ def entry_size(entry: CachedToken) -> int:
     strings = (claims.subject, claims.client_id, entry.kid)
     kept = sum(sys.getsizeof(value) for value in strings if value is not None)
     scopes = sys.getsizeof(claims.scopes) + sum(sys.getsizeof(scope) for scope in claims.scopes)
-    return ENTRY_OVERHEAD + kept + scopes
+    mapped = sum(
+        sys.getsizeof(claim) + (sys.getsizeof(value) if value is not None else 0)
+        for claim, value in claims.mapped
+    )
+    return ENTRY_OVERHEAD + kept + scopes + mapped
 
 
 class VerifiedTokenCache:

@@ -128,7 +128,7 @@ class RequestFacts:
     host: str | None = None  # the Host header, if any
     headers: Collection[tuple[str, str]] = ()  # every header, as (name, value)
     version: tuple[int, int] = (1, 1)  # the request's HTTP version
-    peer: str = ""  # the client's address (the TCP peer: there is no trusted-proxy list yet)
+    peer: str = ""  # the client's address (behind trusted proxies, the one they name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -233,6 +233,8 @@ class Decider:
     # throttle (None: off); both are kept across reloads by whoever builds deciders.
     counter: Counter | None = None
     guard: AuthFailureGuard | None = None
+    # The RFC 9728 metadata URL every Bearer challenge names (`protected_resource`), if any.
+    resource_metadata: str | None = None
 
     async def decide(self, request: RequestFacts, *, trace: bool = False) -> Decision:
         """Take every decision step in order; with ``trace``, record each step taken."""
@@ -287,7 +289,7 @@ class Decider:
             else:
                 claims, error = await self._authenticate(route, request, target, steps)
                 if error is not None:
-                    would_refuse = from_auth_error(error)
+                    would_refuse = from_auth_error(error, self.resource_metadata)
                     if self.guard is not None and error.reason in THROTTLED_TOKEN_REASONS:
                         self.guard.failed(request.peer)
             if would_refuse is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.core.claim_headers import ClaimHeaders, mapped_headers
 from gateway.core.tokens import Claims
 
 __all__ = [
@@ -80,6 +81,7 @@ class ForwardingContext:
     request_id: str
     claims: Claims | None
     authorization: str | None = None
+    claims_to_headers: ClaimHeaders = ()  # the route's; the token's issuer adds its own
 
 
 def request_id(client_values: list[str]) -> str:
@@ -139,6 +141,9 @@ def upstream_headers(
         outgoing["X-Auth-Scopes"] = " ".join(sorted(claims.scopes))
         if claims.client_id is not None:
             outgoing["X-Auth-Client-Id"] = claims.client_id
+        if claims.mapped:  # names inside X-Auth-*, so never a client's header (stripped above)
+            by_issuer = claims.issuer.claims_to_headers
+            outgoing.extend(mapped_headers(context.claims_to_headers, by_issuer, claims.mapped))
     return outgoing
 
 

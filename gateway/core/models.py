@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yarl
 
+from gateway.core.claim_headers import ClaimHeaders
 from gateway.core.keys import KeySet
 from gateway.core.ratelimit import RateLimit
 
@@ -57,6 +58,8 @@ class IssuerConfig:
     # Entra ID: scp as a string; Okta: scp as a list.
     scope_claim: str = "scope"
     scope_format: ScopeFormat = ScopeFormat.STRING
+    # Claims forwarded as X-Auth-* headers on every route this issuer's tokens pass.
+    claims_to_headers: ClaimHeaders = ()
 
     @property
     def remote(self) -> bool:
@@ -155,6 +158,8 @@ class Route:
     mode: RouteMode = RouteMode.ENFORCE
     lint_ignore: frozenset[LintCode] = frozenset()
     rate_limit: RateLimit | None = None
+    # Claims forwarded as X-Auth-* headers on this route (over the issuer's for the same name).
+    claims_to_headers: ClaimHeaders = ()
     line: int = 0
 
     @property
@@ -180,6 +185,11 @@ class RoutesConfig:
     default_mode: RouteMode = RouteMode.ENFORCE  # `defaults: {mode: ...}`
     default_mode_line: int = 0
     default_rate_limit: RateLimit | None = None  # `defaults: {rate_limit: ...}`
+
+    @property
+    def mapped_claims(self) -> frozenset[str]:
+        """Every claim some route's ``claims_to_headers`` names."""
+        return frozenset(claim for route in self.routes for _, claim in route.claims_to_headers)
 
 
 def path_matches(pattern: str, path: str, *, exact: bool = False) -> bool:

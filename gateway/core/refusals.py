@@ -105,8 +105,9 @@ def rate_limit_unavailable() -> Refusal:
     )
 
 
-def from_auth_error(exc: AuthError) -> Refusal:
-    """401/400/403/503 with the RFC 6750 challenge."""
+def from_auth_error(exc: AuthError, resource_metadata: str | None = None) -> Refusal:
+    """401/400/403/503 with the RFC 6750 challenge; ``resource_metadata``: the configured
+    RFC 9728 metadata URL, which every challenge then names (never anything from the request)."""
     if isinstance(exc, KeysUnavailable):
         return Refusal(
             503,
@@ -121,6 +122,8 @@ def from_auth_error(exc: AuthError) -> Refusal:
         params.append(f'error_description="{exc.description}"')
     if isinstance(exc, InsufficientScope):
         params.append(f'scope="{" ".join(exc.needed.scopes)}"')
+    if resource_metadata is not None:
+        params.append(f'resource_metadata="{resource_metadata}"')
     return Refusal(
         exc.status,
         exc.bearer_error or "unauthorized",

@@ -20,6 +20,7 @@ from typing import Any
 
 from jwt.algorithms import get_default_algorithms
 
+from gateway.core.claim_headers import MappedClaims, header_safe
 from gateway.core.errors import InvalidToken, TokenCheck
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig, ScopeFormat, TokensConfig
@@ -28,11 +29,6 @@ __all__ = ["Claims", "UnverifiedToken", "numeric_date", "parse", "payload_of", "
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 _ALGORITHMS = get_default_algorithms()
-# An identity claim copied into a header is printable ASCII with no space at either end: what
-# every HTTP stack reads back unchanged. Controls would be header injection, non-ASCII is read
-# as Latin-1 by WSGI servers (another identity), lone surrogates vanish when written, and edge
-# spaces are trimmed by parsers. Such a token is refused (invalid_claim), never altered.
-_IDENTITY = re.compile(r"[!-~](?:[ -~]*[!-~])?")
 # RFC 6749 section 3.3: a scope token is NQCHAR; anything else grants nothing.
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _TYP_ACCESS_TOKEN = {"at+jwt", "application/at+jwt"}
@@ -87,12 +83,14 @@ class Claims:
     expires_at: float
     payload: Mapping[str, Any] = field(default_factory=_no_payload, compare=False, repr=False)
     starts_at: float = float("-inf")  # max(nbf, iat), without leeway; -inf when neither is set
+    # The claims `claims_to_headers` maps, in header form (see gateway.core.claim_headers).
+    mapped: MappedClaims = ()
 
     def without_payload(self) -> Claims:
         """The same claims without the payload (what a cache keeps)."""
         return Claims(
             self.issuer, self.subject, self.client_id, self.scopes, self.expires_at,
-            starts_at=self.starts_at,
+            starts_at=self.starts_at, mapped=self.mapped,
         )  # fmt: skip
 
 
@@ -230,7 +228,11 @@ def _header_safe_string(payload: Mapping[str, Any], name: str) -> str | None:
     value = payload.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or not _IDENTITY.fullmatch(value):
+    # An identity claim copied into a header is printable ASCII with no space at either end:
+    # what every HTTP stack reads back unchanged. Controls would be header injection, non-ASCII
+    # is read as Latin-1 by WSGI servers (another identity), lone surrogates vanish when
+    # written, and edge spaces are trimmed by parsers. Such a token is refused, never altered.
+    if not isinstance(value, str) or not header_safe(value):
         raise InvalidToken("invalid_claim", TokenCheck.IDENTITY)
     return value
 

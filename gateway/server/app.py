@@ -93,8 +93,9 @@ def build_policy(
     """Everything the door decides with, from one validated config (rate limits counted in
     ``limiting``, which outlives the policy; None: not enforced)."""
     authenticator = Authenticator(
-        config.issuers, config.tokens, key_sources=remote_keys.sources, clock=clock
-    )
+        config.issuers, config.tokens, key_sources=remote_keys.sources, clock=clock,
+        mapped_claims=config.routes.mapped_claims,
+    )  # fmt: skip
     return Policy(
         config=config,
         table=RouteTable.from_config(config.routes),

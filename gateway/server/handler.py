@@ -16,11 +16,12 @@ from aiohttp import web
 
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator
+from gateway.core.clientip import client_ip
 from gateway.core.decision import Decider, Refuse, RequestFacts
 from gateway.core.headers import ForwardingContext, request_id, upstream_headers
 from gateway.core.protocol import expects_continue
 from gateway.core.ratelimit import AuthFailureGuard, Counter
-from gateway.core.refusals import INTERNAL_ERROR, payload_too_large, upstream_failed
+from gateway.core.refusals import INTERNAL_ERROR, Refusal, payload_too_large, upstream_failed
 from gateway.core.routes import RouteTable
 from gateway.core.urls import upstream_url
 from gateway.jwks.remote import RemoteKeys
@@ -28,6 +29,7 @@ from gateway.server.access import Accounting, RequestRecord
 from gateway.server.aiohttp_overrides import send_continue
 from gateway.server.drain import InFlight
 from gateway.server.logs import get_logger
+from gateway.server.metadata import MetadataEndpoint
 from gateway.server.upstream import BodyTooLarge, UpstreamClient, UpstreamFailure
 
 __all__ = ["Door", "Policy"]
@@ -49,8 +51,11 @@ class Policy:
     guard: AuthFailureGuard | None = None
     # The decision steps over this policy's routes and issuers (built once, with the policy).
     decider: Decider = field(init=False, repr=False, compare=False)
+    # The RFC 9728 metadata document (`protected_resource`), None when not configured.
+    metadata: MetadataEndpoint | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        resource = self.config.protected_resource
         decider = Decider(
             routes=self.config.routes,
             table=self.table,
@@ -58,8 +63,10 @@ class Policy:
             max_body_size=self.config.limits.max_body_size,
             counter=self.counter,
             guard=self.guard,
+            resource_metadata=resource.metadata_url if resource is not None else None,
         )
         object.__setattr__(self, "decider", decider)
+        object.__setattr__(self, "metadata", MetadataEndpoint.from_config(self.config))
 
 
 class Door:
@@ -98,9 +105,14 @@ class Door:
         started = time.perf_counter_ns()
         headers = request.headers
         record = RequestRecord(request_id=request_id(headers.getall("X-Request-ID", [])))
+        # The client behind trusted proxies (client.ip, per-IP limits, the failed-auth throttle).
+        address = request.remote or ""
+        proxies = self.policy.config.trusted_proxies
+        if proxies is not None:
+            address = client_ip(address, headers.getall(proxies.header.value, ()), proxies)
         try:
             response = await self._tracked.run(
-                request, record, lambda: self._answer(request, record)
+                request, record, lambda: self._answer(request, record, address)
             )
         except Exception:
             _log.exception("request_failed", **{"http.request.id": record.request_id})
@@ -118,13 +130,25 @@ class Door:
             response.force_close()
         self._accounting.finish(
             record, started_ns=started_ns, duration_ns=time.perf_counter_ns() - started,
-            client_ip=request.remote, method=request.method, status=response.status,
+            client_ip=address or None, method=request.method, status=response.status,
             user_agent=headers.get("User-Agent"),
         )  # fmt: skip
         return response
 
-    async def _answer(self, request: web.BaseRequest, record: RequestRecord) -> web.StreamResponse:
+    async def _answer(
+        self, request: web.BaseRequest, record: RequestRecord, address: str
+    ) -> web.StreamResponse:
         policy = self.policy  # one snapshot for the whole request, whatever a reload does
+        metadata = policy.metadata
+        if metadata is not None:
+            served = metadata.answer(request.method, request.raw_path)
+            if served is not None:  # the gateway's own, under /.well-known/oauth-protected-...
+                record.path, answer = served
+                if isinstance(answer, Refusal):
+                    return record.refuse(answer)
+                record.auth_result = "public"
+                record.response_bytes = 0 if request.method == "HEAD" else len(metadata.body)
+                return answer
         request_headers = request.headers
         authorization = tuple(request_headers.getall("Authorization", ()))
         facts = RequestFacts(
@@ -135,7 +159,7 @@ class Door:
             host=request_headers.get("Host"),
             headers=request_headers.items(),
             version=(request.version.major, request.version.minor),
-            peer=request.remote or "",
+            peer=address,
         )
         decision = await policy.decider.decide(facts)
         record.note(decision)
@@ -154,6 +178,7 @@ class Door:
             request_id=record.request_id,
             claims=decision.claims,
             authorization=authorization[0] if route.forward_token and authorization else None,
+            claims_to_headers=route.claims_to_headers,
         )
         headers = upstream_headers(request_headers, context, policy.config.strip_headers)
         body_limit = route.max_body_size or policy.config.limits.max_body_size

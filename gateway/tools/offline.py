@@ -28,6 +28,7 @@ def decider(
 ) -> Decider:
     """A decider over the config's routes and its issuers (or stand-ins with other keys), with
     keys from ``key_sources`` where given, else each issuer's own keys."""
+    resource = config.protected_resource
     return Decider(
         routes=config.routes,
         table=RouteTable.from_config(config.routes),
@@ -36,11 +37,13 @@ def decider(
             config.tokens,
             key_sources=key_sources,
             clock=clock,
+            mapped_claims=config.routes.mapped_claims,
         ),
         max_body_size=config.limits.max_body_size,
         # Rate limits are shown, never counted: every bucket is full offline. The failed-auth
         # throttle is per running process, so offline it never applies.
         counter=OfflineCounter(),
+        resource_metadata=resource.metadata_url if resource is not None else None,
     )
 
 
