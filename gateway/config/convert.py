@@ -14,7 +14,15 @@ from gateway.config.models import LimitBackend
 from gateway.config.units import parse_duration
 from gateway.core.keys import SUPPORTED_ALGORITHMS
 from gateway.core.methods import NEVER_PROXIED
-from gateway.core.models import AuthMode, LintCode, RouteMode, ScopeFormat, ScopeMode, ScopeRule
+from gateway.core.models import (
+    AuthMode,
+    LintCode,
+    RouteMode,
+    ScopeFormat,
+    ScopeMode,
+    ScopeRule,
+    WebSocketRoute,
+)
 from gateway.core.ratelimit import AuthFailureSettings, LimitKey, OnBackendError, RateLimit
 from gateway.core.target import TargetError, canonicalize_path
 
@@ -348,3 +356,46 @@ def redis_url(value: Any) -> str:
     if url.scheme not in {"redis", "rediss"} or not url.host:
         raise ValueError("must be a redis://host:port/db (or rediss://) URL")
     return text
+
+
+_WEBSOCKET_KEYS = {"token_from_subprotocol", "idle_timeout", "max_message_size"}
+
+
+def positive_duration(value: Any) -> float:
+    """A duration longer than zero."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+def websocket_route(value: Any) -> WebSocketRoute | None:
+    """A route's ``websocket:``: ``true``, ``false`` (none), or
+    ``{token_from_subprotocol: true, idle_timeout: 60s, max_message_size: 64KiB}``."""
+    if value is False:
+        return None
+    if value is True:
+        return WebSocketRoute()
+    if not isinstance(value, dict):
+        raise ValueError("write true, false, or {token_from_subprotocol: true, idle_timeout: 60s}")
+    unknown = sorted(set(value) - _WEBSOCKET_KEYS)
+    if unknown:
+        hint = did_you_mean(unknown[0], _WEBSOCKET_KEYS)
+        raise ValueError(f"unknown key '{unknown[0]}' in 'websocket'{hint}")
+    fields: dict[str, Any] = {}
+    if "token_from_subprotocol" in value:
+        try:
+            fields["token_from_subprotocol"] = boolean(value["token_from_subprotocol"])
+        except ValueError:
+            raise ValueError("'token_from_subprotocol' must be true or false") from None
+    if "idle_timeout" in value:
+        try:
+            fields["idle_timeout"] = positive_duration(value["idle_timeout"])
+        except ValueError as exc:
+            raise ValueError(f"'idle_timeout': {exc}") from None
+    if "max_message_size" in value:
+        try:
+            fields["max_message_size"] = size(value["max_message_size"])
+        except ValueError as exc:
+            raise ValueError(f"'max_message_size': {exc}") from None
+    return WebSocketRoute(**fields)

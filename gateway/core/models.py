@@ -28,6 +28,7 @@ __all__ = [
     "ScopeRule",
     "TokensConfig",
     "Upstream",
+    "WebSocketRoute",
     "path_matches",
 ]
 
@@ -139,6 +140,18 @@ class ScopeRule:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebSocketRoute:
+    """A route's ``websocket:`` settings: the route tunnels WebSocket upgrades.
+
+    ``idle_timeout`` and ``max_message_size`` of None take gateway.yaml's ``limits``.
+    """
+
+    token_from_subprotocol: bool = False
+    idle_timeout: float | None = None
+    max_message_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """One entry of the route table."""
 
@@ -155,6 +168,7 @@ class Route:
     mode: RouteMode = RouteMode.ENFORCE
     lint_ignore: frozenset[LintCode] = frozenset()
     rate_limit: RateLimit | None = None
+    websocket: WebSocketRoute | None = None  # tunnels WebSocket upgrades (None: never)
     line: int = 0
 
     @property
