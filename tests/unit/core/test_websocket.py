@@ -58,7 +58,8 @@ def test_valid_handshake() -> None:
     assert upgrade.key == KEY
     assert upgrade.protocols == ("chat", "v2.chat")
     assert upgrade.bearer == (bearer_entry(JWT),)
-    assert JWT not in repr(upgrade) and bearer_entry(JWT) not in repr(upgrade)
+    assert JWT not in repr(upgrade)
+    assert bearer_entry(JWT) not in repr(upgrade)
 
 
 @pytest.mark.parametrize(
@@ -160,7 +161,11 @@ def test_bearer_prefix_in_any_case_is_never_offered_upstream() -> None:
     assert upgrade.bearer == (entry,)
 
 
-SWITCH = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept_value(KEY))]
+SWITCH = [
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Accept", accept_value(KEY)),
+]
 
 
 def test_a_real_switch_is_accepted() -> None:

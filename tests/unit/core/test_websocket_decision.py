@@ -92,14 +92,16 @@ async def test_subprotocol_token_tunnels(config: Config, tokens: TokenFactory) -
     decision = await decide(config, "/ws", headers=headers)
     assert isinstance(decision, Forward)
     assert (decision.status, decision.result) == (101, AuthResult.ALLOWED)
-    assert decision.claims is not None and decision.claims.subject == "alice"
-    assert decision.websocket is not None and decision.websocket.protocols == ("chat",)
+    assert decision.claims is not None
+    assert decision.claims.subject == "alice"
+    assert decision.websocket is not None
+    assert decision.websocket.protocols == ("chat",)
 
 
 @pytest.mark.parametrize(
     ("path", "protocols", "authorization", "status", "reason"),
     [
-        pytest.param("/ws-header-only", "entry", False, 401, "missing", id="route-takes-header-only"),
+        pytest.param("/ws-header-only", "entry", False, 401, "missing", id="header-only-route"),
         pytest.param("/ws", "entry", True, 400, "malformed", id="header-and-subprotocol"),
         pytest.param("/ws", "entry,entry", False, 400, "malformed", id="two-entries"),
         pytest.param("/ws", "upper", False, 400, "malformed", id="other-spelling"),
@@ -133,7 +135,7 @@ async def test_subprotocol_token_refusals(
     ("path", "headers", "method"),
     [
         ("/ws", (*HANDSHAKE[:3], ("Sec-WebSocket-Key", "short")), "GET"),
-        ("/ws", HANDSHAKE[1:] + (("Upgrade", "websocket, h2c"),), "GET"),
+        ("/ws", (*HANDSHAKE[1:], ("Upgrade", "websocket, h2c")), "GET"),
         ("/ws", HANDSHAKE, "POST"),
         ("/ws-report", HANDSHAKE[:2], "GET"),
     ],
