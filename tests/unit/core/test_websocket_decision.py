@@ -10,7 +10,7 @@ import pytest
 
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator
-from gateway.core.decision import AuthResult, Decider, Forward, RequestFacts, StepName
+from gateway.core.decision import AuthResult, Decider, Decision, Forward, RequestFacts, StepName
 from gateway.core.routes import RouteTable
 from gateway.core.websocket import BEARER_PROTOCOL_PREFIX
 from tests.support import TokenFactory
@@ -56,7 +56,7 @@ async def decide(
     headers: tuple[tuple[str, str], ...] = HANDSHAKE,
     authorization: tuple[str, ...] = (),
     method: str = "GET",
-) -> Forward | object:
+) -> Decision:
     decider = Decider(
         routes=config.routes,
         table=RouteTable.from_config(config.routes),
@@ -128,7 +128,7 @@ async def test_subprotocol_token_refusals(
     headers = HANDSHAKE + ((("Sec-WebSocket-Protocol", values),) if values else ())
     auth = (f"Bearer {tokens.good()}",) if authorization else ()
     decision = await decide(config, path, headers=headers, authorization=auth)
-    assert (decision.status, decision.reason) == (status, reason)  # type: ignore[attr-defined]
+    assert (decision.status, decision.reason) == (status, reason)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ async def test_bad_handshakes_are_400_even_in_report_mode(
         config, path, headers=headers, method=method,
         authorization=(f"Bearer {tokens.good()}",),
     )  # fmt: skip
-    assert (decision.status, decision.reason) == (400, "bad_websocket_handshake")  # type: ignore[attr-defined]
+    assert (decision.status, decision.reason) == (400, "bad_websocket_handshake")
 
 
 async def test_report_mode_tunnels_what_it_would_deny(config: Config) -> None:
