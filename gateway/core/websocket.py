@@ -6,7 +6,8 @@ A tunnel is a classic smuggling vector (an upstream that answers ``200`` to an u
 proxy then treats the connection as raw bytes; ``h2c``), so both sides are judged strictly:
 
 - The client: ``GET``, HTTP/1.1, exactly one ``Upgrade: websocket``, ``Connection`` naming
-  ``upgrade``, ``Sec-WebSocket-Version: 13`` and a ``Sec-WebSocket-Key`` of 16 base64 bytes.
+  ``upgrade``, ``Sec-WebSocket-Version: 13``, a ``Sec-WebSocket-Key`` of 16 base64 bytes, and
+  no body (no ``Transfer-Encoding``, no ``Content-Length`` but 0).
   Anything else that names ``websocket`` in ``Upgrade`` is refused (400), never guessed at.
 - The upstream: ``101``, ``Upgrade: websocket``, ``Connection: upgrade``, the
   ``Sec-WebSocket-Accept`` our key calls for, at most one subprotocol and one the client
@@ -96,6 +97,7 @@ def parse_upgrade(
     versions: list[str] = []
     keys: list[str] = []
     offered: list[str] = []
+    body = False
     for name, value in headers:
         lower = name.lower()
         if lower == "upgrade":
@@ -108,8 +110,12 @@ def parse_upgrade(
             keys.append(value.strip())
         elif lower == "sec-websocket-protocol":
             offered.extend(part.strip() for part in value.split(","))
+        elif lower == "transfer-encoding" or (lower == "content-length" and value.strip() != "0"):
+            body = True
     if not any("websocket" in _tokens(value) for value in upgrade):
         return None
+    if body:  # bytes after the head belong to the tunnel: a body would be read as frames
+        raise HandshakeError("body")
     if method != "GET":
         raise HandshakeError("method")
     if version != (1, 1):

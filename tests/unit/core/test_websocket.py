@@ -100,6 +100,8 @@ def test_other_upgrades_are_not_websocket(headers: list[tuple[str, str]]) -> Non
         ("GET", (1, 1), replaced("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ"), "key"),
         ("GET", (1, 1), [*HANDSHAKE, ("Sec-WebSocket-Key", KEY)], "key"),
         ("GET", (1, 1), [*HANDSHAKE, ("Sec-WebSocket-Protocol", "a b")], "protocol"),
+        ("GET", (1, 1), [*HANDSHAKE, ("Content-Length", "5")], "body"),
+        ("GET", (1, 1), [*HANDSHAKE, ("Transfer-Encoding", "chunked")], "body"),
         ("GET", (1, 1), [*HANDSHAKE, ("Sec-WebSocket-Protocol", "a,,b")], "protocol"),
         ("GET", (1, 1), [*HANDSHAKE, ("Sec-WebSocket-Protocol", "a/b")], "protocol"),
     ],
