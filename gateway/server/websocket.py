@@ -69,7 +69,7 @@ __all__ = [
 
 # How long each side gets to answer a close frame before its connection is simply closed.
 CLOSE_GRACE = 1.0
-# Codes that may be relayed as they came (1005 and 1006 are never sent in a frame).
+# Codes that may be relayed as they came, with 3000-4999 (1005 and 1006 are never sent).
 _RELAYED = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
 
@@ -240,7 +240,7 @@ class Tunnel:
 
     async def _close(self, end: TunnelEnd) -> None:
         reason = end.reason
-        relayed = end.code if end.code in _RELAYED else CloseCode.NORMAL
+        relayed = end.code if end.code in _RELAYED or 3000 <= end.code <= 4999 else 1000
         if reason in _GATEWAY_CLOSES:
             code, text = _GATEWAY_CLOSES[reason]
             await asyncio.gather(self._close_client(code, text), self._close_upstream(code, text))
@@ -385,7 +385,23 @@ async def open_tunnel(
     expires_at = claims.expires_at + settings.leeway if claims is not None else None
     tunnel = Tunnel(response, upstream, idle_timeout=settings.idle_timeout, expires_at=expires_at)
     with tunnels.track(tunnel):
-        end = await tunnel.run()
+        end = await _run_to_the_end(tunnel)
     return TunnelOutcome(
         response, end, outcome.upstream_ns, tunnel.client_bytes, tunnel.upstream_bytes
     )
+
+
+async def _run_to_the_end(tunnel: Tunnel) -> TunnelEnd:
+    """Run the tunnel; if the handler is cancelled meanwhile (aiohttp's handler cancellation
+    on a lost connection, the drain's cut), the tunnel still closes both sides and says how
+    it ended (within its close grace), so the access line is written."""
+    run = asyncio.create_task(tunnel.run())
+    try:
+        return await asyncio.shield(run)
+    except asyncio.CancelledError:
+        tunnel.shut_down()
+        end = await run
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # answered: the tunnel is closed and will be logged
+        return end

@@ -4,7 +4,6 @@ client (aiohttp's ws_connect)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -19,22 +18,25 @@ from tests.support import TokenFactory
 Client = TestClient[web.Request, web.Application]
 
 
+Upstream = tuple[WebSocketUpstream, str]
+
+
 @pytest.fixture
-async def ws_upstream(
-    aiohttp_server: AiohttpServer,
-) -> AsyncIterator[tuple[WebSocketUpstream, str]]:
+async def ws_upstream(aiohttp_server: AiohttpServer) -> Upstream:
+    """A real aiohttp WebSocket upstream and its URL."""
     upstream = WebSocketUpstream()
     server = await aiohttp_server(upstream.app())
-    yield upstream, str(server.make_url("")).rstrip("/")
+    return upstream, str(server.make_url("")).rstrip("/")
 
 
 @pytest.fixture
-async def ws_gateway(gateway: GatewayFactory, ws_upstream: tuple[WebSocketUpstream, str]) -> Client:
+async def ws_gateway(gateway: GatewayFactory, ws_upstream: Upstream) -> Client:
+    """The gateway in front of the WebSocket upstream (`websocket_routes`)."""
     return await gateway(routes=websocket_routes(ws_upstream[1]))
 
 
 async def test_echo_through_the_tunnel(
-    ws_gateway: Client, ws_upstream: tuple[WebSocketUpstream, str], tokens: TokenFactory,
+    ws_gateway: Client, ws_upstream: Upstream, tokens: TokenFactory,
     log_capture: LogCapture,
 ) -> None:  # fmt: skip
     """Text and binary messages go both ways; the upstream's handshake carries the identity
@@ -62,3 +64,153 @@ async def test_echo_through_the_tunnel(
     assert line["gateway.websocket.close_reason"] == "client_closed"
     assert line["gateway.websocket.close_code"] == 1000
     assert line["auth.result"] == "allowed"
+
+
+async def test_token_from_the_bearer_subprotocol(
+    ws_gateway: Client, ws_upstream: Upstream, tokens: TokenFactory, log_capture: LogCapture
+) -> None:
+    """The token in the bearer subprotocol opens the tunnel; the upstream is offered only the
+    other subprotocols, chooses one, and the client gets that one, never the bearer entry."""
+    upstream, _ = ws_upstream
+    token = tokens.good()
+    protocols = ("chat", bearer_protocol(token))
+    async with ws_gateway.ws_connect("/ws/chat", protocols=protocols) as socket:
+        assert socket.protocol == "chat"
+        await socket.send_str("hi")
+        assert (await socket.receive(timeout=5)).data == "hi"
+    seen = upstream.handshakes[0]
+    assert seen["Sec-WebSocket-Protocol"] == "chat"
+    assert seen["X-Auth-Subject"] == "alice"
+    assert "Authorization" not in seen
+    assert token not in str(dict(seen))
+    assert token not in log_capture.text
+    assert bearer_protocol(token) not in log_capture.text
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "protocols", "status"),
+    [
+        pytest.param("/ws/echo", {}, (), 401, id="no-token"),
+        pytest.param("/ws/echo", {}, ("bad",), 401, id="other-protocol-only"),
+        pytest.param("/ws/echo", {"Authorization": "Bearer good"}, ("bearer",), 400,
+                     id="header-and-subprotocol"),
+        pytest.param("/ws/echo", {}, ("bearer", "bearer"), 400, id="two-bearer-entries"),
+        pytest.param("/ws/echo", {}, ("upper",), 400, id="upper-case-prefix"),
+        pytest.param("/ws-idle/echo", {}, ("bearer",), 401, id="route-without-subprotocol-token"),
+        pytest.param("/ws/echo", {}, ("scope",), 403, id="insufficient-scope"),
+    ],
+)  # fmt: skip
+async def test_refused_handshakes_never_reach_the_upstream(
+    ws_gateway: Client, ws_upstream: Upstream, tokens: TokenFactory, log_capture: LogCapture,
+    path: str, headers: dict[str, str], protocols: tuple[str, ...], status: int,
+) -> None:  # fmt: skip
+    """Every refused handshake gets its HTTP refusal and the upstream sees nothing; a token
+    never appears in the log."""
+    good = tokens.good()
+    entries = {
+        "bearer": bearer_protocol(good),
+        "upper": bearer_protocol(good).upper(),
+        "scope": bearer_protocol(tokens.good(scope="other")),
+        "bad": "bad",
+    }
+    offered = tuple(entries[name] for name in protocols)
+    sent = {k: v.replace("good", good) for k, v in headers.items()}
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await ws_gateway.ws_connect(path, headers=sent, protocols=offered)
+    assert caught.value.status == status
+    assert ws_upstream[0].handshakes == []
+    assert good not in log_capture.text
+
+
+async def test_the_upstream_closing_is_relayed(
+    ws_gateway: Client, ws_upstream: Upstream, tokens: TokenFactory, log_capture: LogCapture
+) -> None:
+    """The upstream's close code reaches the client and the access line."""
+    headers = {"Authorization": f"Bearer {tokens.good()}"}
+    async with ws_gateway.ws_connect("/ws/close", headers=headers) as socket:
+        await socket.send_str("bye")
+        message = await socket.receive(timeout=5)
+        assert message.type is WSMsgType.CLOSE
+        assert message.data == 4000
+    (line,) = await access_lines(log_capture)
+    assert line["gateway.websocket.close_reason"] == "upstream_closed"
+    assert line["gateway.websocket.close_code"] == 4000
+
+
+async def test_an_upstream_that_drops_closes_the_client_with_1011(
+    ws_gateway: Client, tokens: TokenFactory, log_capture: LogCapture
+) -> None:
+    """An upstream connection that drops mid-tunnel closes the client with 1011."""
+    headers = {"Authorization": f"Bearer {tokens.good()}"}
+    async with ws_gateway.ws_connect("/ws/abrupt", headers=headers) as socket:
+        await socket.send_str("x")
+        message = await socket.receive(timeout=5)
+        assert message.type is WSMsgType.CLOSE
+        assert message.data == 1011
+    (line,) = await access_lines(log_capture)
+    assert line["gateway.websocket.close_reason"] == "upstream_gone"
+
+
+async def test_idle_tunnels_are_closed(
+    ws_gateway: Client, ws_upstream: Upstream, tokens: TokenFactory, log_capture: LogCapture
+) -> None:
+    """A tunnel with no message either way for the route's idle_timeout is closed with 1001
+    on both sides."""
+    headers = {"Authorization": f"Bearer {tokens.good()}"}
+    async with ws_gateway.ws_connect("/ws-idle/echo", headers=headers) as socket:
+        message = await socket.receive(timeout=5)
+        assert message.type is WSMsgType.CLOSE
+        assert message.data == 1001
+    async with asyncio.timeout(5):
+        await ws_upstream[0].closed_event.wait()
+    assert ws_upstream[0].closed == [1001]
+    (line,) = await access_lines(log_capture)
+    assert line["gateway.websocket.close_reason"] == "idle_timeout"
+
+
+async def test_messages_over_the_limit_close_the_tunnel(
+    ws_gateway: Client, ws_upstream: Upstream, tokens: TokenFactory, log_capture: LogCapture
+) -> None:
+    """A client message over the route's max_message_size closes it with 1009 and never
+    reaches the upstream."""
+    headers = {"Authorization": f"Bearer {tokens.good()}"}
+    async with ws_gateway.ws_connect("/ws-idle/echo", headers=headers) as socket:
+        await socket.send_bytes(b"x" * 65)
+        message = await socket.receive(timeout=5)
+        assert message.type is WSMsgType.CLOSE
+        assert message.data == 1009
+    (line,) = await access_lines(log_capture)
+    assert line["gateway.websocket.close_reason"] == "message_too_big"
+    assert ws_upstream[0].received == []
+
+
+async def test_report_mode_tunnels_and_says_would_deny(
+    ws_gateway: Client, ws_upstream: Upstream, log_capture: LogCapture
+) -> None:
+    """A report-mode route tunnels a handshake without a token, logged as would_deny."""
+    async with ws_gateway.ws_connect("/ws-report/echo") as socket:
+        await socket.send_str("x")
+        assert (await socket.receive(timeout=5)).data == "x"
+    (line,) = await access_lines(log_capture)
+    assert (line["auth.result"], line["auth.reason"]) == ("would_deny", "missing")
+    assert "X-Auth-Subject" not in ws_upstream[0].handshakes[0]
+
+
+async def test_an_upstream_answering_200_opens_no_tunnel(
+    ws_gateway: Client, ws_upstream: Upstream, tokens: TokenFactory
+) -> None:
+    """An upstream that answers 200 instead of 101: the client gets that answer, not a
+    tunnel."""
+    headers = {"Authorization": f"Bearer {tokens.good()}"}
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await ws_gateway.ws_connect("/ws/plain", headers=headers)
+    assert caught.value.status == 200
+    assert len(ws_upstream[0].handshakes) == 1
+
+
+async def access_lines(log_capture: LogCapture) -> list[dict[str, object]]:
+    """The access lines, once the tunnel's has been written (it follows the close)."""
+    async with asyncio.timeout(5):
+        while not log_capture.events("access"):  # noqa: ASYNC110 - the log has no event to wait on
+            await asyncio.sleep(0.02)
+    return log_capture.events("access")
