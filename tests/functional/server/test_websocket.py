@@ -4,6 +4,7 @@ client (aiohttp's ws_connect)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import pytest
@@ -11,9 +12,10 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpServer
 
+from gateway.server.app import IN_FLIGHT, METRICS
 from tests.conftest import GatewayFactory, LogCapture
 from tests.functional.server.ws_support import WebSocketUpstream, bearer_protocol, websocket_routes
-from tests.support import TokenFactory
+from tests.support import TokenFactory, metric_sample
 
 Client = TestClient[web.Request, web.Application]
 
@@ -214,3 +216,59 @@ async def access_lines(log_capture: LogCapture) -> list[dict[str, object]]:
         while not log_capture.events("access"):  # noqa: ASYNC110 - the log has no event to wait on
             await asyncio.sleep(0.02)
     return log_capture.events("access")
+
+
+@pytest.mark.slow
+async def test_the_tunnel_closes_when_the_token_expires(
+    ws_gateway: Client, ws_upstream: Upstream, tokens: TokenFactory, log_capture: LogCapture
+) -> None:
+    """A tunnel lasts as long as its token would be accepted (exp + leeway), then both sides
+    get 1008."""
+    now = int(time.time())
+    token = tokens.good(
+        iat=now - 60, exp=now + 2 - 30
+    )  # the tests' leeway is 30 s  # accepted for about 2 more seconds
+    started = time.monotonic()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with ws_gateway.ws_connect("/ws/echo", headers=headers) as socket:
+        await socket.send_str("still valid")
+        assert (await socket.receive(timeout=5)).data == "still valid"
+        message = await socket.receive(timeout=10)
+        assert message.type is WSMsgType.CLOSE
+        assert message.data == 1008
+    assert 1 <= time.monotonic() - started <= 6
+    async with asyncio.timeout(5):
+        await ws_upstream[0].closed_event.wait()
+    assert ws_upstream[0].closed == [1008]
+    (line,) = await access_lines(log_capture)
+    assert line["gateway.websocket.close_reason"] == "token_expired"
+    assert line["gateway.websocket.close_code"] == 1008
+
+
+async def test_shutdown_closes_tunnels_with_1001(
+    ws_gateway: Client, ws_upstream: Upstream, tokens: TokenFactory, log_capture: LogCapture
+) -> None:
+    """The drain closes open tunnels at once (1001 both sides) instead of waiting them out;
+    each is logged, counted, and no longer in flight."""
+    headers = {"Authorization": f"Bearer {tokens.good()}"}
+    app = ws_gateway.app
+    async with ws_gateway.ws_connect("/ws/echo", headers=headers) as socket:
+        await socket.send_str("x")
+        await socket.receive(timeout=5)
+        assert metric_sample(app[METRICS], "gateway_requests_in_flight") == 1
+        loop = asyncio.get_running_loop()
+        drain = asyncio.create_task(app[IN_FLIGHT].drain(loop.time() + 10))
+        message = await socket.receive(timeout=5)
+        assert message.type is WSMsgType.CLOSE
+        assert message.data == 1001
+        assert await asyncio.wait_for(drain, 5) == 0  # none left to cut
+    assert ws_upstream[0].closed == [1001]
+    (line,) = await access_lines(log_capture)
+    assert line["gateway.websocket.close_reason"] == "shutdown"
+    assert metric_sample(app[METRICS], "gateway_requests_in_flight") == 0
+    assert (
+        metric_sample(
+            app[METRICS], "gateway_websocket_tunnels_total", route="/ws", reason="shutdown"
+        )
+        == 1
+    )
