@@ -224,5 +224,6 @@ def _summary(decision: Decision | None) -> str:
         return "no decision"
     reason = f", {decision.reason}" if decision.reason else ""
     if isinstance(decision, Forward):
-        return f"{decision.status} forward to {decision.upstream.name} ({decision.result.value}{reason})"
+        target = decision.upstream.name
+        return f"{decision.status} forward to {target} ({decision.result.value}{reason})"
     return f"{decision.status} ({decision.result.value}{reason})"
