@@ -75,30 +75,33 @@ def test_fragments_join_and_control_frames_pass_between() -> None:
     ]
 
 
+VIOLATIONS = [
+    (frame(Opcode.TEXT, b"x", rsv=0x40), CloseCode.PROTOCOL_ERROR, "reserved_bits"),
+    (encode_frame(Opcode.TEXT, b"x", mask=True), CloseCode.PROTOCOL_ERROR, "masked_frame"),
+    (bytes([0x83, 0]), CloseCode.PROTOCOL_ERROR, "opcode"),
+    (bytes([0x8B, 0]), CloseCode.PROTOCOL_ERROR, "opcode"),
+    (frame(Opcode.PING, b"x", fin=False), CloseCode.PROTOCOL_ERROR, "control_frame"),
+    (bytes([0x89, 126, 0, 126]) + b"x" * 126, CloseCode.PROTOCOL_ERROR, "control_frame"),
+    (frame(Opcode.CONTINUATION, b"x"), CloseCode.PROTOCOL_ERROR, "continuation"),
+    (
+        frame(Opcode.TEXT, b"a", fin=False) + frame(Opcode.BINARY, b"b"),
+        CloseCode.PROTOCOL_ERROR,
+        "interleaved_message",
+    ),
+    (bytes([0x82, 127]) + struct.pack("!Q", 1 << 63), CloseCode.PROTOCOL_ERROR, "length"),
+    (frame(Opcode.BINARY, b"x" * 11), CloseCode.MESSAGE_TOO_BIG, "message_too_big"),
+    (
+        frame(Opcode.BINARY, b"x" * 6, fin=False) + frame(Opcode.CONTINUATION, b"x" * 5),
+        CloseCode.MESSAGE_TOO_BIG,
+        "message_too_big",
+    ),
+    (frame(Opcode.TEXT, b"\xff"), CloseCode.INVALID_DATA, "text_not_utf8"),
+]
+
+
 @pytest.mark.parametrize(
     ("data", "code", "problem"),
-    [
-        (frame(Opcode.TEXT, b"x", rsv=0x40), CloseCode.PROTOCOL_ERROR, "reserved_bits"),
-        (encode_frame(Opcode.TEXT, b"x", mask=True), CloseCode.PROTOCOL_ERROR, "masked_frame"),
-        (bytes([0x83, 0]), CloseCode.PROTOCOL_ERROR, "opcode"),
-        (bytes([0x8B, 0]), CloseCode.PROTOCOL_ERROR, "opcode"),
-        (frame(Opcode.PING, b"x", fin=False), CloseCode.PROTOCOL_ERROR, "control_frame"),
-        (bytes([0x89, 126, 0, 126]) + b"x" * 126, CloseCode.PROTOCOL_ERROR, "control_frame"),
-        (frame(Opcode.CONTINUATION, b"x"), CloseCode.PROTOCOL_ERROR, "continuation"),
-        (
-            frame(Opcode.TEXT, b"a", fin=False) + frame(Opcode.BINARY, b"b"),
-            CloseCode.PROTOCOL_ERROR,
-            "interleaved_message",
-        ),
-        (bytes([0x82, 127]) + struct.pack("!Q", 1 << 63), CloseCode.PROTOCOL_ERROR, "length"),
-        (frame(Opcode.BINARY, b"x" * 11), CloseCode.MESSAGE_TOO_BIG, "message_too_big"),
-        (
-            frame(Opcode.BINARY, b"x" * 6, fin=False) + frame(Opcode.CONTINUATION, b"x" * 5),
-            CloseCode.MESSAGE_TOO_BIG,
-            "message_too_big",
-        ),
-        (frame(Opcode.TEXT, b"\xff"), CloseCode.INVALID_DATA, "text_not_utf8"),
-    ],
+    [pytest.param(*case, id=f"{case[2]}-{n}") for n, case in enumerate(VIOLATIONS)],
 )
 def test_protocol_violations(data: bytes, code: CloseCode, problem: str) -> None:
     """What a client must refuse from a server is a FrameError with the close code to send."""
