@@ -16,7 +16,15 @@ from gateway.core.claim_headers import ClaimHeaders, check_header_name
 from gateway.core.clientip import ClientIpHeader, Network, parse_network
 from gateway.core.keys import SUPPORTED_ALGORITHMS
 from gateway.core.methods import NEVER_PROXIED
-from gateway.core.models import AuthMode, LintCode, RouteMode, ScopeFormat, ScopeMode, ScopeRule
+from gateway.core.models import (
+    AuthMode,
+    LintCode,
+    RouteMode,
+    ScopeFormat,
+    ScopeMode,
+    ScopeRule,
+    WebSocketRoute,
+)
 from gateway.core.ratelimit import AuthFailureSettings, LimitKey, OnBackendError, RateLimit
 from gateway.core.resource_metadata import check_resource
 from gateway.core.target import TargetError, canonicalize_path
@@ -405,3 +413,46 @@ def https_url(value: Any) -> str:
     if url.scheme != "https":
         raise ValueError(f"'{value}' must be an https:// URL")
     return str(value)
+
+
+_WEBSOCKET_KEYS = {"token_from_subprotocol", "idle_timeout", "max_message_size"}
+
+
+def positive_duration(value: Any) -> float:
+    """A duration longer than zero."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+def websocket_route(value: Any) -> WebSocketRoute | None:
+    """A route's ``websocket:``: ``true``, ``false`` (none), or
+    ``{token_from_subprotocol: true, idle_timeout: 60s, max_message_size: 64KiB}``."""
+    if value is False:
+        return None
+    if value is True:
+        return WebSocketRoute()
+    if not isinstance(value, dict):
+        raise ValueError("write true, false, or {token_from_subprotocol: true, idle_timeout: 60s}")
+    unknown = sorted(set(value) - _WEBSOCKET_KEYS)
+    if unknown:
+        hint = did_you_mean(unknown[0], _WEBSOCKET_KEYS)
+        raise ValueError(f"unknown key '{unknown[0]}' in 'websocket'{hint}")
+    fields: dict[str, Any] = {}
+    if "token_from_subprotocol" in value:
+        try:
+            fields["token_from_subprotocol"] = boolean(value["token_from_subprotocol"])
+        except ValueError:
+            raise ValueError("'token_from_subprotocol' must be true or false") from None
+    if "idle_timeout" in value:
+        try:
+            fields["idle_timeout"] = positive_duration(value["idle_timeout"])
+        except ValueError as exc:
+            raise ValueError(f"'idle_timeout': {exc}") from None
+    if "max_message_size" in value:
+        try:
+            fields["max_message_size"] = size(value["max_message_size"])
+        except ValueError as exc:
+            raise ValueError(f"'max_message_size': {exc}") from None
+    return WebSocketRoute(**fields)

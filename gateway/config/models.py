@@ -102,6 +102,9 @@ class LimitsConfig:
     upstream_pool_size: int = 1000
     upstream_pool_size_per_host: int = 256
     upstream_connect_timeout: float = 5.0
+    # WebSocket tunnels: closed after this long without a message either way; largest message.
+    websocket_idle_timeout: float = 300.0
+    websocket_max_message_size: int = 1024 * 1024
 
 
 class LimitBackend(enum.Enum):

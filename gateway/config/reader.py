@@ -43,7 +43,8 @@ _LIMITS: Converters = {
     "keepalive_timeout": parse_duration, "max_connections": convert.size,
     "max_body_size": convert.size, "upstream_pool_size": convert.size,
     "upstream_pool_size_per_host": convert.size, "upstream_connect_timeout": parse_duration,
-    "header_timeout": parse_duration,
+    "header_timeout": parse_duration, "websocket_idle_timeout": convert.positive_duration,
+    "websocket_max_message_size": convert.size,
 }  # fmt: skip
 _JWKS: Converters = {
     "timeout": parse_duration, "max_bytes": convert.positive_int,

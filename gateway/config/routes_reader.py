@@ -32,7 +32,7 @@ _ROUTE_OPTIONS: Converters = {
     "issuers": convert.issuer_names, "strip_prefix": convert.boolean,
     "forward_token": convert.boolean, "exact": convert.boolean,
     "max_body_size": convert.size, "lint_ignore": convert.lint_codes,
-    "rate_limit": convert.rate_limit,
+    "rate_limit": convert.rate_limit, "websocket": convert.websocket_route,
 }  # fmt: skip
 # Read apart from the options: a protected route's own, else `defaults:`'s (like `mode`).
 _ROUTE_CLAIMS: Converters = {"claims_to_headers": convert.claims_to_headers}
@@ -185,6 +185,7 @@ def _route(
             line = entry.key_lines[protected_only]
             source.problem(line, f"'{protected_only}' needs a protected route")
     values |= source.fields(entry, _ROUTE_OPTIONS)
+    _check_websocket(source, entry, values, public=public)
     if len(source.issues) > problems_before:
         return None
     if public:
@@ -211,3 +212,19 @@ def _check_overlaps(source: Source, routes: list[Route]) -> None:
                     f"route '{route.path}' overlaps the route at line {earlier.line} ({shared})",
                 )
         seen.setdefault((route.path, route.exact), []).append(route)
+
+
+def _check_websocket(
+    source: Source, entry: YamlMap, values: Mapping[str, Any], *, public: bool
+) -> None:
+    """A WebSocket handshake is a GET: a route that refuses GET could never tunnel; a public
+    route has no token to take from a subprotocol."""
+    websocket = values.get("websocket")
+    if websocket is None:
+        return
+    line = entry.key_lines["websocket"]
+    methods = values.get("methods")
+    if methods is not None and "GET" not in methods:
+        source.problem(line, "'websocket' needs GET among the route's methods")
+    if public and websocket.token_from_subprotocol:
+        source.problem(line, "'token_from_subprotocol' needs a protected route")

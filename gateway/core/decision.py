@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from gateway.core.authenticator import Authenticator
 from gateway.core.bearer import extract_bearer, query_has_access_token
-from gateway.core.errors import AuthError, InsufficientScope, TokenCheck
+from gateway.core.errors import AuthError, InsufficientScope, MalformedCredentials, TokenCheck
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
 from gateway.core.protocol import protocol_refusal
 from gateway.core.ratelimit import (
@@ -53,6 +53,7 @@ from gateway.core.refusals import (
     payload_too_large,
     rate_limit_unavailable,
     too_many_requests,
+    websocket_handshake_refused,
 )
 from gateway.core.routes import Match, RouteTable
 from gateway.core.target import (
@@ -62,6 +63,7 @@ from gateway.core.target import (
     check_host,
 )
 from gateway.core.tokens import Claims
+from gateway.core.websocket import HandshakeError, Upgrade, parse_upgrade, subprotocol_token
 
 __all__ = [
     "AuthResult",
@@ -97,6 +99,7 @@ class StepName(enum.Enum):
     SCOPES = "scopes"
     RATE_LIMIT = "rate_limit"  # taken before CREDENTIALS for IP keys, after SCOPES for others
     BODY = "body"
+    WEBSOCKET = "websocket"  # the handshake of a WebSocket upgrade, on a route that tunnels
 
 
 class StepOutcome(enum.Enum):
@@ -148,11 +151,14 @@ class Forward:
     steps: tuple[Step, ...] = ()
     # The RateLimit / RateLimit-Policy fields for the response (the route's limit allowed it).
     limit_headers: dict[str, str] | None = None
+    # A WebSocket handshake to tunnel (the route has `websocket`); None: a plain request.
+    websocket: Upgrade | None = None
 
     @property
     def status(self) -> int:
-        """200 for "forwarded": the upstream's own status is not known here."""
-        return 200
+        """200 for "forwarded" (the upstream's own status is not known here); 101 for a
+        WebSocket upgrade the gateway will tunnel."""
+        return 200 if self.websocket is None else 101
 
     @property
     def reason(self) -> str | None:
@@ -263,6 +269,18 @@ class Decider:
             return Refuse(refusal=refusal, target=target, steps=steps.steps)
         steps.note(StepName.METHOD, StepOutcome.PASSED)
         upstream = self.routes.upstreams[route.upstream]
+        websocket: Upgrade | None = None
+        if route.websocket is not None:  # not auth: refused in report mode too
+            try:
+                websocket = parse_upgrade(request.method, request.version, request.headers)
+            except HandshakeError as exc:
+                steps.note(StepName.WEBSOCKET, StepOutcome.FAILED, exc.problem)
+                return Refuse(
+                    refusal=websocket_handshake_refused(), target=target, route=route,
+                    upstream=upstream, steps=steps.steps,
+                )  # fmt: skip
+            if websocket is not None:
+                steps.note(StepName.WEBSOCKET, StepOutcome.PASSED)
         limit = route.rate_limit if self.counter is not None else None
         headers: dict[str, str] | None = None
         if limit is not None and limit.key is LimitKey.IP:
@@ -287,7 +305,7 @@ class Decider:
                 steps.note(StepName.THROTTLE, StepOutcome.FAILED, "auth_throttled")
                 would_refuse = auth_throttled(blocked)
             else:
-                claims, error = await self._authenticate(route, request, target, steps)
+                claims, error = await self._authenticate(route, request, target, steps, websocket)
                 if error is not None:
                     would_refuse = from_auth_error(error, self.resource_metadata)
                     if self.guard is not None and error.reason in THROTTLED_TOKEN_REASONS:
@@ -320,6 +338,7 @@ class Decider:
         return Forward(
             target=target, route=route, upstream=upstream, result=result, claims=claims,
             would_refuse=would_refuse, steps=steps.steps, limit_headers=headers,
+            websocket=websocket,
         )  # fmt: skip
 
     async def _limit(
@@ -344,12 +363,18 @@ class Decider:
         return limit_headers(limit, verdict)
 
     async def _authenticate(
-        self, route: Route, request: RequestFacts, target: CanonicalTarget, steps: _Trace
+        self,
+        route: Route,
+        request: RequestFacts,
+        target: CanonicalTarget,
+        steps: _Trace,
+        websocket: Upgrade | None = None,
     ) -> tuple[Claims | None, AuthError | None]:
         """Credentials, token, scopes: the verified claims (if any) and the refusal (if any)."""
         try:
+            authorization = _credentials(route, request.authorization, websocket)
             token = extract_bearer(
-                request.authorization, token_in_query=query_has_access_token(target.query)
+                authorization, token_in_query=query_has_access_token(target.query)
             )
         except AuthError as exc:  # MissingCredentials, MalformedCredentials
             steps.note(StepName.CREDENTIALS, StepOutcome.FAILED, exc.reason)
@@ -367,6 +392,24 @@ class Decider:
             return claims, InsufficientScope(route.scopes, claims.subject, claims.client_id)
         steps.note(StepName.SCOPES, StepOutcome.PASSED)
         return claims, None
+
+
+def _credentials(
+    route: Route, authorization: tuple[str, ...], websocket: Upgrade | None
+) -> tuple[str, ...]:
+    """The Authorization values to read the token from: a WebSocket route that takes the token
+    from the bearer subprotocol reads it as one ``Bearer`` value, and refuses it next to an
+    ``Authorization`` header (two places for one token: malformed, never a guess)."""
+    if websocket is None or route.websocket is None or not route.websocket.token_from_subprotocol:
+        return authorization
+    token = subprotocol_token(websocket.bearer)
+    if token is None:
+        return authorization
+    if authorization:
+        raise MalformedCredentials(
+            "Send the token in the Authorization header or the bearer subprotocol, not both"
+        )
+    return ("Bearer " + token,)
 
 
 def _key_value(key: LimitKey, claims: Claims | None, peer: str) -> str:

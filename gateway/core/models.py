@@ -29,6 +29,7 @@ __all__ = [
     "ScopeRule",
     "TokensConfig",
     "Upstream",
+    "WebSocketRoute",
     "path_matches",
 ]
 
@@ -142,6 +143,18 @@ class ScopeRule:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebSocketRoute:
+    """A route's ``websocket:`` settings: the route tunnels WebSocket upgrades.
+
+    ``idle_timeout`` and ``max_message_size`` of None take gateway.yaml's ``limits``.
+    """
+
+    token_from_subprotocol: bool = False
+    idle_timeout: float | None = None
+    max_message_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """One entry of the route table."""
 
@@ -160,6 +173,7 @@ class Route:
     rate_limit: RateLimit | None = None
     # Claims forwarded as X-Auth-* headers on this route (over the issuer's for the same name).
     claims_to_headers: ClaimHeaders = ()
+    websocket: WebSocketRoute | None = None  # tunnels WebSocket upgrades (None: never)
     line: int = 0
 
     @property

@@ -177,6 +177,18 @@ EXPECTATION_FAILED = Refusal(
 BAD_HOST_REDIRECT = Refusal(400, "bad_request", "The Host header is not acceptable", "bad_host")
 
 
+def websocket_handshake_refused() -> Refusal:
+    """400: a request for a WebSocket upgrade that is not exactly a valid handshake (RFC 6455
+    section 4.2.2 names the version the gateway speaks)."""
+    return Refusal(
+        400,
+        "bad_request",
+        "The WebSocket handshake is not acceptable",
+        "bad_websocket_handshake",
+        {"Sec-WebSocket-Version": "13"},
+    )
+
+
 def parser_refusal(status: int) -> Refusal:
     """The refusal for a request the HTTP parser (or the server under it) gave up on."""
     known = {400: UNPARSEABLE, 500: INTERNAL_ERROR, 504: REQUEST_TIMEOUT}

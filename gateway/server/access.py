@@ -25,6 +25,7 @@ from gateway.server.logs import rfc3339, rfc3339_ns, write_line
 from gateway.server.metrics import Metrics, status_class
 from gateway.server.render import render
 from gateway.server.upstream import ProxyOutcome
+from gateway.server.websocket import TunnelOutcome
 
 __all__ = [
     "AccessEntry",
@@ -55,6 +56,9 @@ class RequestRecord:
     auth_reason: str | None = None
     user_id: str | None = None
     client_id: str | None = None
+    # A WebSocket tunnel's end: its close code and `CloseReason` value (None: not a tunnel).
+    websocket_close_code: int | None = None
+    websocket_close_reason: str | None = None
 
     def refuse(self, refusal: Refusal, *, keep_auth: bool = False) -> web.Response:
         """Render a refusal, and note it (``keep_auth`` for failures after the door let it in)."""
@@ -87,6 +91,14 @@ class RequestRecord:
         self.request_bytes = outcome.request_bytes
         self.response_bytes = outcome.response_bytes
 
+    def finish_tunnel(self, outcome: TunnelOutcome) -> None:
+        """Note what a WebSocket tunnel moved (message bytes each way) and how it ended."""
+        self.upstream_ns = outcome.upstream_ns
+        self.request_bytes = outcome.client_bytes
+        self.response_bytes = outcome.upstream_bytes
+        self.websocket_close_code = outcome.end.code
+        self.websocket_close_reason = outcome.end.reason.value
+
     def access_fields(
         self,
         *,
@@ -99,7 +111,7 @@ class RequestRecord:
     ) -> dict[str, Any]:
         """The access-log fields for this request (the query string is never logged): the one
         place their names and order are written."""
-        return {
+        fields = {
             "@timestamp": timestamp,
             "log.level": "info",
             "event.action": "access",
@@ -120,6 +132,10 @@ class RequestRecord:
             "auth.result": self.auth_result,
             "auth.reason": self.auth_reason,
         }
+        if self.websocket_close_reason is not None:  # only the lines of WebSocket tunnels
+            fields["gateway.websocket.close_code"] = self.websocket_close_code
+            fields["gateway.websocket.close_reason"] = self.websocket_close_reason
+        return fields
 
 
 class Accounting:
@@ -182,6 +198,8 @@ class Accounting:
                     would = self.metrics.auth_would_deny.labels(route, reason)
                     self._would_deny[(route, reason)] = would
                 would.inc()
+        if record.websocket_close_reason is not None:
+            self.metrics.websocket_tunnels.labels(route, record.websocket_close_reason).inc()
         upstream = record.upstream
         if upstream is not None:
             if record.upstream_ns is not None:

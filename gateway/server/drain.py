@@ -42,14 +42,22 @@ class InFlight:
         self._cutting: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._on_drain: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
         return len(self._requests)
+
+    def on_drain(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the drain starts (to end what would never finish by itself:
+        WebSocket tunnels)."""
+        self._on_drain.append(callback)
 
     async def drain(self, deadline: float) -> int:
         """Wait until the loop time ``deadline`` for every request in flight to finish, then cut
         the rest; the number cut (each has had its answer and access line once this returns, or
         `CUT_GRACE` has passed)."""
+        for callback in self._on_drain:
+            callback()
         if self._requests:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(deadline):

@@ -19,6 +19,7 @@ from gateway.core.authenticator import Authenticator
 from gateway.core.clientip import client_ip
 from gateway.core.decision import Decider, Refuse, RequestFacts
 from gateway.core.headers import ForwardingContext, request_id, upstream_headers
+from gateway.core.models import Route
 from gateway.core.protocol import expects_continue
 from gateway.core.ratelimit import AuthFailureGuard, Counter
 from gateway.core.refusals import INTERNAL_ERROR, Refusal, payload_too_large, upstream_failed
@@ -31,6 +32,7 @@ from gateway.server.drain import InFlight
 from gateway.server.logs import get_logger
 from gateway.server.metadata import MetadataEndpoint
 from gateway.server.upstream import BodyTooLarge, UpstreamClient, UpstreamFailure
+from gateway.server.websocket import TunnelOutcome, Tunnels, TunnelSettings, open_tunnel
 
 __all__ = ["Door", "Policy"]
 
@@ -92,6 +94,9 @@ class Door:
         self._accounting = accounting
         self._tracked = in_flight
         self._in_flight = accounting.metrics.in_flight
+        # Open WebSocket tunnels: a shutdown closes them (1001) instead of waiting them out.
+        self.tunnels = Tunnels()
+        in_flight.on_drain(self.tunnels.shut_down)
         # Added to every response the door answers (refusals and proxied ones alike).
         self._added: tuple[tuple[str, str], ...] = (
             (("Strict-Transport-Security", hsts),) if hsts else ()
@@ -185,9 +190,16 @@ class Door:
         try:
             url = upstream_url(upstream, route, target)
             tls = policy.upstream_tls.get(upstream.name)
-            outcome = await self._client.forward(
-                request, upstream, url, headers, tls, body_limit=body_limit, added=added
-            )
+            if decision.websocket is not None:
+                settings = _tunnel_settings(route, policy.config)
+                outcome = await open_tunnel(
+                    request, self._client, decision, url, headers, tls,
+                    settings=settings, tunnels=self.tunnels, added=added,
+                )  # fmt: skip
+            else:
+                outcome = await self._client.forward(
+                    request, upstream, url, headers, tls, body_limit=body_limit, added=added
+                )
         except BodyTooLarge:
             return record.refuse(payload_too_large())
         except UpstreamFailure as exc:
@@ -202,5 +214,19 @@ class Door:
             )
             refusal = upstream_failed(timed_out=exc.timed_out, busy=exc.busy)
             return record.refuse(refusal, keep_auth=True)
+        if isinstance(outcome, TunnelOutcome):
+            record.finish_tunnel(outcome)
+            return outcome.response
         record.finish_proxy(outcome)
         return outcome.response
+
+
+def _tunnel_settings(route: Route, config: Config) -> TunnelSettings:
+    """The route's WebSocket settings, gateway.yaml's limits where it says nothing."""
+    websocket, limits = route.websocket, config.limits
+    assert websocket is not None
+    return TunnelSettings(
+        idle_timeout=websocket.idle_timeout or limits.websocket_idle_timeout,
+        max_message_size=websocket.max_message_size or limits.websocket_max_message_size,
+        leeway=config.tokens.leeway,
+    )

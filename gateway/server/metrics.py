@@ -99,6 +99,11 @@ class Metrics:
             registry=registry,
         )  # fmt: skip
         self.rate_limit_backend_up.set(1)
+        self.websocket_tunnels = Counter(
+            "gateway_websocket_tunnels",
+            "WebSocket tunnels that ended, by route pattern and why they ended.",
+            ["route", "reason"], registry=registry,
+        )  # fmt: skip
         self.in_flight = Gauge(
             "gateway_requests_in_flight", "Requests being handled right now.", registry=registry
         )

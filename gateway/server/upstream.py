@@ -40,7 +40,14 @@ from gateway.server.upstream_errors import (
 )
 from gateway.server.upstream_pool import ConnectionPool, PoolKey
 
-__all__ = ["RESPONSE_STARTED", "BodyTooLarge", "ProxyOutcome", "UpstreamClient", "UpstreamFailure"]
+__all__ = [
+    "RESPONSE_STARTED",
+    "BodyTooLarge",
+    "ProxyOutcome",
+    "Switched",
+    "UpstreamClient",
+    "UpstreamFailure",
+]
 
 # The streamed response once its head is out (the drain cuts such a request mid-body).
 RESPONSE_STARTED = web.RequestKey("response_started", web.StreamResponse)
@@ -63,6 +70,16 @@ class ProxyOutcome:
     upstream_ns: int
     request_bytes: int
     response_bytes: int
+
+
+@dataclass(slots=True)
+class Switched:
+    """An upstream that answered a handshake with ``101``: its head, and the connection (out of
+    the pool) for the caller to judge and take over (`UpstreamConnection.detach`) or reset."""
+
+    headers: list[tuple[str, str]]
+    connection: UpstreamConnection
+    upstream_ns: int
 
 
 class UpstreamClient:
@@ -128,12 +145,47 @@ class UpstreamClient:
             response, sent = await exchange.run(url, headers, step)
         finally:
             self._pool.release(connection, reuse=exchange.reusable)
+        assert response is not None  # only handshakes switch
         return ProxyOutcome(
             response=response,
             upstream_ns=time.perf_counter_ns() - started,
             request_bytes=exchange.request_bytes,
             response_bytes=sent,
         )
+
+    async def handshake(
+        self,
+        request: web.BaseRequest,
+        upstream: Upstream,
+        url: yarl.URL,
+        headers: CIMultiDict[str],
+        tls: ssl.SSLContext | None = None,
+        *,
+        added: tuple[tuple[str, str], ...] = (),
+    ) -> ProxyOutcome | Switched:
+        """Send a protocol-switching handshake (``headers`` carry its ``Upgrade``): `Switched`
+        when the upstream answered ``101``, else its answer relayed to the client exactly as
+        `forward` would (the connection is never reused: nothing after an upgrade request may
+        be read as the next exchange)."""
+        assert self._pool is not None, "UpstreamClient.start() was not awaited"
+        step = upstream.timeout
+        if tls is None and url.scheme == "https":
+            tls = self._default()
+        key: PoolKey = (url.scheme, url.raw_host or "", url.port or 0, tls)
+        started = time.perf_counter_ns()
+        connection = await self._pool.acquire(key, upstream.name, min(step, self._connect_timeout))
+        exchange = _Exchange(request, upstream, connection, None, added, upgrade=True)
+        try:
+            response, sent = await exchange.run(url, headers, step)
+        except BaseException:
+            self._pool.release(connection, reuse=False)
+            raise
+        elapsed = time.perf_counter_ns() - started
+        if response is None:
+            self._pool.detach(connection)
+            return Switched(exchange.switched_headers, connection, elapsed)
+        self._pool.release(connection, reuse=False)
+        return ProxyOutcome(response, elapsed, exchange.request_bytes, sent)
 
     def _default(self) -> ssl.SSLContext:
         if self._default_tls is None:
@@ -150,10 +202,12 @@ class _Exchange:
         "_connection",
         "_request",
         "_sender",
+        "_upgrade",
         "_upstream",
         "body_sent",
         "request_bytes",
         "reusable",
+        "switched_headers",
     )
 
     def __init__(
@@ -163,8 +217,12 @@ class _Exchange:
         connection: UpstreamConnection,
         body_limit: int | None,
         added: tuple[tuple[str, str], ...] = (),
+        *,
+        upgrade: bool = False,
     ) -> None:
         self._added = added
+        self._upgrade = upgrade
+        self.switched_headers: list[tuple[str, str]] = []
         self._request = request
         self._upstream = upstream
         self._connection = connection
@@ -176,12 +234,14 @@ class _Exchange:
 
     async def run(
         self, url: yarl.URL, headers: CIMultiDict[str], step: float
-    ) -> tuple[web.StreamResponse, int]:
+    ) -> tuple[web.StreamResponse | None, int]:
+        """The relayed answer and the body bytes sent; ``(None, 0)`` when a handshake switched
+        protocols (its head in ``switched_headers``)."""
         request, connection = self._request, self._connection
         method = request.method
         has_body = request.body_exists
         chunked = has_body and request.content_length is None
-        connection.begin(head_only=method == "HEAD")
+        connection.begin(head_only=method == "HEAD", upgrade=self._upgrade)
         try:
             connection.write(_request_head(method, url, headers, request.content_length, has_body))
         except ConnectionGone:
@@ -192,6 +252,11 @@ class _Exchange:
             self.body_sent = True
         try:
             status, reason, raw = await self._head(step)
+            if connection.framing == "upgrade":
+                self.switched_headers = [
+                    (name.decode("latin-1"), value.decode("latin-1")) for name, value in raw
+                ]
+                return None, 0
             # The body must have gone out whole before the answer came: else the upstream may
             # not have read it all, and its rest would be read as the next request.
             fully_sent_first = self.body_sent

@@ -80,6 +80,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._headers: list[tuple[bytes, bytes]] = []
+        self._upgrade = False  # the exchange asked to switch protocols (a WebSocket handshake)
+        self._tail = bytearray()  # bytes after a 101, for whoever takes the connection over
         self._begin_exchange(head_only=False)
 
     # -- the exchange, as the client sees it ------------------------------------------------
@@ -98,10 +100,25 @@ class UpstreamConnection(asyncio.Protocol):
         self._stray = False
         self._error: BaseException | None = None
 
-    def begin(self, *, head_only: bool) -> None:
-        """Start an exchange (``head_only`` for HEAD: the answer has no body whatever it says)."""
+    def begin(self, *, head_only: bool, upgrade: bool = False) -> None:
+        """Start an exchange (``head_only`` for HEAD: the answer has no body whatever it says;
+        ``upgrade`` for a handshake, whose ``101`` answer ends the exchange as its final head:
+        framing ``upgrade``, the bytes after it kept for `detach`)."""
         self.idle = False
+        self._upgrade = upgrade
         self._begin_exchange(head_only=head_only)
+
+    def detach(self) -> tuple[asyncio.Transport, bytes]:
+        """Hand the transport over after a ``101`` (with the bytes that followed the head); this
+        protocol stops reading it, and the pool must `ConnectionPool.detach` it."""
+        transport = self._transport
+        if transport is None or self._framing != "upgrade":
+            raise ConnectionGone
+        self.dead = True
+        self._transport = None
+        tail = bytes(self._tail)
+        self._tail.clear()
+        return transport, tail
 
     def write(self, data: bytes) -> None:
         """Queue bytes for the upstream."""
@@ -144,7 +161,8 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def framing(self) -> str:
         """How the body ends: ``none`` (HEAD, 1xx, 204, 304), ``length``, ``chunked`` or
-        ``close`` (read until the upstream closes: such a connection is never reused)."""
+        ``close`` (read until the upstream closes: such a connection is never reused);
+        ``upgrade`` after the ``101`` of a handshake (never reused either)."""
         return self._framing
 
     async def next_chunk(self, within: float) -> bytes:
@@ -230,13 +248,19 @@ class UpstreamConnection(asyncio.Protocol):
         if self.idle or self.dead:
             self.reset()
             return
+        if self._framing == "upgrade" and self._head_ready:
+            self._tail += data  # the new protocol's, until `detach`
+            return
         if self._complete:
             self._stray = True
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._bad("upgrade")
+        except httptools.HttpParserUpgrade as exc:
+            if self._framing == "upgrade":
+                self._tail += data[exc.args[0] :]
+            else:
+                self._bad("upgrade")
         except httptools.HttpParserCallbackError as exc:
             if not isinstance(exc.__context__, _Stop):
                 cause = exc.__context__
@@ -308,8 +332,16 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         """The head is whole: decide the framing, and skip 1xx interim answers."""
         status = self._parser.get_status_code()
+        if status == 101 and self._upgrade:
+            # The final head of a handshake; whether it really switched is judged by the caller.
+            self._status = status
+            self._framing = "upgrade"
+            self._head_ready = True
+            self._wake()
+            return
         if 100 <= status < 200:
-            # 101 cannot come (no Upgrade is ever sent); llhttp reports it as an upgrade.
+            # A 101 outside a handshake (none was asked for) is skipped like any interim answer,
+            # or reported by llhttp as an upgrade (a bad response).
             self._interim = True
             self._headers.clear()
             self._reason = b""

@@ -78,6 +78,11 @@ class ConnectionPool:
             connection.reset()
             self._forget(connection)
 
+    def detach(self, connection: UpstreamConnection) -> None:
+        """Give a connection up for good without closing it (a WebSocket tunnel takes it over):
+        it no longer holds a pool slot, so long-lived tunnels never starve plain requests."""
+        self._forget(connection)
+
     async def close(self) -> None:
         """Close every idle connection; connections in use are reset when they come back."""
         self._closed = True

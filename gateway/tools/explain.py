@@ -141,6 +141,10 @@ def _step_lines(
         return [f"{head} - {_scope_detail(route, decision)}{_mode_note(route, step)}"]
     if step.name in (StepName.RATE_LIMIT, StepName.THROTTLE):
         return [f"{head} - {_limit_detail(route)}"]
+    if step.name is StepName.WEBSOCKET:
+        if step.reason is not None:
+            return [f"{head} - not a valid WebSocket handshake ({step.reason})"]
+        return [f"{head} - a valid WebSocket handshake: tunnelled once allowed"]
     limit = route.max_body_size or config.limits.max_body_size
     if step.reason is not None:
         return [f"{head} - Content-Length over the route's {limit} bytes ({step.reason})"]

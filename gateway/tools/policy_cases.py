@@ -48,7 +48,10 @@ _T = TypeVar("_T")
 
 _TOP = {"defaults", "cases"}
 _DEFAULTS = {"issuer", "claims"}
-_CASE = {"name", "method", "path", "claims", "token", "issuer", "headers", "expect"}
+_CASE = {"name", "method", "path", "claims", "token", "issuer", "headers", "expect", "websocket"}
+# `websocket:` in a case: a WebSocket handshake, with the token in Authorization (true) or in
+# the bearer subprotocol (subprotocol).
+_WEBSOCKET_TOKEN_IN = {True: "header", "subprotocol": "subprotocol"}
 _EXPECT = {"status", "reason", "result", "upstream", "upstream_path", "rate_limit"}
 _RESULTS = {result.value for result in AuthResult}
 
@@ -85,6 +88,8 @@ class Case:
     token: str | None = None
     issuer: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    # A WebSocket handshake: where its token goes ("header" or "subprotocol"); None: plain.
+    websocket: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +150,9 @@ def _case(source: Source, entry: object, line: int) -> Case | None:
     headers = _mapping(source, entry, "headers") or {}
     if not all(isinstance(value, str) for value in headers.values()):
         source.problem(entry.key_lines["headers"], "header values must be strings")
+    websocket = entry.get("websocket", False)
+    if websocket is not False and websocket not in _WEBSOCKET_TOKEN_IN:
+        source.problem(entry.key_lines["websocket"], "'websocket' must be true or 'subprotocol'")
     expect = _expect(source, entry)
     if len(source.issues) > before or expect is None:
         return None
@@ -156,6 +164,7 @@ def _case(source: Source, entry: object, line: int) -> Case | None:
         claims=_mapping(source, entry, "claims"), token=_string(source, entry, "token"),
         issuer=_string(source, entry, "issuer"),
         headers=tuple((str(k), str(v)) for k, v in headers.items()),
+        websocket=_WEBSOCKET_TOKEN_IN.get(websocket),
     )  # fmt: skip
 
 

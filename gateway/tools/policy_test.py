@@ -10,6 +10,7 @@ scopes, report mode, body limits) is the configuration's, decided by `Decider.de
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig
 from gateway.core.ratelimit import RateLimit
 from gateway.core.urls import upstream_url
+from gateway.core.websocket import BEARER_PROTOCOL_PREFIX, WEBSOCKET_VERSION
 from gateway.tools import offline
 from gateway.tools.explain import shown_target
 from gateway.tools.policy_cases import Case, PolicyFile
@@ -66,17 +68,46 @@ async def run_cases(config: Config, cases: PolicyFile, *, now: float) -> list[Ca
     decider = offline.decider(config, clock=lambda: now, issuers=issuers)
     results = []
     for case in cases.cases:
+        in_subprotocol = case.websocket == "subprotocol"
+        # The bearer subprotocol carries the case's token; an Authorization header the case
+        # gives is sent as well (as is: two places for one token is itself a case).
+        minted_for = dataclasses.replace(case, headers=()) if in_subprotocol else case
         try:
-            authorization = _authorization(case, cases, config, stand_ins, now)
+            authorization = _authorization(minted_for, cases, config, stand_ins, now)
         except ValueError as exc:
             results.append(CaseResult(case, None, (str(exc),)))
             continue
-        facts = offline.request_facts(
-            case.method, case.path, case.headers, authorization=authorization
-        )
+        headers = case.headers
+        if case.websocket is not None:
+            headers, authorization = _websocket(case, headers, authorization)
+        facts = offline.request_facts(case.method, case.path, headers, authorization=authorization)
         decision = await decider.decide(facts)
         results.append(CaseResult(case, decision, _failures(case, decision)))
     return results
+
+
+def _websocket(
+    case: Case, headers: tuple[tuple[str, str], ...], authorization: tuple[str, ...]
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """A WebSocket handshake's headers (those the case sets win) and Authorization values;
+    ``subprotocol`` moves the minted token into the bearer subprotocol entry (the case's own
+    Authorization header, if any, stays)."""
+    given = {name.lower() for name, _ in headers}
+    added = [(name, value) for name, value in _HANDSHAKE if name.lower() not in given]
+    if case.websocket == "subprotocol" and authorization:
+        token = authorization[0].partition(" ")[2]
+        encoded = base64.urlsafe_b64encode(token.encode()).rstrip(b"=").decode()
+        added.append(("Sec-WebSocket-Protocol", BEARER_PROTOCOL_PREFIX + encoded))
+        authorization = tuple(v for n, v in headers if n.lower() == "authorization")
+    return (*headers, *added), authorization
+
+
+_HANDSHAKE = (
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Version", WEBSOCKET_VERSION),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+)
 
 
 def _stand_in(issuer: IssuerConfig) -> tuple[IssuerConfig, ThrowawayKeys]:
@@ -193,5 +224,6 @@ def _summary(decision: Decision | None) -> str:
         return "no decision"
     reason = f", {decision.reason}" if decision.reason else ""
     if isinstance(decision, Forward):
-        return f"200 forward to {decision.upstream.name} ({decision.result.value}{reason})"
+        target = decision.upstream.name
+        return f"{decision.status} forward to {target} ({decision.result.value}{reason})"
     return f"{decision.status} ({decision.result.value}{reason})"
