@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yarl
 
+from gateway.core.cors import CorsPolicy
 from gateway.core.keys import KeySet
 from gateway.core.ratelimit import RateLimit
 
@@ -111,6 +112,7 @@ class LintCode(enum.Enum):
     PUBLIC_UNDER_PROTECTED = "public_under_protected"
     PROTECTED_UNDER_PUBLIC = "protected_under_public"
     METHOD_GAP = "method_gap"
+    CORS_BROAD_ORIGIN = "cors_broad_origin"
 
 
 class ScopeMode(enum.Enum):
@@ -155,6 +157,8 @@ class Route:
     mode: RouteMode = RouteMode.ENFORCE
     lint_ignore: frozenset[LintCode] = frozenset()
     rate_limit: RateLimit | None = None
+    # Browser access from other origins (gateway.core.cors); None: the gateway leaves CORS alone.
+    cors: CorsPolicy | None = None
     line: int = 0
 
     @property
@@ -180,6 +184,8 @@ class RoutesConfig:
     default_mode: RouteMode = RouteMode.ENFORCE  # `defaults: {mode: ...}`
     default_mode_line: int = 0
     default_rate_limit: RateLimit | None = None  # `defaults: {rate_limit: ...}`
+    default_cors: CorsPolicy | None = None  # `defaults: {cors: ...}`
+    default_cors_line: int = 0
 
 
 def path_matches(pattern: str, path: str, *, exact: bool = False) -> bool:
