@@ -168,12 +168,13 @@ class CorsPolicy:
                 raise CorsError(f"'{method}' is not a method (methods are upper-case: GET, POST)")
         if self.max_age is not None and not 0 <= self.max_age <= 86400:
             raise CorsError("'max_age' must be from 0 to 24h (browsers cap it lower)")
-        exposed = dict.fromkeys(name.lower() for name in (*self.expose_headers, *ALWAYS_EXPOSED))
-        shown = {name.lower(): name for name in (*ALWAYS_EXPOSED, *self.expose_headers)}
+        exposed: dict[str, str] = {}  # each name once, whatever its case
+        for name in (*ALWAYS_EXPOSED, *self.expose_headers):
+            exposed.setdefault(name.lower(), name)
         object.__setattr__(self, "any_origin", any_origin)
         object.__setattr__(self, "_exact", frozenset(exact))
         object.__setattr__(self, "_patterns", tuple(patterns))
-        object.__setattr__(self, "_exposed", ", ".join(shown[name] for name in exposed))
+        object.__setattr__(self, "_exposed", ", ".join(exposed.values()))
 
     def allowed_origin(self, origin: str) -> str | None:
         """The value of ``Access-Control-Allow-Origin`` for a request's ``Origin``: ``*``, the
