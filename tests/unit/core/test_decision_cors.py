@@ -148,9 +148,7 @@ async def test_an_actual_request_from_an_allowed_origin_still_needs_its_token(
     """CORS allows reading answers, never skipping auth: a GET with Origin and the preflight's
     fields but no token is a 401."""
     decider = _decider(make_config(routes=ROUTES))
-    facts = _facts(
-        "GET", "/orders/7", ("Origin", APP), ("Access-Control-Request-Method", "GET")
-    )
+    facts = _facts("GET", "/orders/7", ("Origin", APP), ("Access-Control-Request-Method", "GET"))
     decision = await decider.decide(facts)
     assert isinstance(decision, Refuse)
     assert (decision.status, decision.reason) == (401, "missing")
