@@ -101,6 +101,7 @@ async def test_a_preflight_on_a_cors_route_is_answered_before_auth(
         decision = await decider.decide(facts, trace=True)
         assert isinstance(decision, Preflight)
         assert (decision.status, decision.result, decision.reason) == (status, result, reason)
+    assert isinstance(decision, Preflight)
     steps = [(step.name, step.outcome) for step in decision.steps]
     cors_outcome = StepOutcome.PASSED if reason is None else StepOutcome.FAILED
     assert steps == [
