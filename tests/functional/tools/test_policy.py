@@ -168,7 +168,8 @@ BAD_FILES = [
     pytest.param("cases:\n  - method: GET\n    path: /\n    expect: {status: ok}\n", 4,
                  "'status' must be an HTTP status", id="status"),
     pytest.param("cases:\n  - method: GET\n    path: /\n    expect: {status: 200, result: deny}\n",
-                 4, "'result' must be one of allowed, denied, preflight, public, would_deny", id="result"),
+                 4, "'result' must be one of allowed, denied, preflight, public, would_deny",
+                 id="result"),
     pytest.param("cases: []\n", 1, "'cases' must be a list with at least one case", id="empty"),
     pytest.param("cases:\n  - method: GET\n    path: /\n    token: ${NO_SUCH_VAR}\n"
                  "    expect: {status: 200}\n", 4, "NO_SUCH_VAR is not set", id="variable"),
