@@ -29,6 +29,11 @@ if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-server ] \
   && [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
+# The CORS browser test drives headless Chromium (Debian package); it skips without it locally,
+# and fails under CI=true, so CI installs it.
+if ! command -v chromium >/dev/null && [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 # A real OpenID provider (a Node.js package) for the remote-key integration test, and the
 # benchmark's Node peer (fastify, pinned in bench/node/package-lock.json).
 if command -v npm >/dev/null 2>&1; then

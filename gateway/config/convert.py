@@ -14,6 +14,7 @@ from gateway.config.models import LimitBackend
 from gateway.config.units import parse_duration
 from gateway.core.claim_headers import ClaimHeaders, check_header_name
 from gateway.core.clientip import ClientIpHeader, Network, parse_network
+from gateway.core.cors import CorsError, CorsPolicy
 from gateway.core.keys import SUPPORTED_ALGORITHMS
 from gateway.core.methods import NEVER_PROXIED
 from gateway.core.models import (
@@ -456,3 +457,39 @@ def websocket_route(value: Any) -> WebSocketRoute | None:
         except ValueError as exc:
             raise ValueError(f"'max_message_size': {exc}") from None
     return WebSocketRoute(**fields)
+
+
+def _seconds(value: Any) -> int:
+    return int(parse_duration(value))
+
+
+# Each `cors:` key and its converter, in the order they are judged.
+_CORS_FIELDS: dict[str, Any] = {
+    "origins": string_list, "methods": methods, "headers": header_names,
+    "expose_headers": string_list, "credentials": boolean, "max_age": _seconds,
+}  # fmt: skip
+
+
+def cors(value: Any) -> CorsPolicy | None:
+    """A ``cors:`` mapping (a route's, or the defaults'), or ``false`` (``off``) for none."""
+    if value is False:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("write {origins: [https://app.example.com], ...}, or false for none")
+    unknown = sorted(set(value) - set(_CORS_FIELDS))
+    if unknown:
+        hint = did_you_mean(unknown[0], _CORS_FIELDS)
+        raise ValueError(f"unknown key '{unknown[0]}' in 'cors'{hint}")
+    if "origins" not in value:
+        raise ValueError("'cors' needs 'origins'")
+    fields: dict[str, Any] = {}
+    for key, converter in _CORS_FIELDS.items():
+        if key in value:
+            try:
+                fields[key] = converter(value[key])
+            except ValueError as exc:
+                raise ValueError(f"cors '{key}': {exc}") from None
+    try:
+        return CorsPolicy(**fields)
+    except CorsError as exc:
+        raise ValueError(f"cors: {exc}") from None

@@ -32,7 +32,7 @@ _ROUTE_OPTIONS: Converters = {
     "issuers": convert.issuer_names, "strip_prefix": convert.boolean,
     "forward_token": convert.boolean, "exact": convert.boolean,
     "max_body_size": convert.size, "lint_ignore": convert.lint_codes,
-    "rate_limit": convert.rate_limit, "websocket": convert.websocket_route,
+    "rate_limit": convert.rate_limit, "websocket": convert.websocket_route, "cors": convert.cors,
 }  # fmt: skip
 # Read apart from the options: a protected route's own, else `defaults:`'s (like `mode`).
 _ROUTE_CLAIMS: Converters = {"claims_to_headers": convert.claims_to_headers}
@@ -48,7 +48,7 @@ def read_routes(source: Source) -> RoutesConfig | None:
     table: dict[str, Any] = {}  # the optional fields of RoutesConfig
     inherited: dict[str, Any] = {}  # what a protected route takes unless it says otherwise
     limits: dict[str, Any] = {}  # what every route takes unless it says otherwise
-    defaults = source.section(document, "defaults", {"mode", "rate_limit", *_ROUTE_CLAIMS})
+    defaults = source.section(document, "defaults", {"mode", "rate_limit", "cors", *_ROUTE_CLAIMS})
     if defaults is not None and "mode" in defaults:
         inherited = source.fields(defaults, {"mode": convert.route_mode})
         table["default_mode_line"] = defaults.key_lines["mode"]
@@ -59,6 +59,12 @@ def read_routes(source: Source) -> RoutesConfig | None:
     if defaults is not None and "rate_limit" in defaults:
         limits = source.fields(defaults, {"rate_limit": convert.rate_limit})
         table["default_rate_limit"] = limits.get("rate_limit")
+    if defaults is not None and "cors" in defaults:
+        # A route's own `cors:` replaces this one whole (or turns it off with `false`).
+        default_cors = source.fields(defaults, {"cors": convert.cors})
+        limits = {**limits, **default_cors}
+        table["default_cors"] = default_cors.get("cors")
+        table["default_cors_line"] = defaults.key_lines["cors"]
     upstreams, declared = _upstreams(source, document)
     referenced: set[str] = set()
     routes = _route_list(source, document, declared, referenced, inherited, limits)

@@ -18,6 +18,12 @@ are not auth, and relaxing them would hand the upstream requests the gateway can
 (or more than it was promised). The throttle is an auth step: on a report-mode route it becomes
 ``would_deny`` too (and the token is not checked).
 
+A CORS preflight (an ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) whose
+requested method matches a route with a ``cors`` policy is answered right after the request
+target, before any rate limit or token work: `Preflight`, a 204 with the policy's fields, or a
+403 without them (the browser then blocks the request). Any other ``OPTIONS`` is decided like
+every request.
+
 The only I/O is the authenticator's key lookup (a remote JWKS may be fetched) and the rate-limit
 counter (`gateway.core.ratelimit.Counter`, which may be Redis).
 """
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 
 from gateway.core.authenticator import Authenticator
 from gateway.core.bearer import extract_bearer, query_has_access_token
+from gateway.core.cors import PreflightRequest, answer_preflight, preflight_request
 from gateway.core.errors import AuthError, InsufficientScope, MalformedCredentials, TokenCheck
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
 from gateway.core.protocol import protocol_refusal
@@ -46,6 +53,7 @@ from gateway.core.ratelimit import (
 from gateway.core.refusals import (
     Refusal,
     auth_throttled,
+    cors_refused,
     from_auth_error,
     from_target_error,
     method_not_allowed,
@@ -70,6 +78,7 @@ __all__ = [
     "Decider",
     "Decision",
     "Forward",
+    "Preflight",
     "Refuse",
     "RequestFacts",
     "Step",
@@ -85,6 +94,7 @@ class AuthResult(enum.Enum):
     PUBLIC = "public"
     DENIED = "denied"
     WOULD_DENY = "would_deny"  # report mode: refused on paper, forwarded in fact
+    PREFLIGHT = "preflight"  # a CORS preflight the gateway answered itself (204)
 
 
 class StepName(enum.Enum):
@@ -100,6 +110,7 @@ class StepName(enum.Enum):
     RATE_LIMIT = "rate_limit"  # taken before CREDENTIALS for IP keys, after SCOPES for others
     BODY = "body"
     WEBSOCKET = "websocket"  # the handshake of a WebSocket upgrade, on a route that tunnels
+    CORS = "cors"  # a CORS preflight, answered by the route's policy
 
 
 class StepOutcome(enum.Enum):
@@ -197,7 +208,41 @@ class Refuse:
         return self.refusal.reason
 
 
-Decision = Forward | Refuse
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Preflight:
+    """Answer a CORS preflight on a route with a ``cors`` policy, without auth and without the
+    upstream: 204 with ``fields``, or ``refusal`` (403, no CORS fields) when the policy does not
+    allow its origin, method or headers."""
+
+    target: CanonicalTarget
+    route: Route
+    upstream: Upstream
+    fields: tuple[tuple[str, str], ...] = ()
+    refusal: Refusal | None = None
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def claims(self) -> None:
+        """A preflight carries no token."""
+        return None
+
+    @property
+    def result(self) -> AuthResult:
+        """``preflight``, or ``denied`` when refused."""
+        return AuthResult.PREFLIGHT if self.refusal is None else AuthResult.DENIED
+
+    @property
+    def status(self) -> int:
+        """204, or the refusal's status."""
+        return 204 if self.refusal is None else self.refusal.status
+
+    @property
+    def reason(self) -> str | None:
+        """The access log's ``auth.reason``: why the preflight was refused."""
+        return self.refusal.reason if self.refusal is not None else None
+
+
+Decision = Forward | Refuse | Preflight
 
 
 class _Trace:
@@ -257,6 +302,12 @@ class Decider:
             steps.note(StepName.TARGET, StepOutcome.FAILED, framing.reason)
             return Refuse(refusal=framing, steps=steps.steps)
         steps.note(StepName.TARGET, StepOutcome.PASSED)
+        if request.method == "OPTIONS":
+            preflight = preflight_request(request.method, request.headers)
+            if preflight is not None:
+                answered = self._preflight(preflight, target, steps)
+                if answered is not None:
+                    return answered
         match = self.table.match(request.method, target.path)
         if match.kind is Match.NONE:
             steps.note(StepName.ROUTE, StepOutcome.FAILED, "no_route")
@@ -340,6 +391,32 @@ class Decider:
             would_refuse=would_refuse, steps=steps.steps, limit_headers=headers,
             websocket=websocket,
         )  # fmt: skip
+
+    def _preflight(
+        self, preflight: PreflightRequest, target: CanonicalTarget, steps: _Trace
+    ) -> Preflight | None:
+        """The answer to a preflight for a route with a CORS policy (matched by the method it
+        asks about), or None: no such route, so the OPTIONS is decided like any request."""
+        route = self.table.match(preflight.method, target.path).route
+        if route is None or route.cors is None:
+            return None
+        steps.note(StepName.ROUTE, StepOutcome.PASSED)
+        steps.note(StepName.METHOD, StepOutcome.PASSED)
+        upstream = self.routes.upstreams[route.upstream]
+        answer = answer_preflight(
+            route.cors, preflight, route_methods=route.methods,
+            protected=route.auth is AuthMode.REQUIRED,
+        )  # fmt: skip
+        if isinstance(answer, str):
+            steps.note(StepName.CORS, StepOutcome.FAILED, answer)
+            return Preflight(
+                target=target, route=route, upstream=upstream, refusal=cors_refused(answer),
+                steps=steps.steps,
+            )  # fmt: skip
+        steps.note(StepName.CORS, StepOutcome.PASSED)
+        return Preflight(
+            target=target, route=route, upstream=upstream, fields=answer, steps=steps.steps
+        )
 
     async def _limit(
         self, limit: RateLimit, value: str, steps: _Trace

@@ -14,6 +14,7 @@ from pathlib import Path
 import yarl
 
 from gateway.core.claim_headers import ClaimHeaders
+from gateway.core.cors import CorsPolicy
 from gateway.core.keys import KeySet
 from gateway.core.ratelimit import RateLimit
 
@@ -115,6 +116,7 @@ class LintCode(enum.Enum):
     PUBLIC_UNDER_PROTECTED = "public_under_protected"
     PROTECTED_UNDER_PUBLIC = "protected_under_public"
     METHOD_GAP = "method_gap"
+    CORS_BROAD_ORIGIN = "cors_broad_origin"
 
 
 class ScopeMode(enum.Enum):
@@ -174,6 +176,8 @@ class Route:
     # Claims forwarded as X-Auth-* headers on this route (over the issuer's for the same name).
     claims_to_headers: ClaimHeaders = ()
     websocket: WebSocketRoute | None = None  # tunnels WebSocket upgrades (None: never)
+    # Browser access from other origins (gateway.core.cors); None: the gateway leaves CORS alone.
+    cors: CorsPolicy | None = None
     line: int = 0
 
     @property
@@ -199,6 +203,8 @@ class RoutesConfig:
     default_mode: RouteMode = RouteMode.ENFORCE  # `defaults: {mode: ...}`
     default_mode_line: int = 0
     default_rate_limit: RateLimit | None = None  # `defaults: {rate_limit: ...}`
+    default_cors: CorsPolicy | None = None  # `defaults: {cors: ...}`
+    default_cors_line: int = 0
 
     @property
     def mapped_claims(self) -> frozenset[str]:

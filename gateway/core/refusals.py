@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from gateway.core.cors import PREFLIGHT_VARY
 from gateway.core.errors import AuthError, InsufficientScope, KeysUnavailable
 from gateway.core.target import TargetError
 
@@ -24,6 +25,7 @@ __all__ = [
     "UNSUPPORTED_TRANSFER_CODING",
     "Refusal",
     "auth_throttled",
+    "cors_refused",
     "from_auth_error",
     "from_target_error",
     "method_not_allowed",
@@ -91,6 +93,15 @@ def auth_throttled(retry_after: float) -> Refusal:
         "auth_throttled",
         {"Retry-After": str(max(1, math.ceil(retry_after)))},
     )
+
+
+def cors_refused(reason: str) -> Refusal:
+    """403 for a CORS preflight the route's policy does not allow (its origin, method or
+    headers): no CORS fields, so the browser blocks the request it was asking about."""
+    return Refusal(
+        403, "forbidden", "This cross-origin request is not allowed", reason,
+        {"Vary": PREFLIGHT_VARY},
+    )  # fmt: skip
 
 
 def rate_limit_unavailable() -> Refusal:

@@ -17,7 +17,8 @@ from aiohttp import web
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator
 from gateway.core.clientip import client_ip
-from gateway.core.decision import Decider, Refuse, RequestFacts
+from gateway.core.cors import CorsHeaders, apply_cors, response_cors
+from gateway.core.decision import Decider, Preflight, Refuse, RequestFacts
 from gateway.core.headers import ForwardingContext, request_id, upstream_headers
 from gateway.core.models import Route
 from gateway.core.protocol import expects_continue
@@ -168,8 +169,14 @@ class Door:
         )
         decision = await policy.decider.decide(facts)
         record.note(decision)
+        if isinstance(decision, Preflight):
+            return _preflight_answer(decision, record)
+        # A route with a CORS policy: its fields on every answer, refusals included.
+        cors = None
+        if decision.route is not None and decision.route.cors is not None:
+            cors = response_cors(decision.route.cors, request_headers.get("Origin"))
         if isinstance(decision, Refuse):
-            return record.refuse(decision.refusal)  # never after a 100 Continue
+            return _with_cors(record.refuse(decision.refusal), cors)  # never after a 100 Continue
         added = self._added
         if decision.limit_headers:  # the RateLimit fields of a limited route, on the answer too
             added = (*added, *decision.limit_headers.items())
@@ -198,10 +205,11 @@ class Door:
                 )  # fmt: skip
             else:
                 outcome = await self._client.forward(
-                    request, upstream, url, headers, tls, body_limit=body_limit, added=added
-                )
+                    request, upstream, url, headers, tls, body_limit=body_limit, added=added,
+                    cors=cors,
+                )  # fmt: skip
         except BodyTooLarge:
-            return record.refuse(payload_too_large())
+            return _with_cors(record.refuse(payload_too_large()), cors)
         except UpstreamFailure as exc:
             record.upstream_failure = exc.kind
             _log.warning(
@@ -213,7 +221,7 @@ class Door:
                 },
             )
             refusal = upstream_failed(timed_out=exc.timed_out, busy=exc.busy)
-            return record.refuse(refusal, keep_auth=True)
+            return _with_cors(record.refuse(refusal, keep_auth=True), cors)
         if isinstance(outcome, TunnelOutcome):
             record.finish_tunnel(outcome)
             return outcome.response
@@ -230,3 +238,16 @@ def _tunnel_settings(route: Route, config: Config) -> TunnelSettings:
         max_message_size=websocket.max_message_size or limits.websocket_max_message_size,
         leeway=config.tokens.leeway,
     )
+
+
+def _preflight_answer(decision: Preflight, record: RequestRecord) -> web.Response:
+    """A CORS preflight's answer: 204 with the route's CORS fields, or its refusal (403, none)."""
+    if decision.refusal is not None:
+        return record.refuse(decision.refusal)
+    return web.Response(status=204, headers=decision.fields)
+
+
+def _with_cors(response: web.Response, cors: CorsHeaders | None) -> web.Response:
+    if cors is not None:
+        apply_cors(response.headers, cors)
+    return response

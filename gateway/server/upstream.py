@@ -29,6 +29,7 @@ import yarl
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.core.cors import CorsHeaders, apply_cors
 from gateway.core.headers import response_headers
 from gateway.core.models import Upstream
 from gateway.server.upstream_conn import Head, UpstreamConnection, reset_transport
@@ -130,9 +131,11 @@ class UpstreamClient:
         *,
         body_limit: int | None = None,
         added: tuple[tuple[str, str], ...] = (),
+        cors: CorsHeaders | None = None,
     ) -> ProxyOutcome:
         """Send the request upstream and stream the answer back to the client, with the
-        ``added`` response headers set (over the upstream's own)."""
+        ``added`` response headers set (over the upstream's own) and, on a route with a CORS
+        policy, ``cors`` in place of the upstream's CORS fields."""
         assert self._pool is not None, "UpstreamClient.start() was not awaited"
         step = upstream.timeout
         if tls is None and url.scheme == "https":
@@ -140,7 +143,7 @@ class UpstreamClient:
         key: PoolKey = (url.scheme, url.raw_host or "", url.port or 0, tls)
         started = time.perf_counter_ns()
         connection = await self._pool.acquire(key, upstream.name, min(step, self._connect_timeout))
-        exchange = _Exchange(request, upstream, connection, body_limit, added)
+        exchange = _Exchange(request, upstream, connection, body_limit, added, cors)
         try:
             response, sent = await exchange.run(url, headers, step)
         finally:
@@ -200,6 +203,7 @@ class _Exchange:
         "_added",
         "_body_limit",
         "_connection",
+        "_cors",
         "_request",
         "_sender",
         "_upgrade",
@@ -217,10 +221,12 @@ class _Exchange:
         connection: UpstreamConnection,
         body_limit: int | None,
         added: tuple[tuple[str, str], ...] = (),
+        cors: CorsHeaders | None = None,
         *,
         upgrade: bool = False,
     ) -> None:
         self._added = added
+        self._cors = cors
         self._upgrade = upgrade
         self.switched_headers: list[tuple[str, str]] = []
         self._request = request
@@ -337,6 +343,8 @@ class _Exchange:
         headers = response_headers(CIMultiDictProxy(incoming))
         for name, value in self._added:
             headers[name] = value
+        if self._cors is not None:
+            apply_cors(headers, self._cors)
         reason = raw_reason.decode("utf-8", "surrogateescape") or None
         length = _length(incoming) if connection.framing == "length" else None
         if length is not None and length <= _BUFFERED_MAX and request.method != "HEAD":

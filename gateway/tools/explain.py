@@ -18,7 +18,16 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.config import Config
 from gateway.core.authenticator import KeySource, StaticKeySource
 from gateway.core.bearer import extract_bearer
-from gateway.core.decision import Decision, Forward, Refuse, Step, StepName, StepOutcome
+from gateway.core.cors import CorsPolicy, response_cors
+from gateway.core.decision import (
+    Decision,
+    Forward,
+    Preflight,
+    Refuse,
+    Step,
+    StepName,
+    StepOutcome,
+)
 from gateway.core.errors import AuthError
 from gateway.core.headers import ForwardingContext, upstream_headers
 from gateway.core.keys import KeySet
@@ -71,6 +80,8 @@ async def explain(config: Config, request: ExplainRequest) -> list[str]:
     route = decision.route
     if route is not None and route.rate_limit is None:
         lines.append("rate_limit: none on this route")
+    if route is not None and route.cors is not None and not isinstance(decision, Preflight):
+        lines.append(_cors_line(route.cors, request))
     lines.append(_verdict(decision, token))
     if isinstance(decision, Forward):
         lines.extend(_forwarded_headers(decision, request, config.strip_headers))
@@ -127,6 +138,9 @@ def _step_lines(
     if step.name is StepName.METHOD:
         if decision.route is None:
             return [f"{head} - {request.method} is not allowed on this path ({step.reason})"]
+        if isinstance(decision, Preflight):
+            asked = "the method the preflight asks for (Access-Control-Request-Method)"
+            return [f"{head} - {asked} is allowed by {_route_name(decision.route)}"]
         return [f"{head} - {request.method} allowed by {_route_name(decision.route)}"]
     route = decision.route
     assert route is not None
@@ -145,6 +159,13 @@ def _step_lines(
         if step.reason is not None:
             return [f"{head} - not a valid WebSocket handshake ({step.reason})"]
         return [f"{head} - a valid WebSocket handshake: tunnelled once allowed"]
+    if step.name is StepName.CORS:
+        assert route.cors is not None
+        detail = "allowed" if step.reason is None else f"refused ({step.reason})"
+        return [
+            f"{head} - preflight {detail}, answered by the gateway (no token, no upstream)",
+            f"  policy: {route.cors}",
+        ]
     limit = route.max_body_size or config.limits.max_body_size
     if step.reason is not None:
         return [f"{head} - Content-Length over the route's {limit} bytes ({step.reason})"]
@@ -162,7 +183,22 @@ def _limit_detail(route: Route) -> str:
     )
 
 
+def _cors_line(policy: CorsPolicy, request: ExplainRequest) -> str:
+    origin = next((v for k, v in request.headers if k.lower() == "origin"), None)
+    answer = response_cors(policy, origin)
+    assert answer is not None
+    if origin is None:
+        given = "no Origin header: no CORS fields"
+    elif answer.fields:
+        given = "; ".join(f"{name}: {value}" for name, value in answer.fields)
+    else:
+        given = "the Origin is not allowed: no CORS fields (the browser blocks the answer)"
+    return f"cors: {policy}; {given}; Vary: Origin"
+
+
 def _why(decision: Decision) -> str:
+    if isinstance(decision, Preflight):
+        return "passed"
     refusal = decision.refusal if isinstance(decision, Refuse) else decision.would_refuse
     if refusal is None:
         return "passed"
@@ -258,6 +294,15 @@ def _verdict(decision: Decision, token: _Token) -> str:
             f"(auth.result: {decision.result.value}, auth.reason: {refusal.reason})"
             f"{headers}{unchecked}"
         )
+    if isinstance(decision, Preflight):
+        if decision.refusal is not None:
+            refusal = decision.refusal
+            return (
+                f"decision: {refusal.status} {refusal.error} - {refusal.description}, without "
+                f"CORS fields (auth.result: denied, auth.reason: {refusal.reason})"
+            )
+        fields = "; ".join(f"{name}: {value}" for name, value in decision.fields)
+        return f"decision: 204 CORS preflight answered (auth.result: preflight); {fields}"
     route, upstream, target = decision.route, decision.upstream, decision.target
     url = upstream_url(upstream, route, target)
     shown = url.with_query(None) if target.query is not None else url

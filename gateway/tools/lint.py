@@ -20,13 +20,21 @@ Warnings (each may be silenced on the route it names with ``lint_ignore: [code]`
   if the protected route is deleted.
 - ``method_gap``: a more specific route group does not allow a method its enclosing route does;
   such requests get 405 instead of reaching the broader route.
+- ``cors_broad_origin``: a CORS policy lets pages read answers from origins nobody vouches for:
+  ``*`` (every page on the web), ``null`` (every sandboxed frame and ``file:`` page), or a
+  plain-``http://`` origin other than loopback (anyone on the network path can run script as
+  it). One warning for a ``defaults:`` policy.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import yarl
+
+from gateway.core.cors import CorsPolicy
 from gateway.core.methods import COMMON_METHODS
 from gateway.core.models import AuthMode, LintCode, Route, RouteMode, RoutesConfig
 from gateway.core.routes import Match, RouteTable
@@ -59,10 +67,17 @@ def lint(routes: RoutesConfig) -> list[LintWarning]:
         *_shadowed(groups, table),
         *_nesting(groups),
         *_method_gaps(groups, table),
+        *_broad_cors(routes),
     ]
     file = str(routes.file)
+    defaults_line = {LintCode.CORS_BROAD_ORIGIN: routes.default_cors_line}
     kept = [
-        LintWarning(file, route.line if route else routes.default_mode_line, code, message)
+        LintWarning(
+            file,
+            route.line if route else defaults_line.get(code, routes.default_mode_line),
+            code,
+            message,
+        )
         for route, code, message in found
         if route is None or code not in route.lint_ignore
     ]
@@ -206,3 +221,48 @@ def _shown(methods: Iterable[str]) -> list[str]:
 
 def _share_a_method(a: Route, b: Route) -> bool:
     return a.methods is None or b.methods is None or bool(a.methods & b.methods)
+
+
+def _loopback(origin: str) -> bool:
+    host = yarl.URL(origin).host or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _broad_origins(policy: CorsPolicy) -> list[str]:
+    """What is too broad in a CORS policy's origins, one phrase each."""
+    found = []
+    for origin in policy.origins:
+        if origin == "*":
+            found.append("'*' lets every web page read the answers")
+        elif origin == "null":
+            found.append("'null' is the origin of every sandboxed frame and file: page")
+        elif origin.lower().startswith("http://") and not _loopback(origin.replace("*", "x")):
+            found.append(
+                f"'{origin}' is plain HTTP: anyone on the network path can run script as it"
+            )
+    return found
+
+
+def _broad_cors(routes: RoutesConfig) -> list[_Found]:
+    found: list[_Found] = []
+    default = routes.default_cors
+    if default is not None and (problems := _broad_origins(default)):
+        inheriting = [
+            r for r in routes.routes
+            if r.cors is default and LintCode.CORS_BROAD_ORIGIN not in r.lint_ignore
+        ]  # fmt: skip
+        if inheriting:
+            message = f"'defaults: cors' on {len(inheriting)} route(s): {'; '.join(problems)}"
+            found.append((None, LintCode.CORS_BROAD_ORIGIN, message))
+    for route in routes.routes:
+        if route.cors is None or route.cors is default:
+            continue
+        if problems := _broad_origins(route.cors):
+            message = f"route '{route.path}' cors: {'; '.join(problems)}"
+            found.append((route, LintCode.CORS_BROAD_ORIGIN, message))
+    return found

@@ -20,6 +20,8 @@ cases:
       upstream_path: /orders/7?x=1   # optional: path and query the upstream receives
       rate_limit: {rate: 100/s, burst: 200, key: client_id}   # optional: the route's limit,
                                    # as routes.yaml writes it (false: none); never consumed
+      cors: true             # optional: whether the answer carries CORS fields for the case's
+                             # Origin header (a preflight: whether it is allowed)
 ```
 
 `${NAME}` in any string is read from the environment, as in the config files. Every problem is
@@ -52,7 +54,7 @@ _CASE = {"name", "method", "path", "claims", "token", "issuer", "headers", "expe
 # `websocket:` in a case: a WebSocket handshake, with the token in Authorization (true) or in
 # the bearer subprotocol (subprotocol).
 _WEBSOCKET_TOKEN_IN = {True: "header", "subprotocol": "subprotocol"}
-_EXPECT = {"status", "reason", "result", "upstream", "upstream_path", "rate_limit"}
+_EXPECT = {"status", "reason", "result", "upstream", "upstream_path", "rate_limit", "cors"}
 _RESULTS = {result.value for result in AuthResult}
 
 
@@ -73,6 +75,7 @@ class Expect:
     upstream_path: str | None = None
     rate_limit: RateLimit | None = None
     check_rate_limit: bool = False  # whether rate_limit is an expectation (None: no limit)
+    cors: bool | None = None  # whether the answer carries CORS fields for the case's Origin
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,6 +194,7 @@ def _expect(source: Source, entry: YamlMap) -> Expect | None:
         return None
     before = len(source.issues)
     limit = source.value(section, "rate_limit", convert.rate_limit)
+    cors = source.value(section, "cors", convert.boolean)
     if len(source.issues) > before:
         return None
     return Expect(
@@ -198,7 +202,7 @@ def _expect(source: Source, entry: YamlMap) -> Expect | None:
         result=AuthResult(result) if result is not None else None,
         upstream=_string(source, section, "upstream"),
         upstream_path=_string(source, section, "upstream_path"),
-        rate_limit=limit, check_rate_limit="rate_limit" in section,
+        rate_limit=limit, check_rate_limit="rate_limit" in section, cors=cors,
     )  # fmt: skip
 
 

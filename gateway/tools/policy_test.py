@@ -20,7 +20,8 @@ import jwt
 
 from gateway.config import Config
 from gateway.config.units import parse_duration
-from gateway.core.decision import Decision, Forward
+from gateway.core.cors import response_cors
+from gateway.core.decision import Decision, Forward, Preflight
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig
 from gateway.core.ratelimit import RateLimit
@@ -197,7 +198,21 @@ def _failures(case: Case, decision: Decision) -> tuple[str, ...]:
             )
     if expect.check_rate_limit:
         failures.extend(_limit_failures(expect.rate_limit, decision))
+    if expect.cors is not None and _readable(case, decision) != expect.cors:
+        got = "none" if expect.cors else "CORS fields"
+        failures.append(f"expected cors {str(expect.cors).lower()}, got {got}")
     return tuple(failures)
+
+
+def _readable(case: Case, decision: Decision) -> bool:
+    """Whether the answer carries CORS fields for the case's Origin (a page there may read
+    it), as the door would set them; a preflight: whether it is allowed."""
+    if isinstance(decision, Preflight):
+        return decision.refusal is None
+    route = decision.route
+    origin = next((value for name, value in case.headers if name.lower() == "origin"), None)
+    answer = response_cors(route.cors if route is not None else None, origin)
+    return answer is not None and bool(answer.fields)
 
 
 def _limit_failures(expected: RateLimit | None, decision: Decision) -> list[str]:
@@ -226,4 +241,6 @@ def _summary(decision: Decision | None) -> str:
     if isinstance(decision, Forward):
         target = decision.upstream.name
         return f"{decision.status} forward to {target} ({decision.result.value}{reason})"
+    if isinstance(decision, Preflight):
+        return f"{decision.status} CORS preflight ({decision.result.value}{reason})"
     return f"{decision.status} ({decision.result.value}{reason})"

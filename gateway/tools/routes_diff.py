@@ -10,7 +10,10 @@ A change is *loosened* when some request gets further than before: newly routed 
 public, scopes that more tokens satisfy, more issuers accepted, enforce to report mode, the
 token now forwarded to the upstream, or a rate limit removed or raised (a higher rate or burst,
 or failing open instead of closed when its counters are unreachable). *Tightened* is the
-reverse; a limit that now counts by another key is *changed*. A different upstream is
+reverse; a limit that now counts by another key is *changed*. A CORS policy is loosened when
+pages from more origins may read answers or send more (origins, methods, headers, exposed
+headers, credentials), or when it is added, or removed (the upstream's own CORS fields then reach
+browsers unchecked); only a ``max_age`` change is *changed*. A different upstream is
 *changed*: it neither opens nor closes anything. A 404 turning into a 405 (or back) is not
 listed: both are refusals before any upstream.
 """
@@ -21,6 +24,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gateway.core.cors import CorsPolicy
 from gateway.core.methods import COMMON_METHODS
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, ScopeMode, ScopeRule
 from gateway.core.ratelimit import OnBackendError, RateLimit
@@ -164,6 +168,7 @@ def _compare(before: _Access, after: _Access) -> list[tuple[Direction, str]]:
     elif not after.public:
         changes.extend(_protected_changes(b, a))
     changes.extend(_limit_changes(b.rate_limit, a.rate_limit))
+    changes.extend(_cors_changes(b.cors, a.cors))
     if before.destination != after.destination:
         changes.append((Direction.CHANGED, f"upstream {before.destination} -> {after.destination}"))
     return changes
@@ -214,6 +219,37 @@ def _limit_changes(b: RateLimit | None, a: RateLimit | None) -> list[tuple[Direc
         changes.append((direction, f"rate limit on_backend_error {b.on_backend_error.value} -> "
                         f"{a.on_backend_error.value}"))  # fmt: skip
     return changes
+
+
+def _cors_changes(b: CorsPolicy | None, a: CorsPolicy | None) -> list[tuple[Direction, str]]:
+    if b == a:
+        return []
+    if b is None:
+        return [(Direction.LOOSENED, f"cors added: {a}")]
+    if a is None:
+        return [(Direction.LOOSENED, f"cors removed (the upstream's own CORS fields now reach "
+                 f"browsers); was {b}")]  # fmt: skip
+    widened = _cors_widened(b, a)
+    if widened:
+        direction = Direction.LOOSENED
+    elif _cors_widened(a, b):
+        direction = Direction.TIGHTENED
+    else:
+        direction = Direction.CHANGED
+    return [(direction, f"cors {b} -> {a}")]
+
+
+def _cors_widened(b: CorsPolicy, a: CorsPolicy) -> bool:
+    """Whether ``a`` lets some page do or read something ``b`` did not."""
+    methods_wider = a.methods is None and b.methods is not None
+    if a.methods is not None and b.methods is not None:
+        methods_wider = bool(a.methods - b.methods)
+    exposed_b = {name.lower() for name in b.expose_headers}
+    return (
+        bool(set(a.origins) - set(b.origins)) or methods_wider or bool(a.headers - b.headers)
+        or any(name.lower() not in exposed_b for name in a.expose_headers)
+        or (a.credentials and not b.credentials)
+    )  # fmt: skip
 
 
 def _implies(new: ScopeRule, old: ScopeRule) -> bool:

@@ -250,3 +250,31 @@ async def test_a_route_that_allows_the_method_but_loses_says_who_won(
         "/status [GET] (line 5): allows GET, but /status (exact) [GET] (line 4) is tried first",
     ]
     assert _verdict(lines) == (200, "public", None)
+
+
+async def test_cors_preflights_and_fields_are_explained() -> None:
+    """A preflight on the sample's CORS policy shows the cors step and its 204 or 403; an
+    actual request shows the fields its Origin gets."""
+    shipped = load(SHIPPED, {"ACCESS_TOKEN_SECRET": "s" * 40})
+    ask = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}
+    allowed = await explain(
+        shipped, ExplainRequest(method="OPTIONS", target="/orders/7",
+                                headers=tuple(ask.items()), now=time.time()),
+    )  # fmt: skip
+    assert "cors: ok - preflight allowed, answered by the gateway (no token, no upstream)" in (
+        allowed
+    )
+    assert _verdict(allowed) == (204, "preflight", None)
+    foreign = {**ask, "Origin": "https://evil.test"}
+    refused = await explain(
+        shipped, ExplainRequest(method="OPTIONS", target="/orders/7",
+                                headers=tuple(foreign.items()), now=time.time()),
+    )  # fmt: skip
+    assert _verdict(refused) == (403, "denied", "cors_origin_not_allowed")
+    actual = await explain(
+        shipped, ExplainRequest(method="GET", target="/orders/7",
+                                headers=(("Origin", "https://app.example.com"),), now=time.time()),
+    )  # fmt: skip
+    (line,) = [line for line in actual if line.startswith("cors: ")]
+    assert "Access-Control-Allow-Origin: https://app.example.com" in line
+    assert _verdict(actual) == (401, "denied", "missing")

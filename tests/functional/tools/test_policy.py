@@ -168,7 +168,8 @@ BAD_FILES = [
     pytest.param("cases:\n  - method: GET\n    path: /\n    expect: {status: ok}\n", 4,
                  "'status' must be an HTTP status", id="status"),
     pytest.param("cases:\n  - method: GET\n    path: /\n    expect: {status: 200, result: deny}\n",
-                 4, "'result' must be one of allowed, denied, public, would_deny", id="result"),
+                 4, "'result' must be one of allowed, denied, preflight, public, would_deny",
+                 id="result"),
     pytest.param("cases: []\n", 1, "'cases' must be a list with at least one case", id="empty"),
     pytest.param("cases:\n  - method: GET\n    path: /\n    token: ${NO_SUCH_VAR}\n"
                  "    expect: {status: 200}\n", 4, "NO_SUCH_VAR is not set", id="variable"),
@@ -204,3 +205,58 @@ def test_a_bad_relative_time_fails_its_case(
     out = capsys.readouterr().out.splitlines()
     assert "claim exp: write a number, 'now', '+15m' or '-1h'" in out[0]
     assert out[-1] == "0 passed, 1 failed"
+
+
+CORS_ROUTES = """\
+upstreams:
+  orders: {{url: "{upstream}"}}
+defaults:
+  cors: {{origins: [https://app.example.com]}}
+routes:
+  - path: /orders
+    upstream: orders
+    scopes: [orders:read]
+"""
+
+CORS_CASES = """\
+cases:
+  - name: preflight allowed
+    method: OPTIONS
+    path: /orders
+    headers: {Origin: "https://app.example.com", Access-Control-Request-Method: GET}
+    expect: {status: 204, result: preflight, cors: true}
+  - name: refusal readable
+    method: GET
+    path: /orders
+    headers: {Origin: "https://app.example.com"}
+    expect: {status: 401, cors: true}
+  - name: wrong on purpose, the origin is foreign
+    method: GET
+    path: /orders
+    headers: {Origin: "https://evil.test"}
+    expect: {status: 401, cors: true}
+  - name: wrong on purpose, the preflight is refused
+    method: OPTIONS
+    path: /orders
+    headers: {Origin: "https://evil.test", Access-Control-Request-Method: GET}
+    expect: {status: 403, reason: cors_origin_not_allowed, cors: true}
+"""
+
+
+@pytest.mark.usefixtures("secret")
+def test_cors_expectations_are_checked(
+    tmp_path: Path, keys: TestKeys, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``expect.cors`` says whether a page at the case's Origin may read the answer (for a
+    preflight: whether it is allowed); a wrong one fails with what was seen."""
+    path = write_config(tmp_path, keys, routes=CORS_ROUTES)
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(CORS_CASES)
+    assert main(["test", str(cases), "-c", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "2 passed, 2 failed"
+    failed = [line for line in out if line.startswith("FAIL ")]
+    assert [line.rpartition(": ")[2] for line in failed] == [
+        "expected cors true, got none",
+        "expected cors true, got none",
+    ]

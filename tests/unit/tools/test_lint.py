@@ -67,6 +67,18 @@ TABLES = [
     pytest.param("""\
   - {path: /orders, upstream: app, mode: report, lint_ignore: [method_gap]}
 """, [(4, L.REPORT_MODE)], id="silencing-another-code-silences-nothing"),
+    pytest.param("""\
+  - {path: /a, upstream: app, cors: {origins: ['*']}}
+  - {path: /b, upstream: app, cors: {origins: ['null']}}
+  - {path: /c, upstream: app, cors: {origins: ['http://app.example.com']}}
+  - {path: /d, upstream: app, cors: {origins: ['http://*.example.com']}}
+""", [(4, L.CORS_BROAD_ORIGIN), (5, L.CORS_BROAD_ORIGIN), (6, L.CORS_BROAD_ORIGIN),
+      (7, L.CORS_BROAD_ORIGIN)], id="cors-broad-origins"),
+    pytest.param("""\
+  - {path: /a, upstream: app, cors: {origins: ['https://app.example.com', 'https://*.example.com',
+     'http://localhost:3000', 'http://127.0.0.1:8080', 'http://[::1]:8080']}}
+  - {path: /b, upstream: app, cors: {origins: ['*']}, lint_ignore: [cors_broad_origin]}
+""", [], id="cors-https-and-loopback-or-silenced"),
 ]  # fmt: skip
 
 
@@ -93,6 +105,21 @@ def test_file_default_report_mode_is_one_warning_at_the_defaults_line(tmp_path: 
     (warning,) = lint(load_routes(path))
     assert (warning.line, warning.code) == (2, LintCode.REPORT_MODE)
     assert "2 protected route(s)" in warning.message
+
+
+def test_a_broad_default_cors_policy_is_one_warning_at_its_line(tmp_path: Path) -> None:
+    """`defaults: {cors: ...}` is warned about once, at its line, counting the routes it covers;
+    a route with its own policy is judged on its own."""
+    path = tmp_path / "routes.yaml"
+    path.write_text("defaults:\n  cors: {origins: ['*']}\n" + HEAD + """\
+  - {path: /a, upstream: app}
+  - {path: /b, upstream: app, cors: {origins: ['https://app.example.com']}}
+  - {path: /c, upstream: app, lint_ignore: [cors_broad_origin]}
+  - {path: /d, upstream: app}
+""")  # fmt: skip
+    (warning,) = lint(load_routes(path))
+    assert (warning.line, warning.code) == (2, LintCode.CORS_BROAD_ORIGIN)
+    assert "2 route(s)" in warning.message
 
 
 SAMPLE = Path(__file__).resolve().parents[3] / "config" / "routes.yaml"

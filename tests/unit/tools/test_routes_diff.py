@@ -89,6 +89,31 @@ PAIRS = [
     pytest.param("  - {path: /a, upstream: app, methods: [GET]}\n",
                  "  - {path: /a, upstream: app, methods: [GET], exact: true}\n",
                  [(T, "GET", "/a/*", "no longer routed (404)")], id="made-exact"),
+    pytest.param("  - {path: /a, upstream: app}\n",
+                 "  - {path: /a, upstream: app, cors: {origins: ['https://x.test']}}\n",
+                 [(L, "all methods", "/a and below", "cors added: origins https://x.test")],
+                 id="cors-added"),
+    pytest.param("  - {path: /a, upstream: app, cors: {origins: ['https://x.test']}}\n",
+                 "  - {path: /a, upstream: app}\n",
+                 [(L, "all methods", "/a and below", "cors removed")], id="cors-removed"),
+    pytest.param("  - {path: /a, upstream: app, cors: {origins: ['https://x.test']}}\n",
+                 "  - {path: /a, upstream: app, cors: {origins: ['https://x.test', "
+                 "'https://*.y.test']}}\n",
+                 [(L, "all methods", "/a and below", "https://*.y.test")], id="cors-origin-added"),
+    pytest.param("  - {path: /a, upstream: app, cors: {origins: ['https://x.test']}}\n",
+                 "  - {path: /a, upstream: app, cors: {origins: ['https://x.test'], "
+                 "credentials: true}}\n",
+                 [(L, "all methods", "/a and below", "credentials true")],
+                 id="cors-credentials"),
+    pytest.param("  - {path: /a, upstream: app, cors: {origins: ['https://x.test', "
+                 "'https://y.test'], headers: [X-A]}}\n",
+                 "  - {path: /a, upstream: app, cors: {origins: ['https://x.test']}}\n",
+                 [(T, "all methods", "/a and below", "-> origins https://x.test")],
+                 id="cors-narrowed"),
+    pytest.param("  - {path: /a, upstream: app, cors: {origins: ['https://x.test']}}\n",
+                 "  - {path: /a, upstream: app, cors: {origins: ['https://x.test'], "
+                 "max_age: 1h}}\n",
+                 [(C, "all methods", "/a and below", "max_age 3600s")], id="cors-max-age"),
 ]  # fmt: skip
 
 
