@@ -22,6 +22,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.core.claim_headers import ClaimHeaders, mapped_headers
 from gateway.core.tokens import Claims
+from gateway.core.websocket import bearer_subprotocol
 
 __all__ = [
     "STRIPPED_HEADERS",
@@ -120,6 +121,10 @@ def upstream_headers(
             or not _TOKEN_NAME.fullmatch(name)
         ):
             continue
+        if lower == "sec-websocket-protocol":
+            value = _without_bearer_entries(value)
+            if not value:
+                continue
         outgoing.add(name, value)
     # X-Forwarded-For is rebuilt, not copied: the client's chain (unverified; upstreams read the
     # rightmost entries, the ones proxies they trust appended) plus the peer, as one header.
@@ -155,6 +160,14 @@ def response_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
         for name, value in incoming.items()
         if name.lower() not in HOP_BY_HOP and name.lower() not in dropped
     )
+
+
+def _without_bearer_entries(value: str) -> str:
+    """A ``Sec-WebSocket-Protocol`` value without bearer-token entries: a token sent that way
+    reaches an upstream only as ``Authorization`` with ``forward_token``, whatever the route
+    (a tunnel's handshake builds its own list; this is the plain request's)."""
+    entries = [entry.strip() for entry in value.split(",")]
+    return ", ".join(entry for entry in entries if entry and not bearer_subprotocol(entry))
 
 
 def _connection_named(values: Iterable[str]) -> frozenset[str]:

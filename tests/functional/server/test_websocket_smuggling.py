@@ -175,3 +175,26 @@ async def test_routes_without_websocket_keep_todays_behaviour(
     assert rest == b""
     assert [seen.raw_path for seen in recorder.requests] == ["/ws-none/x"]
     assert "Upgrade" not in recorder.last.headers
+
+
+@pytest.mark.parametrize("path", ["/ws-none/x", "/ws/echo"])
+async def test_a_bearer_subprotocol_on_a_plain_request_never_reaches_the_upstream(
+    gateway: GatewayFactory, tokens: TokenFactory, recorder: RecordingUpstream, path: str
+) -> None:
+    """A plain GET (no Upgrade) carrying a token as a bearer subprotocol entry, on a route
+    without `websocket` and on one that tunnels: the upstream gets the other entries, never
+    the token (it reaches an upstream only as Authorization, with forward_token)."""
+    client = await gateway(routes=websocket_routes("{upstream}"))
+    token = tokens.good()
+    entry = "base64url.bearer.authorization.k8s.io." + base64.urlsafe_b64encode(
+        token.encode()
+    ).decode().rstrip("=")
+    response = await client.get(
+        path,
+        headers={"Authorization": f"Bearer {token}", "Sec-WebSocket-Protocol": f"chat, {entry}"},
+    )
+    assert response.status == 200
+    seen = recorder.last.headers
+    assert seen.get("Sec-WebSocket-Protocol") == "chat"
+    assert token not in str(seen)
+    assert entry not in str(seen)

@@ -431,3 +431,22 @@ def test_response_headers_strip_hop_by_hop(hop: list[tuple[str, str]]) -> None:
         ("Content-Length", "2"),
         ("Set-Cookie", "b=2"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("sent", "forwarded"),
+    [
+        pytest.param("base64url.bearer.authorization.k8s.io.dG9rZW4", None, id="alone"),
+        pytest.param("chat, base64url.bearer.authorization.k8s.io.dG9rZW4", "chat", id="after"),
+        pytest.param("BASE64URL.Bearer.Authorization.K8S.IO.dG9rZW4 ,v2", "v2", id="any-case"),
+        pytest.param(" base64url.bearer.authorization.k8s.io.x , chat ", "chat", id="spaces"),
+        pytest.param("chat, v2", "chat, v2", id="no-bearer-entry"),
+    ],
+)
+def test_bearer_subprotocol_entries_never_forwarded(sent: str, forwarded: str | None) -> None:
+    """A plain request (no tunnel) keeps its other subprotocol entries; a token offered as a
+    bearer entry never reaches the upstream, on any route."""
+    incoming = CIMultiDictProxy(CIMultiDict([("Sec-WebSocket-Protocol", sent)]))
+    out = upstream_headers(incoming, context())
+    assert out.get("Sec-WebSocket-Protocol") == forwarded
+    assert "dG9rZW4" not in str(out)
