@@ -17,6 +17,7 @@ from gateway.config.models import (
     ListenConfig,
     RateLimitSettings,
     TlsConfig,
+    TracingSettings,
 )
 from gateway.config.routes_reader import check_route_issuers, read_routes
 from gateway.config.source import Converters, Source
@@ -29,7 +30,7 @@ __all__ = ["read_gateway"]
 
 _GATEWAY_KEYS = {
     "listen", "admin", "tls", "routes", "issuers", "tokens", "jwks", "limits", "logging",
-    "drain_timeout", "headers", "rate_limits",
+    "drain_timeout", "headers", "rate_limits", "tracing",
 }  # fmt: skip
 _LISTEN: Converters = {"host": convert.host, "port": convert.port}
 _TLS_FILES: Converters = {"cert": convert.file_name, "key": convert.file_name}
@@ -55,6 +56,10 @@ _RATE_LIMITS: Converters = {
 }  # fmt: skip
 _LOGGING: Converters = {"level": convert.log_level}
 _HEADERS: Converters = {"strip": convert.header_names}
+_TRACING: Converters = {
+    "endpoint": convert.otlp_endpoint, "service_name": convert.string,
+    "sampling_ratio": convert.ratio, "headers": convert.header_map,
+}  # fmt: skip
 
 
 def read_gateway(source: Source) -> Config | None:
@@ -82,6 +87,7 @@ def read_gateway(source: Source) -> Config | None:
     if "strip" in headers:
         settings["strip_headers"] = headers["strip"]
     settings["rate_limits"] = _rate_limits(source, document)
+    settings["tracing"] = _tracing(source, document)
     issuers, declared_issuers = read_issuers(source, document)
     settings["jwks"] = _jwks(source, document)
     routes_name = source.value(document, "routes", convert.file_name, required=True)
@@ -140,6 +146,14 @@ def _rate_limits(source: Source, document: YamlMap) -> RateLimitSettings:
         source.problem(section.key_lines["timeout"], "'timeout' must be longer than zero")
         del values["timeout"]
     return RateLimitSettings(**values)
+
+
+def _tracing(source: Source, document: YamlMap) -> TracingSettings | None:
+    section = source.section(document, "tracing", _TRACING.keys())
+    if section is None:
+        return None  # off: not one OpenTelemetry call on the request path
+    values = source.fields(section, _TRACING, required={"endpoint"})
+    return TracingSettings(**values) if "endpoint" in values else None
 
 
 def _jwks(source: Source, document: YamlMap) -> JwksSettings:
