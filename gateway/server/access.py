@@ -55,6 +55,8 @@ class RequestRecord:
     auth_reason: str | None = None
     user_id: str | None = None
     client_id: str | None = None
+    trace_id: str | None = None  # the server span's, with tracing on (gateway.server.tracing)
+    span_id: str | None = None
 
     def refuse(self, refusal: Refusal, *, keep_auth: bool = False) -> web.Response:
         """Render a refusal, and note it (``keep_auth`` for failures after the door let it in)."""
@@ -119,6 +121,8 @@ class RequestRecord:
             "client.id": self.client_id,
             "auth.result": self.auth_result,
             "auth.reason": self.auth_reason,
+            "trace.id": self.trace_id,
+            "span.id": self.span_id,
         }
 
 
