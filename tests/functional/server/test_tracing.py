@@ -20,7 +20,7 @@ from pytest_aiohttp import AiohttpClient
 from gateway.config import Config
 from gateway.server.app import create_app
 from gateway.server.tracing import Tracing
-from tests.conftest import GatewayTestServer, LogCapture
+from tests.conftest import GatewayFactory, GatewayTestServer, LogCapture
 from tests.raw import http_request, send_raw
 from tests.support import (
     DEFAULT_GATEWAY,
@@ -404,3 +404,25 @@ async def test_other_methods_and_bytes_that_are_not_utf8_still_export(
     assert (refused.attributes or {})["server.address"] == "h\ufffd"
     assert (refused.attributes or {})["server.port"] == 81
     assert encode_spans(spans).SerializeToString()
+
+
+async def test_with_tracing_off_trace_headers_pass_unchanged_and_the_ids_are_null(
+    gateway: GatewayFactory,
+    tokens: TokenFactory,
+    recorder: RecordingUpstream,
+    log_capture: LogCapture,
+) -> None:
+    """No ``tracing:``: the client's traceparent, tracestate and baggage reach the upstream as
+    sent, and the access line's ``trace.id`` and ``span.id`` are null."""
+    client = await gateway()
+    sent = {
+        "traceparent": SAMPLED_PARENT,
+        "tracestate": "vendor=abc",
+        "baggage": "tenant=7",
+        "Authorization": f"Bearer {tokens.good()}",
+    }
+    assert (await client.get("/orders/7", headers=sent)).status == 200
+    for name in ("traceparent", "tracestate", "baggage"):
+        assert recorder.last.headers.getall(name) == [sent[name]]
+    [line] = log_capture.events("access")
+    assert (line["trace.id"], line["span.id"]) == (None, None)
