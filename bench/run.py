@@ -69,9 +69,15 @@ CASES = [
     # RS256 on a route with a per-client rate limit that is never hit: the limit's own cost.
     Case("rs256_limited", "GET", "/orders/limited", "rs256", 200,
          only=frozenset({"gateway-asyncio", "gateway-uvloop"})),
+    # RS256 with tracing on (every trace sampled, OTLP/HTTP to a local sink that discards): the
+    # cost of tracing, against rs256 on the same gateway without `tracing:`.
+    Case("rs256_traced", "GET", "/orders/small", "rs256", 200,
+         only=frozenset({"gateway-asyncio-traced", "gateway-uvloop-traced"})),
 ]  # fmt: skip
-AUTH_TARGETS = {"naive", "node-fastify", "gateway-asyncio", "gateway-uvloop"}
 GATEWAYS = ("gateway-asyncio", "gateway-uvloop")
+# The same gateways with `tracing:` configured; they run only the cases made for them.
+TRACED = tuple(f"{gateway}-traced" for gateway in GATEWAYS)
+AUTH_TARGETS = {"naive", "node-fastify", *GATEWAYS, *TRACED}
 NODE_PEER = "node-fastify"
 NODE_DIR = HERE / "node"
 NODE_PACKAGES = ("fastify", "@fastify/http-proxy", "@fastify/jwt")
@@ -201,6 +207,12 @@ issuers:
     secret: "{secret}"
 logging: {{level: info}}
 """)
+    # The traced gateways export to the upload sink, which reads each body and answers 200: a
+    # collector that discards (the OTLP exporter reads nothing from a 2xx answer).
+    (workdir / "gateway-traced.yaml").write_text(
+        (workdir / "gateway.yaml").read_text()
+        + f"tracing: {{endpoint: 'http://127.0.0.1:{sink_port}/v1/traces', sampling_ratio: 1.0}}\n"
+    )
     (workdir / "routes.yaml").write_text(f"""\
 upstreams:
   orders: {{url: "http://127.0.0.1:{upstream_port}", timeout: 30s}}
@@ -348,6 +360,7 @@ def measure_target(
         for case in CASES
         if not (args.cases and case.name not in args.cases.split(","))
         and (case.only is None or target in case.only)
+        and (target not in TRACED or case.only is not None)
     ]
     expected_for = {case.name: case.expected if target in AUTH_TARGETS else 200 for case in chosen}
     by_case: dict[str, Result] = {}
@@ -454,9 +467,12 @@ def main() -> int:
     return 0 if all(r.statuses_ok for r in all_results) else 1
 
 
-def gateway_command(workdir: Path, port: int, loop: str, workers: int = 1) -> list[str]:
-    config = workdir / f"gateway-{loop}-{workers}.yaml"
-    config.write_text((workdir / "gateway.yaml").read_text().replace("GATEWAY_PORT", str(port)))
+def gateway_command(
+    workdir: Path, port: int, loop: str, workers: int = 1, *, traced: bool = False
+) -> list[str]:
+    base = "gateway-traced" if traced else "gateway"
+    config = workdir / f"{base}-{loop}-{workers}.yaml"
+    config.write_text((workdir / f"{base}.yaml").read_text().replace("GATEWAY_PORT", str(port)))
     return [sys.executable, "-m", "gateway", "run", "-c", str(config), "--loop", loop,
             "--workers", str(workers)]  # fmt: skip
 
@@ -519,6 +535,10 @@ def targets(
     for loop in ("asyncio", "uvloop"):
         port = free_port()
         yield f"gateway-{loop}", taskset("1", gateway_command(workdir, port, loop)), port
+    for loop in ("asyncio", "uvloop"):
+        port = free_port()
+        command = gateway_command(workdir, port, loop, traced=True)
+        yield f"gateway-{loop}-traced", taskset("1", command), port
 
 
 # The issue's goals for the gateway, each checked against a peer measured in the same run:
@@ -620,6 +640,11 @@ def goals(
             verdict = "met" if kept >= LIMIT_COST_GOAL else "NOT MET"
             print(f"| a never-hit rate limit keeps >= {LIMIT_COST_GOAL:.0%} of RS256 req/s "
                   f"| {gateway} | {kept:.1%} | {verdict} |")  # fmt: skip
+        traced = by_key.get((f"{gateway}-traced", "rs256_traced"))
+        if traced is not None and plain is not None and statistics.median(plain.rps):
+            kept = statistics.median(traced.rps) / statistics.median(plain.rps)
+            print(f"| tracing on (every trace sampled, OTLP/HTTP to a local sink) keeps this "
+                  f"share of RS256 req/s | {gateway} | {kept:.1%} | stated, no goal |")  # fmt: skip
 
 
 if __name__ == "__main__":

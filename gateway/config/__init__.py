@@ -27,6 +27,7 @@ from gateway.config.models import (
     ListenConfig,
     RateLimitSettings,
     TlsConfig,
+    TracingSettings,
 )
 from gateway.config.reader import read_gateway
 from gateway.config.routes_reader import read_routes
@@ -46,6 +47,7 @@ __all__ = [
     "ListenConfig",
     "RateLimitSettings",
     "TlsConfig",
+    "TracingSettings",
     "load",
     "load_routes",
 ]

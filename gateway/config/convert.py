@@ -493,3 +493,36 @@ def cors(value: Any) -> CorsPolicy | None:
         return CorsPolicy(**fields)
     except CorsError as exc:
         raise ValueError(f"cors: {exc}") from None
+
+
+def otlp_endpoint(value: Any) -> str:
+    """An OTLP/HTTP collector's full traces URL (``http://otel-collector:4318/v1/traces``)."""
+    url = http_url(value)
+    if url.path in {"", "/"}:
+        # The exporter posts to the URL as written: a bare host would get the collector's 404.
+        raise ValueError(
+            f"'{value}' has no path: write the full traces URL, "
+            "e.g. http://otel-collector:4318/v1/traces"
+        )
+    return str(url)
+
+
+def ratio(value: Any) -> float:
+    """A number from 0 to 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError("must be a number from 0 to 1 (0.1 keeps one trace in ten)")
+    return float(value)
+
+
+def header_map(value: Any) -> tuple[tuple[str, str], ...]:
+    """``{Name: value}``: header names (letters, digits and '-') and single-line string values."""
+    if not isinstance(value, dict):
+        raise ValueError("write a mapping of header names to values, e.g. {x-api-key: ${KEY}}")
+    pairs = []
+    for name, text in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"'{name}' is not a header name (letters, digits and '-')")
+        if not isinstance(text, str) or any(ch in text for ch in "\r\n\0"):
+            raise ValueError(f"the value of '{name}' must be a single-line string")
+        pairs.append((name, text))
+    return tuple(pairs)

@@ -135,6 +135,21 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TracingSettings:
+    """``tracing:`` in gateway.yaml: OpenTelemetry spans exported over OTLP/HTTP (absent: off).
+
+    ``endpoint`` is the collector's full traces URL (``.../v1/traces``). Root spans are sampled
+    at ``sampling_ratio``; a request that continues an incoming trace follows its sampled flag.
+    """
+
+    endpoint: str
+    service_name: str = "gateway"
+    sampling_ratio: float = 1.0
+    # Sent with every export (a vendor's API key, say): never shown.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole, validated configuration."""
 
@@ -148,6 +163,7 @@ class Config:
     jwks: JwksSettings = field(default_factory=JwksSettings)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    tracing: TracingSettings | None = None
     log_level: str = "info"
     drain_timeout: float = 20.0
     # More client header names (lower case) never forwarded, beside the built-in lists.

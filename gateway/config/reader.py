@@ -17,6 +17,7 @@ from gateway.config.models import (
     ListenConfig,
     RateLimitSettings,
     TlsConfig,
+    TracingSettings,
 )
 from gateway.config.routes_reader import check_route_issuers, read_routes
 from gateway.config.source import Converters, Source
@@ -32,7 +33,7 @@ __all__ = ["read_gateway"]
 _GATEWAY_KEYS = {
     "listen", "admin", "tls", "routes", "issuers", "tokens", "jwks", "limits", "logging",
     "drain_timeout", "headers", "rate_limits", "trusted_proxies", "client_ip_header",
-    "protected_resource",
+    "protected_resource", "tracing",
 }  # fmt: skip
 _LISTEN: Converters = {"host": convert.host, "port": convert.port}
 _TLS_FILES: Converters = {"cert": convert.file_name, "key": convert.file_name}
@@ -67,6 +68,10 @@ _PROTECTED_RESOURCE: Converters = {
 _CLIENT_IP: Converters = {
     "trusted_proxies": convert.networks, "client_ip_header": convert.client_ip_header,
 }  # fmt: skip
+_TRACING: Converters = {
+    "endpoint": convert.otlp_endpoint, "service_name": convert.string,
+    "sampling_ratio": convert.ratio, "headers": convert.header_map,
+}  # fmt: skip
 
 
 def read_gateway(source: Source) -> Config | None:
@@ -95,6 +100,7 @@ def read_gateway(source: Source) -> Config | None:
         settings["strip_headers"] = headers["strip"]
     settings["rate_limits"] = _rate_limits(source, document)
     settings["trusted_proxies"] = _trusted_proxies(source, document)
+    settings["tracing"] = _tracing(source, document)
     issuers, declared_issuers = read_issuers(source, document)
     settings["jwks"] = _jwks(source, document)
     routes_name = source.value(document, "routes", convert.file_name, required=True)
@@ -203,6 +209,14 @@ def _trusted_proxies(source: Source, document: YamlMap) -> TrustedProxies | None
         return None
     header = values.get("client_ip_header", ClientIpHeader.X_FORWARDED_FOR)
     return TrustedProxies(networks=values["trusted_proxies"], header=header)
+
+
+def _tracing(source: Source, document: YamlMap) -> TracingSettings | None:
+    section = source.section(document, "tracing", _TRACING.keys())
+    if section is None:
+        return None  # off: not one OpenTelemetry call on the request path
+    values = source.fields(section, _TRACING, required={"endpoint"})
+    return TracingSettings(**values) if "endpoint" in values else None
 
 
 def _jwks(source: Source, document: YamlMap) -> JwksSettings:

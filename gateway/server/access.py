@@ -59,6 +59,8 @@ class RequestRecord:
     # A WebSocket tunnel's end: its close code and `CloseReason` value (None: not a tunnel).
     websocket_close_code: int | None = None
     websocket_close_reason: str | None = None
+    trace_id: str | None = None  # the server span's, with tracing on (gateway.server.tracing)
+    span_id: str | None = None
 
     def refuse(self, refusal: Refusal, *, keep_auth: bool = False) -> web.Response:
         """Render a refusal, and note it (``keep_auth`` for failures after the door let it in)."""
@@ -131,6 +133,8 @@ class RequestRecord:
             "client.id": self.client_id,
             "auth.result": self.auth_result,
             "auth.reason": self.auth_reason,
+            "trace.id": self.trace_id,
+            "span.id": self.span_id,
         }
         if self.websocket_close_reason is not None:  # only the lines of WebSocket tunnels
             fields["gateway.websocket.close_code"] = self.websocket_close_code

@@ -13,6 +13,7 @@ import signal
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -39,6 +40,9 @@ from gateway.server.redirect import redirect_app
 from gateway.server.reload import ConfigReloader
 from gateway.server.upstream import UpstreamClient
 
+if TYPE_CHECKING:  # OpenTelemetry is imported only when `tracing:` is configured
+    from gateway.server.tracing import Tracing
+
 __all__ = [
     "DOOR",
     "IN_FLIGHT",
@@ -63,6 +67,8 @@ SHUTDOWN_MARGIN = 1.0
 # After the drain every request has answered; connections still busy get this long, then aiohttp
 # cancels them (it waits up to twice this).
 _STRAGGLER_TIMEOUT = 0.1
+# The spans still queued at shutdown get this long to reach the collector (inside the margin).
+_TRACING_FLUSH_TIMEOUT = 0.5
 _log = get_logger()
 
 
@@ -130,11 +136,13 @@ def create_app(
     watch: bool = False,
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
+    tracing: Tracing | None = None,
 ) -> web.Application:
     """The public application: the door in front of every upstream.
 
     With ``watch``, changes in the config directories are reloaded while it runs; reloads read
-    ``${VAR}`` values from ``environ`` (default: the process environment).
+    ``${VAR}`` values from ``environ`` (default: the process environment). ``tracing`` replaces
+    the tracer built from ``config.tracing`` (tests pass one with an in-memory exporter).
     """
     metrics = metrics or Metrics()
     limits = config.limits
@@ -149,6 +157,11 @@ def create_app(
     def build(new_config: Config, remote_keys: RemoteKeys) -> Policy:
         return build_policy(new_config, remote_keys, clock=clock, limiting=limiting)
 
+    if tracing is None and config.tracing is not None:
+        # Imported here, not at the top: without `tracing:` OpenTelemetry is never loaded.
+        from gateway.server.tracing import Tracing
+
+        tracing = Tracing(config.tracing)
     in_flight = InFlight()
     door = Door(
         build(config, RemoteKeys(config.issuers, config.jwks, events=LoggedKeyEvents(metrics))),
@@ -156,6 +169,7 @@ def create_app(
         Accounting(metrics),
         in_flight,
         hsts=config.tls.hsts if config.tls is not None else None,
+        tracing=tracing,
     )
     reloader = ConfigReloader(door, metrics, build, environ=environ)
     metrics.set_config_version(config.version, time.time())
@@ -184,6 +198,8 @@ def create_app(
         await door.policy.remote_keys.stop()
         await client.close()
         await limiting.close()
+        if tracing is not None:
+            await tracing.close(within=_TRACING_FLUSH_TIMEOUT)
 
     app.cleanup_ctx.append(resources)
     return app

@@ -33,7 +33,7 @@ __all__ = ["RESTART_ONLY", "ConfigReloader", "watched_directories"]
 
 _log = get_logger()
 # Fields a running process cannot change: the listeners are bound already.
-RESTART_ONLY = ("listen", "admin", "tls", "drain_timeout", "log_level")
+RESTART_ONLY = ("listen", "admin", "tls", "drain_timeout", "log_level", "tracing")
 # After an unexpected error the watch starts again after this pause, doubling up to the maximum
 # while it keeps failing (the first pause is well inside the 3 s reload deadline, so a one-off
 # failure costs no edit its deadline).

@@ -46,6 +46,9 @@ def test_quick_benchmark_runs_and_every_status_is_right(tmp_path: Path) -> None:
     for target in targets:
         for case in cases:
             assert f"| {target} | {case} |" in table
+    for target in ("gateway-asyncio-traced", "gateway-uvloop-traced"):
+        assert f"| {target} | rs256_traced |" in table
+        assert f"| {target} | rs256 |" not in table  # traced targets run their own case only
     assert "| vs node-fastify |" in table
     assert "MISMATCH" not in table
     assert results.stat().st_size > 0

@@ -24,7 +24,7 @@ LAYERS = ("core", "config", "jwks", "server", "tools", "cli")
 _IO = frozenset({
     "aiohttp", "asyncio", "socket", "ssl", "selectors", "http", "urllib.request",
     "logging", "structlog", "prometheus_client", "watchfiles", "subprocess", "signal",
-    "orjson", "uvloop", "multiprocessing", "threading",
+    "orjson", "uvloop", "multiprocessing", "threading", "opentelemetry",
 })  # fmt: skip
 FORBIDDEN_EXTERNAL: dict[str, frozenset[str]] = {
     "core": _IO,

@@ -48,7 +48,9 @@ def _entry(**overrides: object) -> AccessEntry:
 def test_access_record_has_exactly_the_spec_fields() -> None:
     """The access record carries the spec's field names, an RFC 3339 UTC timestamp, and no query."""
     record = access_record(_entry())
-    assert set(record) == SPEC_FIELDS
+    # Beyond the spec: the trace ids (null with tracing off, and below the door).
+    assert set(record) == SPEC_FIELDS | {"trace.id", "span.id"}
+    assert (record["trace.id"], record["span.id"]) == (None, None)
     assert record["@timestamp"] == "2026-01-02T03:04:05.678Z"
     assert record["event.action"] == "access"
 
