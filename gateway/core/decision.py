@@ -7,7 +7,8 @@ the refusal to give. The running gateway (`gateway.server.handler`), `gateway ex
 
 Order: request target (400), route (404), method (405), a per-IP rate limit (429), the
 failed-authentication throttle (429), credentials (401/400), token (401/503), scopes (403), a
-per-client, per-subject or per-route rate limit (429), body size (413). The first that applies
+bound path parameters (403 ``claim_mismatch``), a per-client, per-subject or per-route rate limit
+(429), body size (413). The first that applies
 answers. A route has at most one rate limit: keyed by IP it is counted before any token work,
 keyed by anything else after authentication (unauthenticated requests never reach the upstream a
 route-wide limit protects, and must not spend its quota). On a route in report mode the
@@ -32,6 +33,7 @@ from gateway.core.authenticator import Authenticator
 from gateway.core.bearer import extract_bearer, query_has_access_token
 from gateway.core.errors import AuthError, InsufficientScope, TokenCheck
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
+from gateway.core.params import Captures, bindings_hold
 from gateway.core.protocol import protocol_refusal
 from gateway.core.ratelimit import (
     THROTTLED_TOKEN_REASONS,
@@ -46,6 +48,7 @@ from gateway.core.ratelimit import (
 from gateway.core.refusals import (
     Refusal,
     auth_throttled,
+    claim_mismatch,
     from_auth_error,
     from_target_error,
     method_not_allowed,
@@ -95,6 +98,7 @@ class StepName(enum.Enum):
     CREDENTIALS = "credentials"
     TOKEN = "token"  # noqa: S105 - a step name, not a secret
     SCOPES = "scopes"
+    BIND = "bind"  # path parameters bound to claims (routes with `bind:` only)
     RATE_LIMIT = "rate_limit"  # taken before CREDENTIALS for IP keys, after SCOPES for others
     BODY = "body"
 
@@ -290,6 +294,9 @@ class Decider:
                     would_refuse = from_auth_error(error)
                     if self.guard is not None and error.reason in THROTTLED_TOKEN_REASONS:
                         self.guard.failed(request.peer)
+                elif route.bind and claims is not None:
+                    would_refuse = _bind(route, upstream, match.captures, claims, steps)
+                    claims = claims.without_payload()  # read for the binding only
             if would_refuse is not None:
                 if route.mode is RouteMode.ENFORCE:
                     return Refuse(
@@ -355,7 +362,8 @@ class Decider:
         steps.note(StepName.CREDENTIALS, StepOutcome.PASSED)
         try:
             # Decisions never read the payload: the same claims, cached or not, and nothing big.
-            claims = await self.authenticator.verify_token(token, route, payload=False)
+            # ...except a route binding path parameters to claims, which reads those claims.
+            claims = await self.authenticator.verify_token(token, route, payload=bool(route.bind))
         except AuthError as exc:  # InvalidToken, KeysUnavailable
             steps.note(StepName.TOKEN, StepOutcome.FAILED, exc.reason, exc.check)
             return None, exc
@@ -365,6 +373,17 @@ class Decider:
             return claims, InsufficientScope(route.scopes, claims.subject, claims.client_id)
         steps.note(StepName.SCOPES, StepOutcome.PASSED)
         return claims, None
+
+
+def _bind(
+    route: Route, upstream: Upstream, captures: Captures, claims: Claims, steps: _Trace
+) -> Refusal | None:
+    """The path parameters the route binds, against the verified token's claims."""
+    if bindings_hold(route.bind, captures, claims.payload, strip_suffix=upstream.ignore_suffix):
+        steps.note(StepName.BIND, StepOutcome.PASSED)
+        return None
+    steps.note(StepName.BIND, StepOutcome.FAILED, "claim_mismatch")
+    return claim_mismatch()
 
 
 def _key_value(key: LimitKey, claims: Claims | None, peer: str) -> str:

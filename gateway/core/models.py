@@ -14,6 +14,7 @@ from pathlib import Path
 import yarl
 
 from gateway.core.keys import KeySet
+from gateway.core.params import Binding, PathPattern, has_params
 from gateway.core.ratelimit import RateLimit
 
 __all__ = [
@@ -155,6 +156,8 @@ class Route:
     mode: RouteMode = RouteMode.ENFORCE
     lint_ignore: frozenset[LintCode] = frozenset()
     rate_limit: RateLimit | None = None
+    # Path parameters bound to claims (`gateway.core.params`): `bind: {tenant: tenant_id}`.
+    bind: tuple[Binding, ...] = ()
     line: int = 0
 
     @property
@@ -183,7 +186,10 @@ class RoutesConfig:
 
 
 def path_matches(pattern: str, path: str, *, exact: bool = False) -> bool:
-    """Whole-segment prefix match (``/orders`` matches ``/orders/7``, never ``/ordersX``)."""
+    """Whole-segment prefix match (``/orders`` matches ``/orders/7``, never ``/ordersX``); a
+    ``{name}`` segment of the pattern matches any one segment."""
+    if has_params(pattern):
+        return PathPattern.parse(pattern).match(path, exact=exact) is not None
     if path == pattern:
         return True
     if exact:
