@@ -64,7 +64,7 @@ from gateway.core.target import (
     canonicalize,
     check_host,
 )
-from gateway.core.tokens import Claims
+from gateway.core.tokens import Claims, payload_of
 
 __all__ = [
     "AuthResult",
@@ -294,9 +294,8 @@ class Decider:
                     would_refuse = from_auth_error(error)
                     if self.guard is not None and error.reason in THROTTLED_TOKEN_REASONS:
                         self.guard.failed(request.peer)
-                elif route.bind and claims is not None:
-                    would_refuse = _bind(route, upstream, match.captures, claims, steps)
-                    claims = claims.without_payload()  # read for the binding only
+                elif route.bind:
+                    would_refuse = _bind(route, upstream, match.captures, request, steps)
             if would_refuse is not None:
                 if route.mode is RouteMode.ENFORCE:
                     return Refuse(
@@ -362,8 +361,7 @@ class Decider:
         steps.note(StepName.CREDENTIALS, StepOutcome.PASSED)
         try:
             # Decisions never read the payload: the same claims, cached or not, and nothing big.
-            # ...except a route binding path parameters to claims, which reads those claims.
-            claims = await self.authenticator.verify_token(token, route, payload=bool(route.bind))
+            claims = await self.authenticator.verify_token(token, route, payload=False)
         except AuthError as exc:  # InvalidToken, KeysUnavailable
             steps.note(StepName.TOKEN, StepOutcome.FAILED, exc.reason, exc.check)
             return None, exc
@@ -376,10 +374,12 @@ class Decider:
 
 
 def _bind(
-    route: Route, upstream: Upstream, captures: Captures, claims: Claims, steps: _Trace
+    route: Route, upstream: Upstream, captures: Captures, request: RequestFacts, steps: _Trace
 ) -> Refusal | None:
-    """The path parameters the route binds, against the verified token's claims."""
-    if bindings_hold(route.bind, captures, claims.payload, strip_suffix=upstream.ignore_suffix):
+    """The path parameters the route binds, against the claims of the token that has just
+    verified (decoded again here, on bound routes only: the verified-token cache keeps none)."""
+    token = extract_bearer(request.authorization, token_in_query=False)
+    if bindings_hold(route.bind, captures, payload_of(token), strip_suffix=upstream.ignore_suffix):
         steps.note(StepName.BIND, StepOutcome.PASSED)
         return None
     steps.note(StepName.BIND, StepOutcome.FAILED, "claim_mismatch")

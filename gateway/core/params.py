@@ -32,7 +32,7 @@ the same paths equally well: the configuration requires them to be spelt alike.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -136,26 +136,39 @@ class PathPattern:
         """The parameters' segments if ``path`` is this pattern's path or under it (unless
         ``exact``), else None. ``fold_case`` compares literals case-blind; a parameter keeps the
         segment exactly as sent."""
-        segments = path.split("/")[1:]
-        trailing_slash = bool(segments) and segments[-1] == ""
-        if trailing_slash:
-            segments.pop()  # "/tenants/acme/" is "/tenants/acme" and below
-            if exact and path != "/":
-                return None  # an exact route is its path alone, as for literal routes
-        count = len(self.literals)
-        if len(segments) < count or (exact and len(segments) > count):
-            return None
-        captured: list[tuple[str, str]] = []
-        for literal, name, segment in zip(self.literals, self.names, segments, strict=False):
-            if name is not None:
-                if segment in {"", ".", ".."}:
-                    return None
-                captured.append((name, segment))
-            elif (segment.lower() if fold_case else segment) != literal:
+        return self.matcher(exact=exact, fold_case=fold_case)(path)
+
+    def matcher(self, *, exact: bool, fold_case: bool = False) -> Callable[[str], Captures | None]:
+        """`match` for one exactness and case rule, compiled once (a regular expression: the
+        route table keeps one per route path)."""
+        regex = _compile(self, exact=exact, fold_case=fold_case)
+        names = self.params
+        last_name = self.names[-1] if self.names else None
+
+        def match(path: str) -> Captures | None:
+            found = regex.match(path)
+            if found is None:
                 return None
-        ends_here = len(segments) == count and not trailing_slash
-        last = self.names[-1] if ends_here and count else None
-        return Captures(tuple(captured), last)
+            values = tuple((name, found.group(name)) for name in names)
+            return Captures(values, last_name if found.end() == len(path) else None)
+
+        return match
+
+
+def _compile(pattern: PathPattern, *, exact: bool, fold_case: bool) -> re.Pattern[str]:
+    """``/tenants/{tenant}`` -> ``/tenants/(?P<tenant>[^/]+)`` then the end of the path (exact)
+    or of a segment (prefix). A parameter never takes an empty, ``.`` or ``..`` segment (the
+    canonical path has none; refused here too, for any other caller)."""
+    body = "".join(
+        "/" + (re.escape(literal) if name is None else rf"(?P<{name}>(?!\.\.?(?:/|$))[^/]+)")
+        for literal, name in zip(pattern.literals, pattern.names, strict=True)
+    )
+    if not body:  # the root: every path, or "/" alone
+        body = "/$" if exact else "/"
+    else:
+        body += "$" if exact else "(?=/|$)"
+    # The canonical path is ASCII (other bytes stay escaped): ASCII case folding only.
+    return re.compile(body, re.ASCII | (re.IGNORECASE if fold_case else 0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ parameter at the same depth; a match carries the segments its parameters took.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.core.methods import COMMON_METHODS, NEVER_PROXIED
@@ -62,7 +62,7 @@ class _Group:
     _prefix: str = field(init=False, repr=False, compare=False)
     _exact: bool = field(init=False, repr=False, compare=False)
     # Set for a path with {name} segments, which is matched segment by segment.
-    _params: PathPattern | None = field(init=False, repr=False, compare=False)
+    _params: Callable[[str], Captures | None] | None = field(init=False, repr=False, compare=False)
     literal: bool = field(init=False, repr=False, compare=False)  # no {name}: string compares
 
     def __post_init__(self) -> None:
@@ -72,7 +72,10 @@ class _Group:
         # `path_matches`' whole-segment prefix.
         object.__setattr__(self, "_prefix", pattern if pattern.endswith("/") else pattern + "/")
         object.__setattr__(self, "_exact", first.exact)
-        params = PathPattern.parse(pattern) if has_params(pattern) else None
+        params = None
+        if has_params(pattern):
+            parsed = PathPattern.parse(pattern)
+            params = parsed.matcher(exact=first.exact, fold_case=self.fold_case)
         object.__setattr__(self, "_params", params)
         object.__setattr__(self, "literal", params is None)
 
@@ -95,11 +98,9 @@ class _Group:
     def captures(self, path: str) -> Captures | None:
         """What the parameters took if the path matches, else None (a path with parameters)."""
         assert self._params is not None
-        found = self._params.match(path, exact=self._exact, fold_case=self.fold_case)
+        found = self._params(path)
         if found is None and self.strip_suffix:
-            found = self._params.match(
-                _without_suffix(path), exact=self._exact, fold_case=self.fold_case
-            )
+            found = self._params(_without_suffix(path))
         return found
 
     def _matches(self, form: str) -> bool:
