@@ -26,6 +26,7 @@ from gateway.core.models import (
     ScopeRule,
     WebSocketRoute,
 )
+from gateway.core.params import Binding, PathPattern, has_params
 from gateway.core.ratelimit import AuthFailureSettings, LimitKey, OnBackendError, RateLimit
 from gateway.core.resource_metadata import check_resource
 from gateway.core.target import TargetError, canonicalize_path
@@ -144,14 +145,40 @@ def route_path(value: Any) -> str:
     path = string(value)
     if not path.startswith("/"):
         raise ValueError(f"'{path}' is not in canonical form; write '/{path}'")
+    # {name} segments (gateway.core.params) are checked as a stand-in literal segment: the rest
+    # of the path must be canonical around them.
+    pattern = PathPattern.parse(path) if has_params(path) or "}" in path else None
+    literal = path
+    if pattern is not None:
+        literal = "/" + "/".join(
+            lit if name is None else _PARAM_STAND_IN
+            for lit, name in zip(pattern.literals, pattern.names, strict=True)
+        )
     try:
-        canonical = canonicalize_path(path)
+        canonical = canonicalize_path(literal)
     except TargetError as exc:
         raise ValueError(f"'{path}' is not a valid path ({exc.problem.value})") from None
     wanted = canonical.rstrip("/") or "/"
-    if path != wanted:
+    if literal != wanted:
+        if pattern is not None:
+            raise ValueError(f"'{path}' is not in canonical form")
         raise ValueError(f"'{path}' is not in canonical form; write '{wanted}'")
-    return wanted
+    return path
+
+
+_PARAM_STAND_IN = "p"  # a canonical segment, never '.' or '..'
+
+
+def bindings(value: Any) -> tuple[Binding, ...]:
+    """``bind: {param: claim}``: each path parameter and the claim it must equal."""
+    if not isinstance(value, dict) or not value:
+        raise ValueError("write a mapping of path parameter to claim: {tenant: tenant_id}")
+    found = []
+    for param, claim in value.items():
+        if not isinstance(param, str) or not isinstance(claim, str) or not param or not claim:
+            raise ValueError("write a mapping of path parameter to claim: {tenant: tenant_id}")
+        found.append(Binding(param, claim))
+    return tuple(found)
 
 
 def scope_rule(value: Any) -> ScopeRule:

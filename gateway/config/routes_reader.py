@@ -12,6 +12,7 @@ from gateway.config.tls import TlsError, client_context
 from gateway.config.units import parse_duration
 from gateway.config.yamlfile import YamlList, YamlMap
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
+from gateway.core.params import PathPattern, has_params
 
 __all__ = ["check_route_issuers", "read_routes"]
 
@@ -33,6 +34,7 @@ _ROUTE_OPTIONS: Converters = {
     "forward_token": convert.boolean, "exact": convert.boolean,
     "max_body_size": convert.size, "lint_ignore": convert.lint_codes,
     "rate_limit": convert.rate_limit, "websocket": convert.websocket_route, "cors": convert.cors,
+    "bind": convert.bindings,
 }  # fmt: skip
 # Read apart from the options: a protected route's own, else `defaults:`'s (like `mode`).
 _ROUTE_CLAIMS: Converters = {"claims_to_headers": convert.claims_to_headers}
@@ -192,6 +194,7 @@ def _route(
             source.problem(line, f"'{protected_only}' needs a protected route")
     values |= source.fields(entry, _ROUTE_OPTIONS)
     _check_websocket(source, entry, values, public=public)
+    _check_params(source, entry, values, public=public)
     if len(source.issues) > problems_before:
         return None
     if public:
@@ -207,7 +210,34 @@ def _route(
     )
 
 
+def _check_params(
+    source: Source, entry: YamlMap, values: Mapping[str, Any], *, public: bool
+) -> None:
+    """`bind` names parameters of the route's own path, on a protected route; `strip_prefix`
+    cannot say which prefix to strip once a segment varies."""
+    path = values.get("path")
+    params = PathPattern.parse(path).params if path is not None and has_params(path) else ()
+    if params and values.get("strip_prefix") is True:
+        source.problem(
+            entry.key_lines["strip_prefix"],
+            f"'strip_prefix' cannot be used on a path with parameters ('{path}')",
+        )
+    if "bind" not in values:
+        return
+    line = entry.key_lines["bind"]
+    if public:
+        source.problem(line, "'bind' needs a protected route (it compares the token's claims)")
+    for binding in values["bind"]:
+        if binding.param not in params:
+            hint = convert.did_you_mean(binding.param, params)
+            source.problem(
+                line, f"'bind' names '{binding.param}', which is not a parameter of "
+                f"'{path}'{hint}",
+            )  # fmt: skip
+
+
 def _check_overlaps(source: Source, routes: list[Route]) -> None:
+    _check_shapes(source, routes)
     seen: dict[tuple[str, bool], list[Route]] = {}
     for route in routes:
         for earlier in seen.get((route.path, route.exact), []):
@@ -234,3 +264,20 @@ def _check_websocket(
         source.problem(line, "'websocket' needs GET among the route's methods")
     if public and websocket.token_from_subprotocol:
         source.problem(line, "'token_from_subprotocol' needs a protected route")
+
+
+def _check_shapes(source: Source, routes: list[Route]) -> None:
+    """Two paths that differ only in their parameters' names match the same requests equally
+    well: whichever route answered would be an accident of the file's order."""
+    spelt: dict[tuple[str | None, ...], Route] = {}
+    for route in routes:
+        if not has_params(route.path):
+            continue
+        shape = PathPattern.parse(route.path).shape
+        earlier = spelt.setdefault(shape, route)
+        if earlier.path != route.path:
+            source.problem(
+                route.line,
+                f"route '{route.path}' matches the same paths as '{earlier.path}' (line "
+                f"{earlier.line}), which names its parameters differently: spell them alike",
+            )

@@ -7,7 +7,8 @@ the refusal to give. The running gateway (`gateway.server.handler`), `gateway ex
 
 Order: request target (400), route (404), method (405), a per-IP rate limit (429), the
 failed-authentication throttle (429), credentials (401/400), token (401/503), scopes (403), a
-per-client, per-subject or per-route rate limit (429), body size (413). The first that applies
+bound path parameters (403 ``claim_mismatch``), a per-client, per-subject or per-route rate limit
+(429), body size (413). The first that applies
 answers. A route has at most one rate limit: keyed by IP it is counted before any token work,
 keyed by anything else after authentication (unauthenticated requests never reach the upstream a
 route-wide limit protects, and must not spend its quota). On a route in report mode the
@@ -39,6 +40,7 @@ from gateway.core.bearer import extract_bearer, query_has_access_token
 from gateway.core.cors import PreflightRequest, answer_preflight, preflight_request
 from gateway.core.errors import AuthError, InsufficientScope, MalformedCredentials, TokenCheck
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
+from gateway.core.params import Captures, bindings_hold
 from gateway.core.protocol import protocol_refusal
 from gateway.core.ratelimit import (
     THROTTLED_TOKEN_REASONS,
@@ -53,6 +55,7 @@ from gateway.core.ratelimit import (
 from gateway.core.refusals import (
     Refusal,
     auth_throttled,
+    claim_mismatch,
     cors_refused,
     from_auth_error,
     from_target_error,
@@ -70,7 +73,7 @@ from gateway.core.target import (
     canonicalize,
     check_host,
 )
-from gateway.core.tokens import Claims
+from gateway.core.tokens import Claims, payload_of
 from gateway.core.websocket import HandshakeError, Upgrade, parse_upgrade, subprotocol_token
 
 __all__ = [
@@ -107,6 +110,7 @@ class StepName(enum.Enum):
     CREDENTIALS = "credentials"
     TOKEN = "token"  # noqa: S105 - a step name, not a secret
     SCOPES = "scopes"
+    BIND = "bind"  # path parameters bound to claims (routes with `bind:` only)
     RATE_LIMIT = "rate_limit"  # taken before CREDENTIALS for IP keys, after SCOPES for others
     BODY = "body"
     WEBSOCKET = "websocket"  # the handshake of a WebSocket upgrade, on a route that tunnels
@@ -361,6 +365,8 @@ class Decider:
                     would_refuse = from_auth_error(error, self.resource_metadata)
                     if self.guard is not None and error.reason in THROTTLED_TOKEN_REASONS:
                         self.guard.failed(request.peer)
+                elif route.bind:
+                    would_refuse = _bind(route, upstream, match.captures, request, websocket, steps)
             if would_refuse is not None:
                 if route.mode is RouteMode.ENFORCE:
                     return Refuse(
@@ -487,6 +493,26 @@ def _credentials(
             "Send the token in the Authorization header or the bearer subprotocol, not both"
         )
     return ("Bearer " + token,)
+
+
+def _bind(
+    route: Route,
+    upstream: Upstream,
+    captures: Captures,
+    request: RequestFacts,
+    websocket: Upgrade | None,
+    steps: _Trace,
+) -> Refusal | None:
+    """The path parameters the route binds, against the claims of the token that has just
+    verified (decoded again here, on bound routes only: the verified-token cache keeps none;
+    read from where the credentials step read it, the bearer subprotocol included)."""
+    authorization = _credentials(route, request.authorization, websocket)
+    token = extract_bearer(authorization, token_in_query=False)
+    if bindings_hold(route.bind, captures, payload_of(token), strip_suffix=upstream.ignore_suffix):
+        steps.note(StepName.BIND, StepOutcome.PASSED)
+        return None
+    steps.note(StepName.BIND, StepOutcome.FAILED, "claim_mismatch")
+    return claim_mismatch()
 
 
 def _key_value(key: LimitKey, claims: Claims | None, peer: str) -> str:

@@ -16,6 +16,7 @@ import yarl
 from gateway.core.claim_headers import ClaimHeaders
 from gateway.core.cors import CorsPolicy
 from gateway.core.keys import KeySet
+from gateway.core.params import Binding, PathPattern, has_params
 from gateway.core.ratelimit import RateLimit
 
 __all__ = [
@@ -178,6 +179,8 @@ class Route:
     websocket: WebSocketRoute | None = None  # tunnels WebSocket upgrades (None: never)
     # Browser access from other origins (gateway.core.cors); None: the gateway leaves CORS alone.
     cors: CorsPolicy | None = None
+    # Path parameters bound to claims (`gateway.core.params`): `bind: {tenant: tenant_id}`.
+    bind: tuple[Binding, ...] = ()
     line: int = 0
 
     @property
@@ -213,7 +216,10 @@ class RoutesConfig:
 
 
 def path_matches(pattern: str, path: str, *, exact: bool = False) -> bool:
-    """Whole-segment prefix match (``/orders`` matches ``/orders/7``, never ``/ordersX``)."""
+    """Whole-segment prefix match (``/orders`` matches ``/orders/7``, never ``/ordersX``); a
+    ``{name}`` segment of the pattern matches any one segment."""
+    if has_params(pattern):
+        return PathPattern.parse(pattern).match(path, exact=exact) is not None
     if path == pattern:
         return True
     if exact:

@@ -25,6 +25,7 @@ __all__ = [
     "UNSUPPORTED_TRANSFER_CODING",
     "Refusal",
     "auth_throttled",
+    "claim_mismatch",
     "cors_refused",
     "from_auth_error",
     "from_target_error",
@@ -114,6 +115,17 @@ def rate_limit_unavailable() -> Refusal:
         "rate_limit_unavailable",
         {"Retry-After": "1"},
     )
+
+
+def claim_mismatch() -> Refusal:
+    """403: the token is valid and has the scopes, but a path segment the route binds to a claim
+    (``bind: {tenant: tenant_id}``) names something the claim does not (another tenant). No
+    challenge: another token of the same client would not help, and the body names neither the
+    claim nor the segment."""
+    return Refusal(
+        403, "forbidden", "The access token does not grant access to this resource",
+        "claim_mismatch",
+    )  # fmt: skip
 
 
 def from_auth_error(exc: AuthError, resource_metadata: str | None = None) -> Refusal:

@@ -10,16 +10,21 @@ Some upstreams route more paths to a handler than its literal path: case-insensi
 (ASP.NET, Spring's option) or with a format suffix stripped (Rails' ``.json``, Spring's old
 suffix patterns). An upstream that says so (``case_insensitive``, ``ignore_suffix``) has its
 routes matched the same way, so ``/V1/Admin.json`` needs ``/v1/admin``'s scopes.
+
+Route paths may name segments (``/tenants/{tenant}/orders``, `gateway.core.params`): the most
+specific route is then the one with the longest literal prefix, a literal segment beating a
+parameter at the same depth; a match carries the segments its parameters took.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.core.methods import COMMON_METHODS, NEVER_PROXIED
 from gateway.core.models import Route, RoutesConfig, Upstream
+from gateway.core.params import NO_CAPTURES, Captures, PathPattern, has_params
 
 __all__ = ["Match", "RouteMatch", "RouteTable"]
 
@@ -39,6 +44,7 @@ class RouteMatch:
     kind: Match
     route: Route | None = None
     allowed_methods: tuple[str, ...] = ()
+    captures: Captures = NO_CAPTURES  # what the route's {name} segments matched
 
 
 _NO_MATCH = RouteMatch(Match.NONE)
@@ -55,6 +61,9 @@ class _Group:
     _pattern: str = field(init=False, repr=False, compare=False)
     _prefix: str = field(init=False, repr=False, compare=False)
     _exact: bool = field(init=False, repr=False, compare=False)
+    # Set for a path with {name} segments, which is matched segment by segment.
+    _params: Callable[[str], Captures | None] | None = field(init=False, repr=False, compare=False)
+    literal: bool = field(init=False, repr=False, compare=False)  # no {name}: string compares
 
     def __post_init__(self) -> None:
         first = self.routes[0]
@@ -63,15 +72,36 @@ class _Group:
         # `path_matches`' whole-segment prefix.
         object.__setattr__(self, "_prefix", pattern if pattern.endswith("/") else pattern + "/")
         object.__setattr__(self, "_exact", first.exact)
+        params = None
+        if has_params(pattern):
+            parsed = PathPattern.parse(pattern)
+            params = parsed.matcher(exact=first.exact, fold_case=self.fold_case)
+        object.__setattr__(self, "_params", params)
+        object.__setattr__(self, "literal", params is None)
 
     @property
     def path(self) -> str:
         return self.routes[0].path
 
+    @property
+    def specificity(self) -> tuple[int, ...]:
+        """Most specific first (`PathPattern.specificity`)."""
+        return PathPattern.parse(self.path).specificity(exact=self._exact)
+
     def matches(self, path: str) -> bool:
+        if self._params is not None:
+            return self.captures(path) is not None
         if self._matches(path):
             return True
         return self.strip_suffix and self._matches(_without_suffix(path))
+
+    def captures(self, path: str) -> Captures | None:
+        """What the parameters took if the path matches, else None (a path with parameters)."""
+        assert self._params is not None
+        found = self._params(path)
+        if found is None and self.strip_suffix:
+            found = self._params(_without_suffix(path))
+        return found
 
     def _matches(self, form: str) -> bool:
         # `path_matches(self._pattern, form, exact=...)`, with the pattern's forms precomputed.
@@ -107,8 +137,11 @@ class RouteTable:
                     strip_suffix=any(u.ignore_suffix for u in targets),
                 )
             )
-        # Longest path first; for one path an exact route is more specific than a prefix one.
-        self._groups = sorted(groups, key=lambda g: (-len(g.path), not g.routes[0].exact))
+        # Most specific first: the longest literal prefix (a literal segment before a parameter
+        # at the same depth, a longer path before its prefix); for one path an exact route is
+        # more specific than a prefix one. Literal paths that both match a request are
+        # prefixes of one another, so for them this is "longest first".
+        self._groups = sorted(groups, key=lambda g: g.specificity)
 
     @classmethod
     def from_config(cls, config: RoutesConfig) -> RouteTable:
@@ -122,14 +155,23 @@ class RouteTable:
         for group in self._groups:
             if matched_path is not None and group.path != matched_path:
                 break  # only routes of the same (longest) path compete on the method
-            if not group.matches(path):
-                continue
+            if group.literal:
+                if not group.matches(path):
+                    continue
+                captures = NO_CAPTURES
+            else:
+                found = group.captures(path)
+                if found is None:
+                    continue
+                captures = found
             matched_path = group.path
             for route in group.routes:
                 if method in NEVER_PROXIED:
                     break  # TRACE and CONNECT never reach an upstream, whatever the route says
                 if route.methods is None or method in route.methods:
-                    return RouteMatch(Match.FULL, route)
+                    if captures is NO_CAPTURES:
+                        return RouteMatch(Match.FULL, route)
+                    return RouteMatch(Match.FULL, route, (), captures)
             allowed.update(m for route in group.routes for m in (route.methods or COMMON_METHODS))
         if matched_path is None:
             return _NO_MATCH

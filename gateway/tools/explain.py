@@ -153,6 +153,9 @@ def _step_lines(
         return [head, *_token_lines(config, route, request, token, step)]
     if step.name is StepName.SCOPES:
         return [f"{head} - {_scope_detail(route, decision)}{_mode_note(route, step)}"]
+    if step.name is StepName.BIND:
+        detail = _bind_detail(config, request.method, route, decision, step)
+        return [f"{head} - {detail}{_mode_note(route, step)}"]
     if step.name in (StepName.RATE_LIMIT, StepName.THROTTLE):
         return [f"{head} - {_limit_detail(route)}"]
     if step.name is StepName.WEBSOCKET:
@@ -170,6 +173,24 @@ def _step_lines(
     if step.reason is not None:
         return [f"{head} - Content-Length over the route's {limit} bytes ({step.reason})"]
     return [f"{head} - the body may be up to {limit} bytes"]
+
+
+def _bind_detail(config: Config, method: str, route: Route, decision: Decision, step: Step) -> str:
+    """Which segment each binding compared with which claim (never the claim's value: the
+    canonical path is printed already, the token's contents are not)."""
+    assert decision.target is not None
+    table = RouteTable.from_config(config.routes)
+    captured = dict(table.match(method, decision.target.path).captures.values)
+    compared = "; ".join(
+        f"{{{b.param}}} = '{captured.get(b.param, '')}' must be allowed by claim '{b.claim}'"
+        for b in route.bind
+    )
+    if step.outcome is StepOutcome.PASSED:
+        return f"{compared}: allowed"
+    return (
+        f"{compared}: not allowed (claim_mismatch; a string claim must equal the value, a "
+        "list claim contain it)"
+    )
 
 
 def _limit_detail(route: Route) -> str:

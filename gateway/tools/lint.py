@@ -37,6 +37,7 @@ import yarl
 from gateway.core.cors import CorsPolicy
 from gateway.core.methods import COMMON_METHODS
 from gateway.core.models import AuthMode, LintCode, Route, RouteMode, RoutesConfig
+from gateway.core.params import PathPattern
 from gateway.core.routes import Match, RouteTable
 
 __all__ = ["LintWarning", "lint"]
@@ -145,9 +146,14 @@ def _enclosing(group: _Group, groups: Sequence[_Group]) -> _Group | None:
         if candidate.exact or other is group:
             continue
         inside = candidate.matches_path(path) and (candidate.path != path or exact)
-        if inside and (best is None or len(candidate.path) > len(best[0].path)):
+        if inside and (best is None or _specificity(candidate) < _specificity(best[0])):
             best = other
     return best
+
+
+def _specificity(route: Route) -> tuple[int, ...]:
+    """The route table's order (`PathPattern.specificity`): smaller is more specific."""
+    return PathPattern.parse(route.path).specificity(exact=route.exact)
 
 
 def _nesting(groups: Sequence[_Group]) -> list[_Found]:

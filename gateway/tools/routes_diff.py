@@ -6,6 +6,12 @@ itself and a path below it that no route names ("P/*"), for each method either f
 common methods, and one stand-in for every other method. At each probe both tables are asked
 what they would do (the real `RouteTable.match`), and the two answers are compared.
 
+Route paths with parameters (``/tenants/{tenant}``) are probed with a stand-in segment that no
+route names, and with every literal some route has at that depth (``/tenants/me``), so each way
+two tables can split a parameter's values is asked about. A binding (``bind: {tenant:
+tenant_id}``) is compared by the segment it binds and the claim, whatever the parameter is
+called: one removed (or moved to another claim) is *loosened*, one added *tightened*.
+
 A change is *loosened* when some request gets further than before: newly routed or newly
 public, scopes that more tokens satisfy, more issuers accepted, enforce to report mode, the
 token now forwarded to the upstream, or a rate limit removed or raised (a higher rate or burst,
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 from gateway.core.cors import CorsPolicy
 from gateway.core.methods import COMMON_METHODS
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, ScopeMode, ScopeRule
+from gateway.core.params import PathPattern, has_params
 from gateway.core.ratelimit import OnBackendError, RateLimit
 from gateway.core.routes import Match, RouteTable
 
@@ -34,6 +41,8 @@ __all__ = ["Change", "Direction", "diff_routes"]
 
 OTHER_METHODS = "other"  # never a configured method: those are upper case
 _BELOW = "\x00"  # a segment no route path can contain: "somewhere below P"
+_ANY = "\x01"  # a parameter's stand-in value: a segment no route path can contain
+_MAX_PROBES_PER_ROUTE = 256  # literal values tried for a route's parameters, in all
 
 
 class Direction(enum.Enum):
@@ -72,6 +81,7 @@ class _Access:
     status: int  # 404, 405, or 200 for routed
     route: Route | None = None
     destination: str = ""
+    bound: frozenset[tuple[int, str]] = frozenset()  # (segment depth, claim) of each binding
 
     @property
     def public(self) -> bool:
@@ -127,13 +137,36 @@ def _methods(*tables: Iterable[Route]) -> list[str]:
 
 
 def _probes(*tables: Iterable[Route]) -> list[tuple[str, str]]:
-    paths = sorted({route.path for routes in tables for route in routes})
-    probes = []
-    for path in paths:
-        below = path.rstrip("/") + "/"
-        probes.append((path, path))
-        probes.append((below + _BELOW, below + "*"))
-    return probes
+    """(probe path, as shown) for each route path and below it; a parameter is tried with a
+    stand-in value and with every literal a route has at its depth."""
+    patterns = {PathPattern.parse(r.path) for routes in tables for r in routes}
+    literals: dict[int, set[str]] = {}
+    for pattern in patterns:
+        for depth, (literal, name) in enumerate(zip(pattern.literals, pattern.names, strict=True)):
+            if name is None:
+                literals.setdefault(depth, set()).add(literal)
+    probes = set()
+    for pattern in patterns:
+        for path, shown in _filled(pattern, literals):
+            below = path.rstrip("/") + "/"
+            probes.add((path, shown))
+            probes.add((below + _BELOW, shown.rstrip("/") + "/*"))
+    return sorted(probes, key=lambda probe: probe[1])
+
+
+def _filled(pattern: PathPattern, literals: dict[int, set[str]]) -> list[tuple[str, str]]:
+    if not has_params(pattern.path):
+        return [(pattern.path, pattern.path)]
+    filled: list[tuple[list[str], list[str]]] = [([], [])]
+    for depth, (literal, name) in enumerate(zip(pattern.literals, pattern.names, strict=True)):
+        if name is None:
+            filled = [([*path, literal], [*shown, literal]) for path, shown in filled]
+            continue
+        choices = [(_ANY, f"{{{name}}}")]
+        if len(filled) * (1 + len(literals.get(depth, ()))) <= _MAX_PROBES_PER_ROUTE:
+            choices += [(value, value) for value in sorted(literals.get(depth, ()))]
+        filled = [([*p, v], [*s, w]) for p, s in filled for v, w in choices]
+    return [("/" + "/".join(path), "/" + "/".join(shown)) for path, shown in filled]
 
 
 def _access(config: RoutesConfig, table: RouteTable, method: str, path: str) -> _Access:
@@ -146,7 +179,14 @@ def _access(config: RoutesConfig, table: RouteTable, method: str, path: str) -> 
     assert route is not None
     upstream = config.upstreams[route.upstream]
     strip = f", strip_prefix {route.path}" if route.strip_prefix else ""
-    return _Access(200, route, f"'{upstream.name}' ({upstream.url}{strip})")
+    return _Access(200, route, f"'{upstream.name}' ({upstream.url}{strip})", _bound(route))
+
+
+def _bound(route: Route) -> frozenset[tuple[int, str]]:
+    if not route.bind:
+        return frozenset()
+    depth = {name: i for i, name in enumerate(PathPattern.parse(route.path).names) if name}
+    return frozenset((depth[binding.param], binding.claim) for binding in route.bind)
 
 
 def _compare(before: _Access, after: _Access) -> list[tuple[Direction, str]]:
@@ -167,6 +207,7 @@ def _compare(before: _Access, after: _Access) -> list[tuple[Direction, str]]:
             changes.append((Direction.TIGHTENED, f"newly protected: {_needs(a)}"))
     elif not after.public:
         changes.extend(_protected_changes(b, a))
+        changes.extend(_binding_changes(before, after))
     changes.extend(_limit_changes(b.rate_limit, a.rate_limit))
     changes.extend(_cors_changes(b.cors, a.cors))
     if before.destination != after.destination:
@@ -193,6 +234,19 @@ def _protected_changes(b: Route, a: Route) -> list[tuple[Direction, str]]:
         direction = Direction.LOOSENED if a.forward_token else Direction.TIGHTENED
         state = "now forwarded" if a.forward_token else "no longer forwarded"
         changes.append((direction, f"the bearer token is {state} to the upstream"))
+    return changes
+
+
+def _binding_changes(before: _Access, after: _Access) -> list[tuple[Direction, str]]:
+    assert before.route is not None
+    assert after.route is not None
+    changes: list[tuple[Direction, str]] = []
+    for depth, claim in sorted(before.bound - after.bound):
+        name = PathPattern.parse(before.route.path).names[depth]
+        changes.append((Direction.LOOSENED, f"binding {{{name}}} = claim '{claim}' removed"))
+    for depth, claim in sorted(after.bound - before.bound):
+        name = PathPattern.parse(after.route.path).names[depth]
+        changes.append((Direction.TIGHTENED, f"binding {{{name}}} = claim '{claim}' added"))
     return changes
 
 

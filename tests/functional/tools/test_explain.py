@@ -278,3 +278,30 @@ async def test_cors_preflights_and_fields_are_explained() -> None:
     (line,) = [line for line in actual if line.startswith("cors: ")]
     assert "Access-Control-Allow-Origin: https://app.example.com" in line
     assert _verdict(actual) == (401, "denied", "missing")
+
+
+TENANT_ROUTES = """\
+upstreams:
+  orders: {{url: "{upstream}"}}
+routes:
+  - path: /tenants/{{tenant}}/orders
+    upstream: orders
+    bind: {{tenant: tenant_id}}
+"""
+
+
+async def test_the_bind_step_names_segment_and_claim_but_never_the_claim_value(
+    make_config: Callable[..., Config], tokens: TokenFactory
+) -> None:
+    """explain shows which segment was compared with which claim and the verdict; the claim's
+    value stays out of the output."""
+    config = make_config(routes=TENANT_ROUTES)
+    token = tokens.good(tenant_id="secret-tenant-value")
+    refused = await _explain_token(config, token, "/tenants/other/orders")
+    (bind,) = [line for line in refused if line.startswith("bind: ")]
+    assert bind.startswith("bind: FAILED - {tenant} = 'other' must be allowed by claim 'tenant_id'")
+    assert _verdict(refused) == (403, "denied", "claim_mismatch")
+    assert not any("secret-tenant-value" in line for line in refused)
+    allowed = await _explain_token(config, tokens.good(tenant_id="acme"), "/tenants/%61cme/orders")
+    assert "bind: ok - {tenant} = 'acme' must be allowed by claim 'tenant_id': allowed" in allowed
+    assert _verdict(allowed) == (200, "allowed", None)

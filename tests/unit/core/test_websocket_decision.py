@@ -178,3 +178,40 @@ async def test_h2c_on_a_websocket_route_is_a_plain_request(
     )
     assert isinstance(decision, Forward)
     assert (decision.status, decision.websocket) == (200, None)
+
+
+BOUND_ROUTES = """\
+upstreams:
+  orders: {{url: "http://127.0.0.1:9001", timeout: 2s}}
+routes:
+  - path: /tenants/{{tenant}}/feed
+    upstream: orders
+    scopes: [orders:read]
+    bind: {{tenant: tenant_id}}
+    websocket: {{token_from_subprotocol: true}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "reason"),
+    [
+        ("/tenants/acme/feed", 101, None),
+        ("/tenants/other/feed", 403, "claim_mismatch"),
+        ("/tenants/ACME/feed", 403, "claim_mismatch"),
+    ],
+)
+async def test_a_bound_route_reads_the_claim_of_the_subprotocol_token(
+    make_config: Callable[..., Config],
+    tokens: TokenFactory,
+    path: str,
+    status: int,
+    reason: str | None,
+) -> None:
+    """A tenant-bound WebSocket route with the token in the bearer subprotocol binds against
+    that token's claims (there is no Authorization header to read it from)."""
+    config = make_config(routes=BOUND_ROUTES)
+    token = tokens.good(tenant_id="acme")
+    decision = await decide(
+        config, path, headers=(*HANDSHAKE, ("Sec-WebSocket-Protocol", entry(token)))
+    )
+    assert (decision.status, decision.reason) == (status, reason)

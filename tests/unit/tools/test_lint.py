@@ -20,6 +20,28 @@ L = LintCode
 
 TABLES = [
     pytest.param("""\
+  - {path: "/t/{t}", upstream: app, auth: none}
+  - {path: /t/me, upstream: app}
+  - {path: /t/me/public, upstream: app, auth: none}
+""", [(5, L.PROTECTED_UNDER_PUBLIC), (6, L.PUBLIC_UNDER_PROTECTED)],
+        id="literal-beats-parameter-as-enclosing"),
+    pytest.param("""\
+  - {path: "/t/{t}", upstream: app, auth: none}
+  - {path: "/t/{t}/orders", upstream: app, scopes: [orders:read], bind: {t: tenant_id}}
+""", [(5, L.PROTECTED_UNDER_PUBLIC)], id="bound-under-public-parameter"),
+    pytest.param("""\
+  - {path: "/t/{t}", upstream: app, methods: [GET, POST]}
+  - {path: "/t/{t}/orders", upstream: app, methods: [GET]}
+""", [(5, L.METHOD_GAP)], id="method-gap-under-parameter"),
+    pytest.param("""\
+  - {path: "/t/{t}", upstream: app, exact: true, methods: [GET]}
+  - {path: "/t/{t}", upstream: app, methods: [GET]}
+""", [(5, L.SHADOWED)], id="exact-parameter-shadows-prefix"),
+    pytest.param("""\
+  - {path: /t/me, upstream: app, auth: none}
+  - {path: "/t/{t}", upstream: app, bind: {t: sub}}
+""", [(4, L.PUBLIC_UNDER_PROTECTED)], id="public-literal-carved-from-parameter"),
+    pytest.param("""\
   - {path: /orders, upstream: app, scopes: [orders:read]}
   - {path: /orders/export, upstream: app, auth: none}
 """, [(5, L.PUBLIC_UNDER_PROTECTED)], id="public-under-protected"),
