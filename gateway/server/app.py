@@ -112,7 +112,7 @@ def _upstream_tls(config: Config) -> dict[str, ssl.SSLContext]:
         if upstream.url.scheme != "https":
             continue
         if not upstream.tls_verify:
-            _log.warning("upstream_tls_verify_disabled", **{"upstream.name": upstream.name})
+            _log.warning("upstream_tls_verify_disabled", **{"gateway.upstream.name": upstream.name})
         contexts[upstream.name] = client_context(
             ca=upstream.ca,
             client_cert=upstream.client_cert,
@@ -274,13 +274,17 @@ class GatewayServer:
         self._serving.set()
         _log.info(
             "startup",
-            version=config.version,
-            listen=_addresses(self._public),
-            tls=self._ssl is not None,
-            http_redirect=_addresses(self._redirect) if self._redirect else None,
-            admin=_addresses(self._admin),
-            routes=len(config.routes.routes),
-            issuers=[issuer.name for issuer in config.issuers],
+            **{
+                "gateway.config.version": config.version,
+                "gateway.listen.addresses": _addresses(self._public),
+                "gateway.listen.tls": self._ssl is not None,
+                "gateway.redirect.addresses": _addresses(self._redirect)
+                if self._redirect
+                else None,
+                "gateway.admin.addresses": _addresses(self._admin),
+                "gateway.config.routes": len(config.routes.routes),
+                "gateway.config.issuers": [issuer.name for issuer in config.issuers],
+            },
         )
 
     @property
@@ -302,7 +306,11 @@ class GatewayServer:
         deadline = started + self.config.drain_timeout
         self._serving.clear()
         _log.info(
-            "shutdown", drain_timeout_s=self.config.drain_timeout, in_flight=len(self._in_flight)
+            "shutdown",
+            **{
+                "gateway.shutdown.drain_timeout_s": self.config.drain_timeout,
+                "gateway.shutdown.in_flight": len(self._in_flight),
+            },
         )
         runners = [runner for runner in (self._redirect, self._public) if runner is not None]
         for runner in runners:
@@ -319,8 +327,17 @@ class GatewayServer:
         except TimeoutError:
             # Something would not close in time (a stuck session, a hook): the process exits
             # anyway, as promised; what was left is dropped with the event loop.
-            _log.error("shutdown_cleanup_timeout", timeout_s=SHUTDOWN_MARGIN - CUT_GRACE)
-        _log.info("stopped", requests_cut=cut, duration_s=round(loop.time() - started, 3))
+            _log.error(
+                "shutdown_cleanup_timeout",
+                **{"gateway.shutdown.cleanup_timeout_s": SHUTDOWN_MARGIN - CUT_GRACE},
+            )
+        _log.info(
+            "stopped",
+            **{
+                "gateway.shutdown.requests_cut": cut,
+                "event.duration": round((loop.time() - started) * 1e9),
+            },
+        )
 
     async def _reload_certificate(self, config: Config) -> None:
         """New handshakes get the certificate on disk; established connections keep theirs."""
@@ -329,9 +346,9 @@ class GatewayServer:
         try:
             load_server_chain(self._ssl, config.tls.cert, config.tls.key)
         except TlsError as exc:
-            _log.error("tls_reload_failed", reason=str(exc))
+            _log.error("tls_reload_failed", **{"error.message": str(exc)})
             return
-        _log.info("tls_reloaded", cert=str(config.tls.cert))
+        _log.info("tls_reloaded", **{"gateway.tls.cert": str(config.tls.cert)})
 
 
 async def serve(
@@ -361,4 +378,13 @@ async def serve(
 
 
 def _addresses(runner: web.AppRunner) -> list[str]:
-    return [str(address) for address in runner.addresses]
+    return [host_port(address) for address in runner.addresses]
+
+
+def host_port(address: object) -> str:
+    """A socket address as ``host:port`` (``[::1]:8080`` for IPv6); anything else (a Unix
+    socket path) as its text."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)

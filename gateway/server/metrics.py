@@ -67,8 +67,9 @@ class Metrics:
             ["upstream"], buckets=_LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
         self.auth_refusals = Counter(
-            "gateway_auth_refusals", "Requests refused at the door, by reason.",
-            ["reason"], registry=registry,
+            "gateway_auth_refusals",
+            "Requests refused at the door, by route pattern (none: no route matched) and reason.",
+            ["route", "reason"], registry=registry,
         )  # fmt: skip
         self.auth_would_deny = Counter(
             "gateway_auth_would_deny",

@@ -45,7 +45,9 @@ def run_gateway(config_path: str, *, loop: str = "auto", workers: int = 1) -> in
     try:
         config = load(config_path)
     except ConfigError as exc:
-        get_logger().error("config_rejected", problems=[str(issue) for issue in exc.issues])
+        get_logger().error(
+            "config_rejected", **{"gateway.config.problems": [str(issue) for issue in exc.issues]}
+        )
         return 1
     configure(config.log_level)
     if workers > 1:
@@ -58,15 +60,15 @@ def _serve_one(config: Config, loop: str, *, reuse_port: bool) -> int:
     from gateway.server.app import serve
 
     loop_name, factory = event_loop_factory(loop)
-    get_logger().info("event_loop", loop=loop_name, pid=os.getpid())
+    get_logger().info("event_loop", **{"gateway.event_loop": loop_name})
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve(config, reuse_port=reuse_port))
     except PurePythonParser as exc:
-        get_logger().error("startup_failed", reason=str(exc))
+        get_logger().error("startup_failed", **{"error.message": str(exc)})
         return 1
     except OSError as exc:
-        get_logger().error("startup_failed", reason=exc.strerror or str(exc))
+        get_logger().error("startup_failed", **{"error.message": exc.strerror or str(exc)})
         return 1
     return 0
 
@@ -78,7 +80,10 @@ def _supervise(config_path: str, loop: str, workers: int, *, grace: float) -> in
     command = [sys.executable, "-m", "gateway", "run", "-c", config_path, "--loop", loop]
     environ = {**os.environ, _REUSE_PORT_ENV: "1"}
     children = [subprocess.Popen(command, env=environ) for _ in range(workers)]  # noqa: S603
-    log.info("workers_started", workers=workers, pids=[child.pid for child in children])
+    log.info(
+        "workers_started",
+        **{"gateway.workers": workers, "gateway.worker.pids": [child.pid for child in children]},
+    )
     stopping = False
     kill_at = float("inf")
 
@@ -99,12 +104,17 @@ def _supervise(config_path: str, loop: str, workers: int, *, grace: float) -> in
             code = child.poll()
             if code is not None and not stopping:
                 # A worker died on its own: stop the rest and let the orchestrator restart us.
-                log.error("worker_exited", pid=child.pid, exit_code=code)
+                log.error(
+                    "worker_exited",
+                    **{"gateway.worker.pid": child.pid, "gateway.worker.exit_code": code},
+                )
                 status = 1
                 forward(signal.SIGTERM, None)
         if time.monotonic() > kill_at:
             hung = [child.pid for child in children if child.poll() is None]
-            log.error("workers_killed", pids=hung, grace_s=grace)
+            log.error(
+                "workers_killed", **{"gateway.worker.pids": hung, "gateway.worker.grace_s": grace}
+            )
             for child in children:
                 if child.poll() is None:
                     child.kill()
@@ -112,5 +122,5 @@ def _supervise(config_path: str, loop: str, workers: int, *, grace: float) -> in
             status = 1
         time.sleep(0.2)
     codes = [child.returncode for child in children]
-    log.info("workers_stopped", exit_codes=codes)
+    log.info("workers_stopped", **{"gateway.worker.exit_codes": codes})
     return status or int(any(codes))

@@ -135,7 +135,7 @@ async def test_syslog_ng_ships_the_gateway_lines_unchanged(
     assert documents == written
     access = [line for line in documents if line["event.action"] == "access"]
     assert [line["http.response.status_code"] for line in access] == [200, 401, 401, 403, 404]
-    assert access[2]["auth.reason"] == "bad_signature"
+    assert access[2]["gateway.auth.reason"] == "bad_signature"
     assert {"startup", "stopped"} <= {line["event.action"] for line in documents}
 
 
@@ -191,7 +191,13 @@ def test_vector_names_flat_dotted_keys_quoted() -> None:
     """Every VRL path in vector.yaml that names a gateway field with a dot quotes it
     (."event.action"): the gateway's keys are flat, and .event.action is a nested path."""
     text = (LOGGING / "vector.yaml").read_text()
-    gateway_fields = {"event.action", "log.level", "http.route", "auth.reason", "client.ip"}
+    gateway_fields = {
+        "event.action",
+        "log.level",
+        "gateway.route",
+        "gateway.auth.reason",
+        "client.ip",
+    }
     for field in gateway_fields:
         assert not re.search(rf"(?<![\w\"])\.{re.escape(field)}\b", text), field
     config = yaml.safe_load(text)
