@@ -195,7 +195,12 @@ def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> we
     def ready() -> bool:
         return serving.is_set() and door.policy.remote_keys.ready
 
-    metrics.ready.set_function(lambda: float(ready()))
+    if metrics.multiprocess:
+        # A function gauge is read only in the process that is scraped; with workers, each
+        # writes its readiness to the shared files instead (every scrape, and every second).
+        app.cleanup_ctx.append(_every_second(lambda: metrics.ready.set(float(ready()))))
+    else:
+        metrics.ready.set_function(lambda: float(ready()))
 
     async def healthz(_: web.Request) -> web.Response:
         # Liveness never checks dependencies: an IdP outage must not get the process killed.
@@ -214,6 +219,8 @@ def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> we
         return web.json_response(body, status=200 if is_ready else 503)
 
     async def metrics_handler(_: web.Request) -> web.Response:
+        if metrics.multiprocess:
+            metrics.ready.set(float(ready()))
         response = web.Response(body=metrics.render())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
@@ -222,6 +229,26 @@ def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> we
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+def _every_second(
+    tick: Callable[[], None],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that calls ``tick`` now and every second while the app runs."""
+
+    async def run(_: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                tick()
+                await asyncio.sleep(1.0)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return run
 
 
 class GatewayServer:

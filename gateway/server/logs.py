@@ -123,9 +123,35 @@ def write_line(fields: dict[str, Any]) -> None:
     stream, flushed. The access log's hot path (one dict, one dumps, one write)."""
     if not _Output.info_enabled:
         return
+    _write(_dumps(fields))
+
+
+def _write(line: str) -> None:
+    # One write per line, newline included: stdout is unbuffered in the image
+    # (PYTHONUNBUFFERED), and with --workers N every worker writes to the same stdout, so a
+    # newline written separately lets another worker's line land in the middle of this one.
     stream = _Output.stream or sys.stdout
-    stream.write(_dumps(fields) + "\n")
+    stream.write(line + "\n")
     stream.flush()
+
+
+class _LineLogger:
+    """structlog's output: each rendered event through `_write` (structlog's PrintLogger prints
+    the newline as a second write), on the stream of the moment (tests swap stdout)."""
+
+    def msg(self, message: str) -> None:
+        """Write one rendered event as a line."""
+        _write(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+_LINE_LOGGER = _LineLogger()
+
+
+def _line_logger(*_: Any) -> _LineLogger:
+    return _LINE_LOGGER
 
 
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
@@ -144,7 +170,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     structlog.configure(
         processors=[*shared, _ecs_fields, structlog.processors.JSONRenderer(serializer=_dumps)],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(output),
+        logger_factory=_line_logger,
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(output)

@@ -137,3 +137,33 @@ def test_the_door_writes_the_same_access_line_as_structlog_would() -> None:
     finally:
         configure("info")
     assert direct.getvalue() == through_structlog.getvalue()
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each write call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+def test_every_line_is_one_write_with_its_newline() -> None:
+    """Each event reaches the stream as a single write ending in its newline (the access line,
+    structlog's events and standard-library records alike): with unbuffered stdout shared by
+    several workers, a newline written on its own lets another worker's line in between."""
+    stream = _Writes()
+    configure("info", stream)
+    try:
+        write_line(access_record(_entry()))
+        get_logger().info("startup", **{"gateway.config.version": "abc"})
+        get_logger().error("startup_failed", **{"error.message": "port taken"})
+        logging.getLogger("aiohttp.server").warning("Error handling request")
+    finally:
+        configure("info")
+    assert len(stream.calls) == 4
+    assert all(call.endswith("\n") and call.count("\n") == 1 for call in stream.calls)
+    assert all(json.loads(call)["ecs.version"] for call in stream.calls)
