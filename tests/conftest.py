@@ -24,6 +24,7 @@ from tests.support import (
     RecordingUpstream,
     TestKeys,
     TokenFactory,
+    log_line_problems,
     write_config,
 )
 
@@ -121,6 +122,9 @@ def log_capture() -> Iterator[LogCapture]:
     configure("debug", capture.stream)
     yield capture
     configure("info")
-    # Every line the gateway wrote during the test is one JSON object (the log contract).
+    # Every line the gateway wrote during the test is one JSON object whose fields are all in
+    # the catalogue, each with a value of its declared type (the log contract: ECS or gateway.*).
     for line in capture.text.splitlines():
-        assert isinstance(json.loads(line), dict), line
+        parsed = json.loads(line)
+        assert isinstance(parsed, dict), line
+        assert not log_line_problems(parsed), (log_line_problems(parsed), line)

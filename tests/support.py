@@ -21,6 +21,7 @@ from multidict import CIMultiDictProxy
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.core.keys import public_jwk
+from gateway.server.log_fields import ECS_VERSION, FIELDS, matches_type
 from gateway.server.metrics import Metrics
 
 ISSUER = "https://auth.example.test"
@@ -363,3 +364,19 @@ def metric_sample(metrics: Metrics, name: str, **labels: str) -> float:
             if item.name == name and all(item.labels.get(k) == v for k, v in labels.items()):
                 return float(item.value)
     return 0.0
+
+
+def log_line_problems(line: Mapping[str, Any]) -> list[str]:
+    """What is wrong with one JSON log line against the field catalogue
+    (`gateway.server.log_fields`): keys it does not list, values not of the listed type, and a
+    missing ``ecs.version`` or ``process.pid``. Empty for a good line."""
+    problems = [
+        f"{key}: not in the catalogue" if key not in FIELDS else f"{key}: not {FIELDS[key]}"
+        for key, value in line.items()
+        if key not in FIELDS or not matches_type(value, FIELDS[key])
+    ]
+    if line.get("ecs.version") != ECS_VERSION:
+        problems.append(f"ecs.version is {line.get('ecs.version')!r}")
+    if not isinstance(line.get("process.pid"), int):
+        problems.append("process.pid missing")
+    return problems

@@ -5,8 +5,9 @@ answered it.
 it into the access line (one dict, one orjson dump, one write: `gateway.server.logs.write_line`)
 and counts it, with the metric children looked up once per label set. Requests answered below
 the door (parser errors, the plain-HTTP redirect listener) build an `AccessEntry` and call
-`log_access`. `access_record` is pure: an entry as the access-log fields (Elastic Common Schema /
-OpenTelemetry names), built by `RequestRecord.access_fields` like every access line.
+`log_access`. `access_record` is pure: an entry as the access-log fields (Elastic Common Schema
+names, the gateway's own under ``gateway.``), built by `RequestRecord.access_fields` like every
+access line.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from prometheus_client.metrics import Counter, Histogram
 from gateway.core.decision import AuthResult, Decision
 from gateway.core.methods import COMMON_METHODS
 from gateway.core.refusals import Refusal
-from gateway.server.logs import rfc3339, rfc3339_ns, write_line
+from gateway.server.log_fields import ECS_VERSION
+from gateway.server.logs import process_id, rfc3339, rfc3339_ns, write_line
 from gateway.server.metrics import Metrics, status_class
 from gateway.server.render import render
 from gateway.server.upstream import ProxyOutcome
@@ -112,27 +114,29 @@ class RequestRecord:
         user_agent: str | None,
     ) -> dict[str, Any]:
         """The access-log fields for this request (the query string is never logged): the one
-        place their names and order are written."""
+        place their values are written, in the order of `log_fields.ACCESS_FIELDS`."""
         fields = {
             "@timestamp": timestamp,
             "log.level": "info",
             "event.action": "access",
+            "ecs.version": ECS_VERSION,
+            "process.pid": process_id(),
             "http.request.id": self.request_id,
             "client.ip": client_ip,
             "http.request.method": method,
             "url.path": self.path,
-            "http.route": self.route,
+            "gateway.route": self.route,
             "http.response.status_code": status,
             "event.duration": duration_ns,
-            "upstream.name": self.upstream,
-            "upstream.duration": self.upstream_ns,
+            "gateway.upstream.name": self.upstream,
+            "gateway.upstream.duration": self.upstream_ns,
             "http.request.body.bytes": self.request_bytes,
             "http.response.body.bytes": self.response_bytes,
             "user_agent.original": user_agent,
             "user.id": self.user_id,
-            "client.id": self.client_id,
-            "auth.result": self.auth_result,
-            "auth.reason": self.auth_reason,
+            "gateway.client.id": self.client_id,
+            "gateway.auth.result": self.auth_result,
+            "gateway.auth.reason": self.auth_reason,
             "trace.id": self.trace_id,
             "span.id": self.span_id,
         }
@@ -156,7 +160,7 @@ class Accounting:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._by_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._by_reason: dict[str, Counter] = {}
+        self._by_reason: dict[tuple[str, str], Counter] = {}
         self._would_deny: dict[tuple[str, str], Counter] = {}
         self._by_upstream: dict[str, Histogram] = {}
         self._failures: dict[tuple[str, str], Counter] = {}
@@ -190,9 +194,10 @@ class Accounting:
         reason = record.auth_reason
         if reason is not None:
             if record.auth_result == _DENIED:
-                counter = self._by_reason.get(reason)
+                counter = self._by_reason.get((route, reason))
                 if counter is None:
-                    counter = self._by_reason[reason] = self.metrics.auth_refusals.labels(reason)
+                    counter = self.metrics.auth_refusals.labels(route, reason)
+                    self._by_reason[(route, reason)] = counter
                 counter.inc()
                 if reason in RATE_LIMIT_REASONS:  # rare: no cached child
                     self.metrics.rate_limited.labels(route, reason).inc()

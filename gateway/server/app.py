@@ -119,7 +119,7 @@ def _upstream_tls(config: Config) -> dict[str, ssl.SSLContext]:
         if upstream.url.scheme != "https":
             continue
         if not upstream.tls_verify:
-            _log.warning("upstream_tls_verify_disabled", **{"upstream.name": upstream.name})
+            _log.warning("upstream_tls_verify_disabled", **{"gateway.upstream.name": upstream.name})
         contexts[upstream.name] = client_context(
             ca=upstream.ca,
             client_cert=upstream.client_cert,
@@ -212,7 +212,12 @@ def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> we
     def ready() -> bool:
         return serving.is_set() and door.policy.remote_keys.ready
 
-    metrics.ready.set_function(lambda: float(ready()))
+    if metrics.multiprocess:
+        # A function gauge is read only in the process that is scraped; with workers, each
+        # writes its readiness to the shared files instead (every scrape, and every second).
+        app.cleanup_ctx.append(_every_second(lambda: metrics.ready.set(float(ready()))))
+    else:
+        metrics.ready.set_function(lambda: float(ready()))
 
     async def healthz(_: web.Request) -> web.Response:
         # Liveness never checks dependencies: an IdP outage must not get the process killed.
@@ -231,6 +236,8 @@ def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> we
         return web.json_response(body, status=200 if is_ready else 503)
 
     async def metrics_handler(_: web.Request) -> web.Response:
+        if metrics.multiprocess:
+            metrics.ready.set(float(ready()))
         response = web.Response(body=metrics.render())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
@@ -239,6 +246,26 @@ def create_admin_app(serving: asyncio.Event, door: Door, metrics: Metrics) -> we
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+def _every_second(
+    tick: Callable[[], None],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that calls ``tick`` now and every second while the app runs."""
+
+    async def run(_: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                tick()
+                await asyncio.sleep(1.0)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return run
 
 
 class GatewayServer:
@@ -291,13 +318,17 @@ class GatewayServer:
         self._serving.set()
         _log.info(
             "startup",
-            version=config.version,
-            listen=_addresses(self._public),
-            tls=self._ssl is not None,
-            http_redirect=_addresses(self._redirect) if self._redirect else None,
-            admin=_addresses(self._admin),
-            routes=len(config.routes.routes),
-            issuers=[issuer.name for issuer in config.issuers],
+            **{
+                "gateway.config.version": config.version,
+                "gateway.listen.addresses": _addresses(self._public),
+                "gateway.listen.tls": self._ssl is not None,
+                "gateway.redirect.addresses": _addresses(self._redirect)
+                if self._redirect
+                else None,
+                "gateway.admin.addresses": _addresses(self._admin),
+                "gateway.config.routes": len(config.routes.routes),
+                "gateway.config.issuers": [issuer.name for issuer in config.issuers],
+            },
         )
 
     @property
@@ -319,7 +350,11 @@ class GatewayServer:
         deadline = started + self.config.drain_timeout
         self._serving.clear()
         _log.info(
-            "shutdown", drain_timeout_s=self.config.drain_timeout, in_flight=len(self._in_flight)
+            "shutdown",
+            **{
+                "gateway.shutdown.drain_timeout_s": self.config.drain_timeout,
+                "gateway.shutdown.in_flight": len(self._in_flight),
+            },
         )
         runners = [runner for runner in (self._redirect, self._public) if runner is not None]
         for runner in runners:
@@ -336,8 +371,17 @@ class GatewayServer:
         except TimeoutError:
             # Something would not close in time (a stuck session, a hook): the process exits
             # anyway, as promised; what was left is dropped with the event loop.
-            _log.error("shutdown_cleanup_timeout", timeout_s=SHUTDOWN_MARGIN - CUT_GRACE)
-        _log.info("stopped", requests_cut=cut, duration_s=round(loop.time() - started, 3))
+            _log.error(
+                "shutdown_cleanup_timeout",
+                **{"gateway.shutdown.cleanup_timeout_s": SHUTDOWN_MARGIN - CUT_GRACE},
+            )
+        _log.info(
+            "stopped",
+            **{
+                "gateway.shutdown.requests_cut": cut,
+                "event.duration": round((loop.time() - started) * 1e9),
+            },
+        )
 
     async def _reload_certificate(self, config: Config) -> None:
         """New handshakes get the certificate on disk; established connections keep theirs."""
@@ -346,9 +390,9 @@ class GatewayServer:
         try:
             load_server_chain(self._ssl, config.tls.cert, config.tls.key)
         except TlsError as exc:
-            _log.error("tls_reload_failed", reason=str(exc))
+            _log.error("tls_reload_failed", **{"error.message": str(exc)})
             return
-        _log.info("tls_reloaded", cert=str(config.tls.cert))
+        _log.info("tls_reloaded", **{"gateway.tls.cert": str(config.tls.cert)})
 
 
 async def serve(
@@ -378,4 +422,13 @@ async def serve(
 
 
 def _addresses(runner: web.AppRunner) -> list[str]:
-    return [str(address) for address in runner.addresses]
+    return [host_port(address) for address in runner.addresses]
+
+
+def host_port(address: object) -> str:
+    """A socket address as ``host:port`` (``[::1]:8080`` for IPv6); anything else (a Unix
+    socket path) as its text."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)

@@ -234,7 +234,7 @@ class Door:
             _log.warning(
                 "upstream_failed",
                 **{
-                    "upstream.name": exc.upstream,
+                    "gateway.upstream.name": exc.upstream,
                     "error.type": exc.detail,
                     "http.request.id": record.request_id,
                 },

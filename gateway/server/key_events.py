@@ -20,14 +20,21 @@ class LoggedKeyEvents(KeySetEvents):
 
     def insecure_http_allowed(self, issuer: str) -> None:
         """Warn: keys over plain HTTP."""
-        _log.warning("jwks_insecure_http_allowed", issuer=issuer)
+        _log.warning("jwks_insecure_http_allowed", **{"gateway.jwks.issuer": issuer})
 
     def fetched(
         self, issuer: str, keys: KeySet, skipped: tuple[SkippedKey, ...], ttl: float
     ) -> None:
         """One warning per skipped key, one info line for the set."""
         for skip in skipped:
-            _log.warning("jwks_key_skipped", issuer=issuer, kid=skip.kid, reason=skip.reason)
+            _log.warning(
+                "jwks_key_skipped",
+                **{
+                    "gateway.jwks.issuer": issuer,
+                    "gateway.jwks.kid": skip.kid,
+                    "gateway.reason": skip.reason,
+                },
+            )
             if self._metrics is not None:
                 self._metrics.jwks_skipped.labels(issuer, skip.reason).inc()
         if self._metrics is not None:
@@ -35,11 +42,13 @@ class LoggedKeyEvents(KeySetEvents):
             self._metrics.jwks_keys.labels(issuer).set(len(keys.keys))
         _log.info(
             "jwks_fetched",
-            issuer=issuer,
-            key_count=len(keys.keys),
-            kids=list(keys.kids),
-            skipped=len(skipped),
-            ttl_s=ttl,
+            **{
+                "gateway.jwks.issuer": issuer,
+                "gateway.jwks.key_count": len(keys.keys),
+                "gateway.jwks.kids": list(keys.kids),
+                "gateway.jwks.skipped": len(skipped),
+                "gateway.jwks.ttl_s": ttl,
+            },
         )
 
     def fetch_failed(
@@ -50,19 +59,21 @@ class LoggedKeyEvents(KeySetEvents):
             self._metrics.jwks_fetches.labels(issuer, "failure").inc()
         _log.warning(
             "jwks_fetch_failed",
-            issuer=issuer,
-            reason=reason,
-            failures=failures,
-            keeping_cached_keys=keeping_cached,
-            next_retry_s=round(retry_in, 1),
+            **{
+                "gateway.jwks.issuer": issuer,
+                "gateway.reason": reason,
+                "gateway.jwks.failures": failures,
+                "gateway.jwks.keeping_cached_keys": keeping_cached,
+                "gateway.jwks.next_retry_s": round(retry_in, 1),
+            },
         )
 
     def discovery_mismatch(self, issuer: str) -> None:
         """Error: the provider's discovery document names another issuer."""
-        _log.error("jwks_discovery_mismatch", issuer=issuer)
+        _log.error("jwks_discovery_mismatch", **{"gateway.jwks.issuer": issuer})
 
     def keys_expired(self, issuer: str) -> None:
         """Error, and the key gauge drops to zero."""
-        _log.error("jwks_keys_expired", issuer=issuer)
+        _log.error("jwks_keys_expired", **{"gateway.jwks.issuer": issuer})
         if self._metrics is not None:
             self._metrics.jwks_keys.labels(issuer).set(0)

@@ -1,13 +1,16 @@
 """Structured JSON output: one object per line on stdout, for every event the gateway prints.
 
 `configure` sets structlog (and the standard library's root logger, where aiohttp and asyncio
-write) to render JSON lines. The access line's fields are built in `gateway.server.access`.
+write) to render JSON lines. Every line starts with ``@timestamp``, ``log.level``,
+``event.action``, ``ecs.version`` and ``process.pid``; the fields a line may carry are listed in
+`gateway.server.log_fields`. The access line's fields are built in `gateway.server.access`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -18,7 +21,17 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-__all__ = ["configure", "get_logger", "now_rfc3339", "rfc3339", "rfc3339_ns", "write_line"]
+from gateway.server.log_fields import ECS_VERSION
+
+__all__ = [
+    "configure",
+    "get_logger",
+    "now_rfc3339",
+    "process_id",
+    "rfc3339",
+    "rfc3339_ns",
+    "write_line",
+]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -70,6 +83,8 @@ def _ecs_fields(_: Any, method: str, event: MutableMapping[str, Any]) -> Mutable
         "@timestamp": event.pop("@timestamp", None),
         "log.level": event.pop("log.level", None) or event.pop("level", method),
         "event.action": event.pop("event.action", None) or event.get("event"),
+        "ecs.version": event.pop("ecs.version", ECS_VERSION),
+        "process.pid": event.pop("process.pid", _Output.pid),
     }
     event.pop("level", None)
     event.pop("event", None)
@@ -93,18 +108,50 @@ class _Output:
 
     stream: TextIO | None = None  # None: sys.stdout at the time of writing
     info_enabled = True
+    pid = os.getpid()  # set again by `configure`: each worker process configures its own
+
+
+def process_id() -> int:
+    """The pid every line carries as ``process.pid`` (which worker wrote it)."""
+    return _Output.pid
 
 
 def write_line(fields: dict[str, Any]) -> None:
     """Write one info-level event that is already in its final shape (``@timestamp``,
-    ``log.level`` and ``event.action`` first) as a JSON line, without structlog's processors:
-    what structlog would print for the same fields, on the same stream, flushed. The access
-    log's hot path (one dict, one dumps, one write)."""
+    ``log.level``, ``event.action``, ``ecs.version`` and ``process.pid`` first) as a JSON line,
+    without structlog's processors: what structlog would print for the same fields, on the same
+    stream, flushed. The access log's hot path (one dict, one dumps, one write)."""
     if not _Output.info_enabled:
         return
+    _write(_dumps(fields))
+
+
+def _write(line: str) -> None:
+    # One write per line, newline included: stdout is unbuffered in the image
+    # (PYTHONUNBUFFERED), and with --workers N every worker writes to the same stdout, so a
+    # newline written separately lets another worker's line land in the middle of this one.
     stream = _Output.stream or sys.stdout
-    stream.write(_dumps(fields) + "\n")
+    stream.write(line + "\n")
     stream.flush()
+
+
+class _LineLogger:
+    """structlog's output: each rendered event through `_write` (structlog's PrintLogger prints
+    the newline as a second write), on the stream of the moment (tests swap stdout)."""
+
+    def msg(self, message: str) -> None:
+        """Write one rendered event as a line."""
+        _write(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+_LINE_LOGGER = _LineLogger()
+
+
+def _line_logger(*_: Any) -> _LineLogger:
+    return _LINE_LOGGER
 
 
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
@@ -114,6 +161,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     # Like structlog's PrintLogger: standard output is looked up when writing (tests swap it).
     _Output.stream = None if output is sys.stdout else output
     _Output.info_enabled = numeric <= logging.INFO
+    _Output.pid = os.getpid()
     shared: list[Any] = [
         structlog.stdlib.add_log_level,
         _timestamp,
@@ -122,7 +170,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     structlog.configure(
         processors=[*shared, _ecs_fields, structlog.processors.JSONRenderer(serializer=_dumps)],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(output),
+        logger_factory=_line_logger,
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(output)

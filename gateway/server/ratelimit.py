@@ -111,7 +111,10 @@ class RedisCounter:
         if self._down:
             self._down = False
             self._metrics.rate_limit_backend_up.set(1)
-            _log.info("rate_limit_backend", state="up", backend="redis")
+            _log.info(
+                "rate_limit_backend",
+                **{"gateway.rate_limit.backend_state": "up", "gateway.rate_limit.backend": "redis"},
+            )
         allowed, remaining, retry_us, reset_us = (int(value) for value in reply)
         return Verdict(bool(allowed), remaining, retry_us / 1e6, reset_us / 1e6)
 
@@ -122,9 +125,14 @@ class RedisCounter:
             self._down = True
             self._metrics.rate_limit_backend_up.set(0)
             _log.warning(
-                "rate_limit_backend", state="down", backend="redis", reason=reason,
-                retry_in_s=self._backoff,
-            )  # fmt: skip
+                "rate_limit_backend",
+                **{
+                    "gateway.rate_limit.backend_state": "down",
+                    "gateway.rate_limit.backend": "redis",
+                    "gateway.reason": reason,
+                    "gateway.rate_limit.retry_in_s": self._backoff,
+                },
+            )
 
     async def close(self) -> None:
         """Close the client and every pooled connection (a client given its pool leaves it open;
@@ -158,7 +166,9 @@ class Limiting:
             self._guard = AuthFailureGuard(failures)
         self._guard.settings = failures
         if _backend_fields(settings) != _backend_fields(self.settings):
-            _log.warning("config_restart_required", fields=["rate_limits"])
+            _log.warning(
+                "config_restart_required", **{"gateway.config.restart_fields": ["rate_limits"]}
+            )
         return self._guard
 
     async def close(self) -> None:

@@ -80,7 +80,14 @@ class ConfigReloader:
             if config.version == current.config.version:
                 # An operator's SIGHUP deserves an answer; editor temp files do not.
                 log = _log.info if trigger == "sighup" else _log.debug
-                log("config_reload", result="unchanged", trigger=trigger, version=config.version)
+                log(
+                    "config_reload",
+                    **{
+                        "gateway.reload.result": "unchanged",
+                        "gateway.reload.trigger": trigger,
+                        "gateway.config.version": config.version,
+                    },
+                )
                 return False
             try:
                 policy = await self._prepare(current, config)
@@ -94,10 +101,12 @@ class ConfigReloader:
         self._metrics.config_reloads.labels("rejected").inc()
         _log.error(
             "config_reload",
-            result="rejected",
-            trigger=trigger,
-            version=current.config.version,
-            problems=problems,
+            **{
+                "gateway.reload.result": "rejected",
+                "gateway.reload.trigger": trigger,
+                "gateway.config.version": current.config.version,
+                "gateway.config.problems": problems,
+            },
         )
 
     async def _prepare(self, current: Policy, config: Config) -> Policy:
@@ -128,20 +137,29 @@ class ConfigReloader:
         self._metrics.set_config_version(config.version, self._clock())
         _log.info(
             "config_reload",
-            result="applied",
-            trigger=trigger,
-            version=config.version,
-            previous_version=old.version,
-            routes=len(config.routes.routes),
+            **{
+                "gateway.reload.result": "applied",
+                "gateway.reload.trigger": trigger,
+                "gateway.config.version": config.version,
+                "gateway.config.previous_version": old.version,
+                "gateway.config.routes": len(config.routes.routes),
+            },
         )
         if restart:
-            _log.warning("config_restart_required", fields=restart, version=config.version)
+            _log.warning(
+                "config_restart_required",
+                **{
+                    "gateway.config.restart_fields": restart,
+                    "gateway.config.version": config.version,
+                },
+            )
         for hook in self.on_applied:
             try:
                 await hook(config)
             except Exception as exc:  # the table is applied; a hook's failure is its own
                 _log.error(
-                    "config_apply_hook_failed", version=config.version, reason=_describe(exc)
+                    "config_apply_hook_failed",
+                    **{"gateway.config.version": config.version, "error.message": _describe(exc)},
                 )
 
     async def watch(self, stop: asyncio.Event) -> None:
@@ -163,10 +181,12 @@ class ConfigReloader:
                 delay = min(WATCH_RETRY_MAX, WATCH_RETRY_MIN * 2 ** (failures - 1))
                 _log.error(
                     "config_watch_failed",
-                    reason=_describe(exc),
-                    failures=failures,
-                    restart_in_s=delay,
                     exc_info=exc,
+                    **{
+                        "error.message": _describe(exc),
+                        "gateway.reload.failures": failures,
+                        "gateway.reload.retry_in_s": delay,
+                    },
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)

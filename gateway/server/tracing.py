@@ -154,7 +154,7 @@ class Tracing:
             async with asyncio.timeout(within):
                 await done.wait()
         except TimeoutError:
-            _log.warning("tracing_flush_timeout", timeout_s=within)
+            _log.warning("tracing_flush_timeout", **{"gateway.tracing.timeout_s": within})
 
 
 class RequestTrace:
@@ -326,7 +326,10 @@ class _LoggedExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         result = self._exporter.export(spans)
         if result is not SpanExportResult.SUCCESS:
-            _log.warning("tracing_export_failed", spans=len(spans), endpoint=self._endpoint)
+            _log.warning(
+                "tracing_export_failed",
+                **{"gateway.tracing.spans": len(spans), "gateway.tracing.endpoint": self._endpoint},
+            )
         return result
 
     def shutdown(self) -> None:

@@ -201,7 +201,7 @@ def render(summary: Summary, out: TextIO) -> None:
     console.print(refusals if refusals.row_count else Text("No refusals in the window."))
 
     clients = Table(title="Clients refused most", title_justify="left")
-    for heading in ("client.id", "user.id", "client.ip", "refusals", "reasons"):
+    for heading in ("client id", "user.id", "client.ip", "refusals", "reasons"):
         clients.add_column(heading, justify="right" if heading == "refusals" else "left")
     for refused in summary.top_refused:
         clients.add_row(*_client_cells(refused.client), str(refused.refusals),
@@ -226,7 +226,7 @@ def render(summary: Summary, out: TextIO) -> None:
         console.print(Text("Report mode: no request would be refused under enforce."))
         return
     would = Table(title="Report mode: clients enforce would refuse, and why", title_justify="left")
-    for heading in ("route", "client.id", "user.id", "client.ip", "requests", "reasons"):
+    for heading in ("route", "client id", "user.id", "client.ip", "requests", "reasons"):
         would.add_column(heading, justify="right" if heading == "requests" else "left")
     for route, route_clients in summary.would_deny.items():
         for client in route_clients:

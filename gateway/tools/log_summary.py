@@ -66,7 +66,11 @@ class Client:
 
     def as_json(self) -> dict[str, str | None]:
         """The access log's own field names."""
-        return {"client.id": self.client_id, "user.id": self.user_id, "client.ip": self.client_ip}
+        return {
+            "gateway.client.id": self.client_id,
+            "user.id": self.user_id,
+            "client.ip": self.client_ip,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,16 +104,17 @@ def parse_line(line: bytes | str) -> AccessLine | LineKind:
 
 def _access(value: dict[str, Any]) -> AccessLine | LineKind:
     at = _timestamp(value.get("@timestamp"))
-    result = value.get("auth.result")
+    result = _field(value, "gateway.auth.result")
     status = value.get("http.response.status_code")
     if at is None or not isinstance(result, str):
         return LineKind.BAD
     if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
         return LineKind.BAD
     texts = [
-        value.get(name)
-        for name in ("http.route", "auth.reason", "client.id", "user.id", "client.ip")
-    ]
+        _field(value, name)
+        for name in ("gateway.route", "gateway.auth.reason", "gateway.client.id", "user.id",
+                     "client.ip")
+    ]  # fmt: skip
     if any(text is not None and not isinstance(text, str) for text in texts):
         return LineKind.BAD
     route, reason, client_id, user_id, client_ip = texts
@@ -121,6 +126,22 @@ def _access(value: dict[str, Any]) -> AccessLine | LineKind:
         reason=reason,
         client=Client(client_id, user_id, client_ip),
     )
+
+
+# Lines written before the gateway's fields moved under gateway.* (ECS, issue 15) still count:
+# a log kept for days spans an upgrade.
+_BEFORE_ECS = {
+    "gateway.route": "http.route",
+    "gateway.auth.result": "auth.result",
+    "gateway.auth.reason": "auth.reason",
+    "gateway.client.id": "client.id",
+}
+
+
+def _field(value: dict[str, Any], name: str) -> Any:
+    if name in value:
+        return value[name]
+    return value.get(_BEFORE_ECS.get(name, name))
 
 
 def _timestamp(value: object) -> datetime | None:

@@ -123,8 +123,13 @@ async def test_real_scrape_passes_promtool_check_metrics(
     result = _run(promtool, "check", "metrics", stdin=text)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == ""
-    assert 'gateway_auth_refusals_total{reason="bad_signature"} 1.0' in text
-    assert 'gateway_auth_refusals_total{reason="missing"} 1.0' in text
+    assert 'gateway_auth_refusals_total{reason="bad_signature",route="/orders"} 1.0' in text
+    assert 'gateway_auth_refusals_total{reason="missing",route="/orders"} 1.0' in text
+    assert 'gateway_auth_refusals_total{reason="no_route",route="none"} 1.0' in text
     assert "gateway_ready 1.0" in text
+    # A single process also exposes the standard process and Python collectors.
+    for series in ("process_resident_memory_bytes", "process_cpu_seconds_total",
+                   "python_info{", "python_gc_collections_total"):  # fmt: skip
+        assert f"\n{series}" in text, series
     serving.clear()
     assert "gateway_ready 0.0" in await (await admin.get("/metrics")).text()

@@ -135,8 +135,9 @@ async def test_syslog_ng_ships_the_gateway_lines_unchanged(
     assert documents == written
     access = [line for line in documents if line["event.action"] == "access"]
     assert [line["http.response.status_code"] for line in access] == [200, 401, 401, 403, 404]
-    assert access[2]["auth.reason"] == "bad_signature"
+    assert access[2]["gateway.auth.reason"] == "bad_signature"
     assert {"startup", "stopped"} <= {line["event.action"] for line in documents}
+    assert {line["ecs.version"] for line in documents} == {"8.11.0"}
 
 
 @pytest.mark.slow
@@ -191,10 +192,27 @@ def test_vector_names_flat_dotted_keys_quoted() -> None:
     """Every VRL path in vector.yaml that names a gateway field with a dot quotes it
     (."event.action"): the gateway's keys are flat, and .event.action is a nested path."""
     text = (LOGGING / "vector.yaml").read_text()
-    gateway_fields = {"event.action", "log.level", "http.route", "auth.reason", "client.ip"}
+    gateway_fields = {
+        "event.action",
+        "log.level",
+        "gateway.route",
+        "gateway.auth.reason",
+        "client.ip",
+    }
     for field in gateway_fields:
         assert not re.search(rf"(?<![\w\"])\.{re.escape(field)}\b", text), field
     config = yaml.safe_load(text)
     source = config["transforms"]["gateway_json"]["source"]
     assert 'del(."@timestamp")' in source
     assert '{{ ."event.action" }}' in text
+
+
+def test_vector_indexes_a_retried_line_once() -> None:
+    """The Elasticsearch sink's document id is a hash of the gateway's line (a retried bulk
+    request is refused as duplicates), and the id is not written into the document."""
+    config = yaml.safe_load((LOGGING / "vector.yaml").read_text())
+    source = config["transforms"]["gateway_json"]["source"]
+    assert ".doc_id = sha2(encode_json(parsed)" in source
+    sink = config["sinks"]["elasticsearch"]
+    assert sink["id_key"] == "doc_id"
+    assert sink["encoding"]["except_fields"] == ["doc_id"]

@@ -22,7 +22,14 @@ from typing import Any
 
 import aiohttp
 
-from tests.support import DEFAULT_GATEWAY, DEFAULT_ROUTES, DEV_SECRET, TestKeys, write_config
+from tests.support import (
+    DEFAULT_GATEWAY,
+    DEFAULT_ROUTES,
+    DEV_SECRET,
+    TestKeys,
+    log_line_problems,
+    write_config,
+)
 
 __all__ = [
     "GatewayProcess",
@@ -127,6 +134,8 @@ class GatewayProcess:
             except ValueError:
                 raise AssertionError(f"stdout line is not JSON: {line!r}") from None
             assert isinstance(value, dict), f"stdout line is not a JSON object: {line!r}"
+            # The same contract as in-process: catalogue names, declared types (ECS + gateway.*).
+            assert not log_line_problems(value), (log_line_problems(value), line)
             parsed.append(value)
         return parsed
 
@@ -181,8 +190,11 @@ async def running_gateway(
     upstream: str,
     routes: str = DEFAULT_ROUTES,
     drain_timeout: str = "10s",
+    workers: int = 1,
+    environ: dict[str, str] | None = None,
 ) -> AsyncIterator[GatewayProcess]:
-    """Write a config into ``directory`` and run ``gateway run`` on it until the block ends."""
+    """Write a config into ``directory`` and run ``gateway run`` on it (``--workers``, with
+    ``environ`` added to the environment) until the block ends."""
     listen_port, admin_port = free_port(), free_port()
     while admin_port == listen_port:
         admin_port = free_port()
@@ -192,10 +204,11 @@ async def running_gateway(
     path = write_config(directory, keys, upstream=upstream, routes=routes, gateway=template)
     stdout_path = directory / "gateway.stdout"
     stderr_path = directory / "gateway.stderr"
-    environ = {**os.environ, "ACCESS_TOKEN_SECRET": DEV_SECRET}
+    environ = {**os.environ, "ACCESS_TOKEN_SECRET": DEV_SECRET, **(environ or {})}
+    options = ["--workers", str(workers)] if workers > 1 else []
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "run", "-c", str(path),
+            sys.executable, "-m", "gateway", "run", "-c", str(path), *options,
             stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=stderr,
             env=environ, cwd=directory,
         )  # fmt: skip

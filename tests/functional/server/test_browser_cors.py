@@ -201,7 +201,10 @@ async def test_a_page_from_an_allowed_origin_reads_answers_and_others_are_blocke
 
     assert [(r.method, r.raw_path) for r in recorder.requests] == [("GET", "/orders/7")]
     access = [line for line in log_capture.lines() if line.get("event.action") == "access"]
-    seen = {(a["http.request.method"], a["auth.result"], a["auth.reason"]) for a in access}
+    seen = {
+        (a["http.request.method"], a["gateway.auth.result"], a["gateway.auth.reason"])
+        for a in access
+    }
     assert ("OPTIONS", "preflight", None) in seen  # the allowed page's preflight
     assert ("OPTIONS", "denied", "cors_origin_not_allowed") in seen  # the frame's
     assert ("GET", "allowed", None) in seen

@@ -434,7 +434,7 @@ async def test_invalid_token_on_public_route_derives_no_identity(
     assert identity_headers(recorder.last.headers) == []
     assert "Authorization" not in recorder.last.headers
     (line,) = log_capture.events("access")
-    assert line["auth.result"] == "public"
+    assert line["gateway.auth.result"] == "public"
     assert line["user.id"] is None
 
 
@@ -586,7 +586,7 @@ async def test_non_utf8_request_id_is_refused_and_logs_stay_json(
     assert recorder.requests == []
     assert_log_is_clean_json(log_capture)
     (line,) = log_capture.events("access")
-    assert line["auth.reason"] == "bad_header"
+    assert line["gateway.auth.reason"] == "bad_header"
     assert line["http.request.id"] != "abc\u00ff\u00fe"
 
 
@@ -843,7 +843,7 @@ async def test_hostile_token_is_401_invalid_token(
     body = assert_refusal(answer, 401, "invalid_token")
     (line,) = log_capture.events("access")
     if reason is not None:
-        assert line["auth.reason"] == reason
+        assert line["gateway.auth.reason"] == reason
     assert body["request_id"] == REQUEST_ID
     for piece in [token, *(part for part in token.split(".") if len(part) >= 16)]:
         assert piece.encode() not in answer.body

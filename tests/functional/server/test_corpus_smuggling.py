@@ -391,5 +391,5 @@ def test_gateway_refuses_to_start_with_the_pure_python_parser(
     assert all(isinstance(line, dict) for line in lines)
     failed = [line for line in lines if line.get("event.action") == "startup_failed"]
     assert len(failed) == 1, completed.stdout
-    assert "parser" in failed[0]["reason"]
+    assert "parser" in failed[0]["error.message"]
     assert completed.stderr.strip() == ""

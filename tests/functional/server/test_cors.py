@@ -127,7 +127,7 @@ async def test_a_preflight_is_answered_by_the_gateway_without_a_token(
     assert await response.read() == b""
     assert upstream.seen == []
     line = log_capture.lines()[-1]
-    assert (line["auth.result"], line["auth.reason"], line["http.route"]) == (
+    assert (line["gateway.auth.result"], line["gateway.auth.reason"], line["gateway.route"]) == (
         "preflight", None, "/orders",
     )  # fmt: skip
     assert line["http.response.status_code"] == 204
@@ -159,7 +159,10 @@ async def test_a_preflight_from_any_other_origin_gets_no_cors_fields(
     assert (await response.json())["error"] == "forbidden"
     assert upstream.seen == []
     line = log_capture.lines()[-1]
-    assert (line["auth.result"], line["auth.reason"]) == ("denied", "cors_origin_not_allowed")
+    assert (line["gateway.auth.result"], line["gateway.auth.reason"]) == (
+        "denied",
+        "cors_origin_not_allowed",
+    )
 
 
 @pytest.mark.parametrize(

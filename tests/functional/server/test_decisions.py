@@ -510,11 +510,11 @@ async def test_unreachable_upstream_is_502(
     assert_no_challenge(answer)
     _assert_upstream_not_named(answer, url, _EXCEPTION_TEXT)
     (event,) = log_capture.events("upstream_failed")
-    assert event["upstream.name"] == "far"
+    assert event["gateway.upstream.name"] == "far"
     assert event["http.request.id"] == REQUEST_ID
     (access,) = log_capture.events("access")
     assert access["http.response.status_code"] == 502
-    assert access["upstream.name"] == "far"
+    assert access["gateway.upstream.name"] == "far"
 
 
 async def test_slow_upstream_is_504(
@@ -530,7 +530,7 @@ async def test_slow_upstream_is_504(
     assert 0.4 < elapsed < 2.5
     _assert_upstream_not_named(answer, stalling_upstream, _EXCEPTION_TEXT)
     (event,) = log_capture.events("upstream_failed")
-    assert event["upstream.name"] == "far"
+    assert event["gateway.upstream.name"] == "far"
     (access,) = log_capture.events("access")
     assert access["http.response.status_code"] == 504
 

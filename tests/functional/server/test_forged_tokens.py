@@ -129,8 +129,8 @@ async def assert_invalid_token(
     assert body["request_id"]
     assert recorder.requests == []
     (line,) = log_capture.events("access")
-    assert line["auth.result"] == "denied"
-    assert line["auth.reason"] == reason
+    assert line["gateway.auth.result"] == "denied"
+    assert line["gateway.auth.reason"] == reason
     assert line["http.response.status_code"] == 401
     assert line["http.request.id"] == body["request_id"]
     assert_not_leaked(token, response, text, log_capture)
@@ -540,7 +540,7 @@ async def test_good_tokens_reach_upstream_with_identity(
     assert seen.headers["X-Auth-Scopes"] == "orders:read"
     assert "Authorization" not in seen.headers
     (line,) = log_capture.events("access")
-    assert line["auth.result"] == "allowed"
+    assert line["gateway.auth.result"] == "allowed"
     assert token not in log_capture.text
 
 
@@ -623,7 +623,7 @@ async def test_route_scopes(
     if needed is None:
         assert response.status == 200, text
         assert len(recorder.requests) == 1
-        assert line["auth.result"] == "allowed"
+        assert line["gateway.auth.result"] == "allowed"
         return
     assert response.status == 403, text
     description = InsufficientScope(ScopeRule(), None, None).description
@@ -635,8 +635,8 @@ async def test_route_scopes(
     assert set(body) == {"error", "error_description", "request_id"}
     assert body["error"] == "insufficient_scope"
     assert recorder.requests == []
-    assert line["auth.result"] == "denied"
-    assert line["auth.reason"] == "insufficient_scope"
+    assert line["gateway.auth.result"] == "denied"
+    assert line["gateway.auth.reason"] == "insufficient_scope"
     assert line["user.id"] == "alice"
     assert_not_leaked(token, response, text, log_capture)
 

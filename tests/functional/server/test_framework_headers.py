@@ -177,7 +177,7 @@ async def test_a_value_that_cannot_pass_byte_for_byte_is_refused(
     assert answer.json()["error"] == "bad_request"
     assert werkzeug_upstream.environs == []
     (line,) = log_capture.events("access")
-    assert line["auth.reason"] == "bad_header"
+    assert line["gateway.auth.reason"] == "bad_header"
 
 
 async def test_utf8_values_pass_byte_for_byte(

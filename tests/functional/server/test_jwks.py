@@ -221,7 +221,7 @@ async def test_issuer_mismatch_in_discovery_gives_no_keys(
     assert response.headers["Retry-After"].isdigit()
     assert (await response.json())["error"] == "temporarily_unavailable"
     assert idp.jwks_hits == 0
-    assert log_capture.events("jwks_discovery_mismatch")[0]["issuer"] == "idp"
+    assert log_capture.events("jwks_discovery_mismatch")[0]["gateway.jwks.issuer"] == "idp"
 
 
 async def test_rotation_new_kid_accepted_after_one_refetch_old_kid_refused(
@@ -269,7 +269,7 @@ async def test_random_kid_flood_costs_at_most_one_fetch(
         assert responses[-1].status == 200, f"valid token refused during batch {batch}"
     assert statuses == [401] * 1000
     assert idp.jwks_hits - fetches_before <= 1
-    reasons = {line["auth.reason"] for line in log_capture.events("access")}
+    reasons = {line["gateway.auth.reason"] for line in log_capture.events("access")}
     assert reasons == {"unknown_kid", None}
 
 
@@ -326,8 +326,8 @@ async def test_failed_refresh_keeps_cached_keys(
     idp.mode = failure
     assert await source.refresh() is False
     (event, *_) = log_capture.events("jwks_fetch_failed")
-    assert event["issuer"] == "idp"
-    assert event["keeping_cached_keys"] is True
+    assert event["gateway.jwks.issuer"] == "idp"
+    assert event["gateway.jwks.keeping_cached_keys"] is True
     assert (await client.get("/orders/1", headers=_auth(idp.token("k1")))).status == 200
 
 
@@ -488,7 +488,7 @@ async def test_one_malformed_key_never_disables_the_issuer(
     assert state["last_error"] is None
     assert state["skipped_keys"] == [{"kid": "bad", "reason": reason}]
     (skipped,) = log_capture.events("jwks_key_skipped")
-    assert (skipped["kid"], skipped["reason"]) == ("bad", reason)
+    assert (skipped["gateway.jwks.kid"], skipped["gateway.reason"]) == ("bad", reason)
 
 
 async def test_malformed_jwks_uri_in_discovery_is_a_failed_fetch_that_is_retried(
@@ -502,7 +502,9 @@ async def test_malformed_jwks_uri_in_discovery_is_a_failed_fetch_that_is_retried
     status, body = await _readyz(client, aiohttp_client)
     assert status == 503
     assert body["issuers"][0]["last_error"] == "discovery_jwks_uri_invalid"
-    assert log_capture.events("jwks_fetch_failed")[0]["reason"] == "discovery_jwks_uri_invalid"
+    assert (
+        log_capture.events("jwks_fetch_failed")[0]["gateway.reason"] == "discovery_jwks_uri_invalid"
+    )
     idp.discovery_jwks_uri = None
     await _until(lambda: client.app[DOOR].policy.remote_keys.ready)
     assert (await client.get("/orders/1", headers=_auth(idp.token("k1")))).status == 200
@@ -537,8 +539,8 @@ async def test_refresher_survives_any_exception_in_a_refresh(
     await _until(lambda: client.app[DOOR].policy.remote_keys.ready)
     assert idp.jwks_hits == 4
     events = log_capture.events("jwks_fetch_failed")
-    assert [event["reason"] for event in events] == ["unexpected:RuntimeError"] * 3
-    assert [event["failures"] for event in events] == [1, 2, 3]
+    assert [event["gateway.reason"] for event in events] == ["unexpected:RuntimeError"] * 3
+    assert [event["gateway.jwks.failures"] for event in events] == [1, 2, 3]
     assert (await client.get("/orders/1", headers=_auth(idp.token("k1")))).status == 200
     status, body = await _readyz(client, aiohttp_client)
     assert status == 200

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway import __version__
@@ -47,16 +48,31 @@ async def test_request_metrics_use_route_patterns(
     assert "/nowhere" not in metrics.render().decode()
 
 
-async def test_auth_refusals_by_reason(gateway: GatewayFactory, tokens: TokenFactory) -> None:
-    """Each refusal at the door counts under its reason."""
+async def test_auth_refusals_by_route_and_reason(
+    gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    """Each refusal at the door counts under its route pattern and reason; a path no route
+    matches counts under route "none", whatever it was (never under the raw path)."""
     client = await gateway()
     metrics = client.app[METRICS]
     await client.get("/orders/1")
     await client.get("/orders/1", headers=_auth(tokens.good(scope="other")))
     await client.get("/orders/1", headers=_auth(tokens.good(exp=1)))
-    assert metric_sample(metrics, "gateway_auth_refusals_total", reason="missing") == 1
-    assert metric_sample(metrics, "gateway_auth_refusals_total", reason="insufficient_scope") == 1
-    assert metric_sample(metrics, "gateway_auth_refusals_total", reason="expired") == 1
+    await client.post("/orders/2/items", headers=_auth(tokens.good(exp=1)))
+    for path in ("/nowhere/1", "/nowhere/2", "/%6Eowhere", "/Orders/1"):
+        await client.get(path)
+    refusals = "gateway_auth_refusals_total"
+    assert metric_sample(metrics, refusals, route="/orders", reason="missing") == 1
+    assert metric_sample(metrics, refusals, route="/orders", reason="insufficient_scope") == 1
+    assert metric_sample(metrics, refusals, route="/orders", reason="expired") == 2
+    assert metric_sample(metrics, refusals, route="none", reason="no_route") == 4
+    routes = {
+        sample.labels["route"]
+        for family in text_string_to_metric_families(metrics.render().decode())
+        if family.name == "gateway_auth_refusals"
+        for sample in family.samples
+    }
+    assert routes == {"/orders", "none"}
 
 
 async def test_upstream_failures_counted(

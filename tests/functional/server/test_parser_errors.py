@@ -60,5 +60,5 @@ async def test_parser_rejection_is_json_and_never_echoes(
     assert SECRET not in log_capture.text
     (line,) = log_capture.events("access")
     assert line["http.response.status_code"] == 400
-    assert line["auth.reason"] == "unparseable_request"
+    assert line["gateway.auth.reason"] == "unparseable_request"
     assert recorder.requests == []

@@ -253,7 +253,7 @@ async def test_strip_prefix_forwards_the_remainder(
     assert [r.raw_path for r in recorder.requests] == [forwarded]
     (line,) = log_capture.events("access")
     assert line["url.path"] == logged
-    assert line["http.route"] == "/strip"
+    assert line["gateway.route"] == "/strip"
 
 
 # -- request headers ----------------------------------------------------------------------------
@@ -592,18 +592,18 @@ ACCESS_FIELDS = {
     "client.ip",
     "http.request.method",
     "url.path",
-    "http.route",
+    "gateway.route",
     "http.response.status_code",
     "event.duration",
-    "upstream.name",
-    "upstream.duration",
+    "gateway.upstream.name",
+    "gateway.upstream.duration",
     "http.request.body.bytes",
     "http.response.body.bytes",
     "user_agent.original",
     "user.id",
-    "client.id",
-    "auth.result",
-    "auth.reason",
+    "gateway.client.id",
+    "gateway.auth.result",
+    "gateway.auth.reason",
 }
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)")
 
@@ -630,19 +630,19 @@ async def test_access_line_has_every_spec_field(
     assert line["client.ip"] == "127.0.0.1"
     assert line["http.request.method"] == "POST"
     assert line["url.path"] == "/orders/7"
-    assert line["http.route"] == "/orders"
+    assert line["gateway.route"] == "/orders"
     assert line["http.response.status_code"] == 200
     assert isinstance(line["event.duration"], int)
-    assert isinstance(line["upstream.duration"], int)
-    assert 0 < line["upstream.duration"] <= line["event.duration"]
-    assert line["upstream.name"] == "orders"
+    assert isinstance(line["gateway.upstream.duration"], int)
+    assert 0 < line["gateway.upstream.duration"] <= line["event.duration"]
+    assert line["gateway.upstream.name"] == "orders"
     assert line["http.request.body.bytes"] == len(body)
     assert line["http.response.body.bytes"] == len(answer.body)
     assert line["user_agent.original"] == USER_AGENT
     assert line["user.id"] == "alice"
-    assert line["client.id"] == "cli-1"
-    assert line["auth.result"] == "allowed"
-    assert line["auth.reason"] is None
+    assert line["gateway.client.id"] == "cli-1"
+    assert line["gateway.auth.result"] == "allowed"
+    assert line["gateway.auth.reason"] is None
 
 
 @pytest.mark.parametrize(
@@ -682,8 +682,8 @@ async def test_access_line_auth_result_and_reason(
     (line,) = log_capture.events("access")
     assert set(line) >= ACCESS_FIELDS
     assert line["http.response.status_code"] == status
-    assert line["auth.result"] == result
-    assert line["auth.reason"] == reason
+    assert line["gateway.auth.result"] == result
+    assert line["gateway.auth.reason"] == reason
     assert line["http.response.body.bytes"] == len(answer.body)
     assert line["user_agent.original"] == USER_AGENT
     if result == "denied":
@@ -730,7 +730,7 @@ async def test_one_access_line_per_request(
     lines = log_capture.events("access")
     assert [line["http.request.id"] for line in lines] == [f"req-{n}" for n in range(len(targets))]
     assert [line["http.response.status_code"] for line in lines] == [200, 200, 400, 403, 200]
-    assert [line["http.route"] for line in lines] == [
+    assert [line["gateway.route"] for line in lines] == [
         "/",
         "/orders",
         None,

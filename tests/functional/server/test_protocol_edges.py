@@ -127,7 +127,7 @@ async def test_a_coding_other_than_chunked_is_501(
     assert recorder.requests == []
     assert answer.json()["error"] == "not_implemented"
     (line,) = log_capture.events("access")
-    assert line["auth.reason"] == "unsupported_transfer_coding"
+    assert line["gateway.auth.reason"] == "unsupported_transfer_coding"
 
 
 async def test_transfer_encoding_on_http10_is_400_and_closes(
@@ -155,7 +155,7 @@ async def test_transfer_encoding_on_http10_is_400_and_closes(
     assert recorder.requests == []
     (line,) = log_capture.events("access")
     # aiohttp's C parser (llhttp) refuses it first; the decision's own rule is the backstop.
-    assert line["auth.reason"] in {"unparseable_request", "transfer_encoding_http10"}
+    assert line["gateway.auth.reason"] in {"unparseable_request", "transfer_encoding_http10"}
 
 
 HEADER_DEADLINE = DEFAULT_GATEWAY + "limits:\n  header_timeout: 1s\n  keepalive_timeout: 30s\n"

@@ -79,9 +79,9 @@ async def test_n_plus_one_requests_give_n_allowed_and_one_429_with_its_headers(
     assert refused.headers["RateLimit-Policy"] == '"client_id";q=3;w=60'
     assert len(recorder.requests) == 3
     access = log_capture.events("access")
-    assert access[-1]["auth.reason"] == "rate_limited"
+    assert access[-1]["gateway.auth.reason"] == "rate_limited"
     assert access[-1]["http.response.status_code"] == 429
-    assert access[-1]["client.id"] == "app-1"
+    assert access[-1]["gateway.client.id"] == "app-1"
     metrics = client.app[METRICS]
     assert metric_sample(metrics, "gateway_rate_limited_total", route="/orders") == 1
 

@@ -176,10 +176,14 @@ async def test_redis_stopped_mid_run_fails_open_or_closed_per_route_and_recovers
         )
         == 5
     )
-    down = [e for e in log_capture.events("rate_limit_backend") if e["state"] == "down"]
+    down = [
+        e
+        for e in log_capture.events("rate_limit_backend")
+        if e["gateway.rate_limit.backend_state"] == "down"
+    ]
     assert len(down) == 1
     access = log_capture.events("access")
-    assert access[-1]["auth.reason"] == "rate_limit_unavailable"
+    assert access[-1]["gateway.auth.reason"] == "rate_limit_unavailable"
 
     await redis.start()  # same port, empty: the counters start over
     deadline = time.monotonic() + 5
@@ -191,7 +195,9 @@ async def test_redis_stopped_mid_run_fails_open_or_closed_per_route_and_recovers
         await asyncio.sleep(0.05)
     assert response.headers["RateLimit"].startswith('"client_id";r=9;')
     assert metric_sample(metrics, "gateway_rate_limit_backend_up") == 1
-    assert [e["state"] for e in log_capture.events("rate_limit_backend")] == ["down", "up"]
+    assert [
+        e["gateway.rate_limit.backend_state"] for e in log_capture.events("rate_limit_backend")
+    ] == ["down", "up"]
 
 
 @pytest.fixture

@@ -107,9 +107,11 @@ async def test_scope_edit_applies_under_load_without_failed_requests(
     assert set(statuses) <= {200, 403}
     first_403 = statuses.index(403) if 403 in statuses else len(statuses)
     assert statuses[:first_403] == [200] * first_403
-    (event,) = [e for e in log_capture.events("config_reload") if e["result"] == "applied"]
-    assert event["previous_version"] == old_version
-    assert event["version"] == client.app[DOOR].policy.config.version != old_version
+    (event,) = [
+        e for e in log_capture.events("config_reload") if e["gateway.reload.result"] == "applied"
+    ]
+    assert event["gateway.config.previous_version"] == old_version
+    assert event["gateway.config.version"] == client.app[DOOR].policy.config.version != old_version
 
 
 async def test_invalid_edit_keeps_the_last_good_table(
@@ -126,11 +128,15 @@ async def test_invalid_edit_keeps_the_last_good_table(
     routes.write_text(BROKEN_ROUTES.format(upstream=upstream_url))
 
     async def rejected() -> bool:
-        return any(e["result"] == "rejected" for e in log_capture.events("config_reload"))
+        return any(
+            e["gateway.reload.result"] == "rejected" for e in log_capture.events("config_reload")
+        )
 
     await _until(rejected, RELOAD_DEADLINE)
-    (event,) = [e for e in log_capture.events("config_reload") if e["result"] == "rejected"]
-    assert any(f"{routes}:7: unknown key 'scope'" in p for p in event["problems"])
+    (event,) = [
+        e for e in log_capture.events("config_reload") if e["gateway.reload.result"] == "rejected"
+    ]
+    assert any(f"{routes}:7: unknown key 'scope'" in p for p in event["gateway.config.problems"])
     assert await _status(client, tokens.good()) == 200
     metrics = client.app[METRICS].render().decode()
     assert 'gateway_config_reloads_total{result="rejected"} 1.0' in metrics
@@ -216,7 +222,7 @@ async def test_restart_only_change_is_logged(
     ))  # fmt: skip
     assert await app[RELOADER].reload("sighup") is True
     (event,) = log_capture.events("config_restart_required")
-    assert event["fields"] == ["listen"]
+    assert event["gateway.config.restart_fields"] == ["listen"]
 
 
 async def test_unchanged_sighup_reload_is_answered(
@@ -230,8 +236,8 @@ async def test_unchanged_sighup_reload_is_answered(
     await aiohttp_client(GatewayTestServer(app))
     assert await app[RELOADER].reload("sighup") is False
     (event,) = log_capture.events("config_reload")
-    assert event["result"] == "unchanged"
-    assert event["trigger"] == "sighup"
+    assert event["gateway.reload.result"] == "unchanged"
+    assert event["gateway.reload.trigger"] == "sighup"
 
 
 # -- reloads never die --------------------------------------------------------------------------
@@ -279,11 +285,17 @@ async def test_poisoned_edit_is_rejected_and_the_next_edit_applies(
         (tmp_path / name).write_text(text.format(upstream=upstream_url) if routes else text)
 
     async def rejected() -> bool:
-        return any(e["result"] == "rejected" for e in log_capture.events("config_reload"))
+        return any(
+            e["gateway.reload.result"] == "rejected" for e in log_capture.events("config_reload")
+        )
 
     await _until(rejected, RELOAD_DEADLINE)
-    (event,) = [e for e in log_capture.events("config_reload") if e["result"] == "rejected"]
-    assert any(problem in line for line in event["problems"]), event["problems"]
+    (event,) = [
+        e for e in log_capture.events("config_reload") if e["gateway.reload.result"] == "rejected"
+    ]
+    assert any(problem in line for line in event["gateway.config.problems"]), event[
+        "gateway.config.problems"
+    ]
     assert await _status(client, tokens.good()) == 200
     for name, text in originals.items():
         if name != "routes.yaml":
@@ -332,10 +344,12 @@ async def test_watch_restarts_after_an_unexpected_error_and_applies_the_missed_e
 
     await _until(applied, RELOAD_DEADLINE)
     (failure,) = log_capture.events("config_watch_failed")
-    assert failure["reason"] == "RuntimeError: watch backend failed"
+    assert failure["error.message"] == "RuntimeError: watch backend failed"
     assert failure["log.level"] == "error"
-    (event,) = [e for e in log_capture.events("config_reload") if e["result"] == "applied"]
-    assert event["trigger"] == "watch_restart"
+    (event,) = [
+        e for e in log_capture.events("config_reload") if e["gateway.reload.result"] == "applied"
+    ]
+    assert event["gateway.reload.trigger"] == "watch_restart"
     assert calls == 2
     (tmp_path / "routes.yaml").write_text(DEFAULT_ROUTES.format(upstream=upstream_url))
 
@@ -368,5 +382,5 @@ async def test_a_failing_reload_never_escapes(
     assert await app[RELOADER].reload("sighup") is False
     assert app[DOOR].policy is policy
     (event,) = log_capture.events("config_reload")
-    assert event["result"] == "rejected"
-    assert event["problems"] == ["cannot apply: OSError: too many open files"]
+    assert event["gateway.reload.result"] == "rejected"
+    assert event["gateway.config.problems"] == ["cannot apply: OSError: too many open files"]

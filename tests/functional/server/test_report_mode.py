@@ -82,8 +82,11 @@ async def test_report_forwards_what_enforce_refuses(
     assert response.status == 200
     assert recorder.last.raw_path == "/orders/7"
     denied, would_deny = log_capture.events("access")
-    assert (denied["auth.result"], denied["auth.reason"]) == ("denied", reason)
-    assert (would_deny["auth.result"], would_deny["auth.reason"]) == ("would_deny", reason)
+    assert (denied["gateway.auth.result"], denied["gateway.auth.reason"]) == ("denied", reason)
+    assert (would_deny["gateway.auth.result"], would_deny["gateway.auth.reason"]) == (
+        "would_deny",
+        reason,
+    )
     assert would_deny["http.response.status_code"] == 200
     metrics = reporting.app[METRICS]
     would_deny_total = metric_sample(
@@ -121,7 +124,7 @@ async def test_report_mode_allows_a_good_token_as_allowed(
     response = await client.get("/orders/7", headers=_bearer(tokens.good()))
     assert response.status == 200
     (line,) = log_capture.events("access")
-    assert (line["auth.result"], line["auth.reason"]) == ("allowed", None)
+    assert (line["gateway.auth.result"], line["gateway.auth.reason"]) == ("allowed", None)
 
 
 STILL_ENFORCED = [
@@ -147,7 +150,7 @@ async def test_report_mode_never_relaxes_target_route_or_method(
     assert response.status == status
     assert recorder.requests == []
     (line,) = log_capture.events("access")
-    assert (line["auth.result"], line["auth.reason"]) == ("denied", reason)
+    assert (line["gateway.auth.result"], line["gateway.auth.reason"]) == ("denied", reason)
 
 
 async def test_file_default_mode_applies_unless_a_route_says_otherwise(
@@ -158,5 +161,8 @@ async def test_file_default_mode_applies_unless_a_route_says_otherwise(
     assert (await client.get("/orders/1")).status == 200
     assert (await client.get("/admin/1")).status == 401
     assert [request.raw_path for request in recorder.requests] == ["/orders/1"]
-    results = [(line["http.route"], line["auth.result"]) for line in log_capture.events("access")]
+    results = [
+        (line["gateway.route"], line["gateway.auth.result"])
+        for line in log_capture.events("access")
+    ]
     assert results == [("/orders", "would_deny"), ("/admin", "denied")]

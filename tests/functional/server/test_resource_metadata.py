@@ -36,7 +36,7 @@ async def test_the_document_describes_the_resource(
     }
     assert recorder.requests == []
     (line,) = log_capture.events("access")
-    assert (line["url.path"], line["auth.result"], line["http.response.status_code"]) == (
+    assert (line["url.path"], line["gateway.auth.result"], line["http.response.status_code"]) == (
         WELL_KNOWN,
         "public",
         200,

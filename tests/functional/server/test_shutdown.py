@@ -117,9 +117,9 @@ async def test_sigterm_exits_within_drain_timeout_and_logs_the_cut_request(
     (access,) = gateway.events("access")
     assert access["url.path"] == "/orders/1"
     assert access["http.response.status_code"] == status
-    assert access["auth.result"] == "allowed"
-    assert access["auth.reason"] == "shutdown"
-    assert access["upstream.name"] == "orders"
+    assert access["gateway.auth.result"] == "allowed"
+    assert access["gateway.auth.reason"] == "shutdown"
+    assert access["gateway.upstream.name"] == "orders"
     if head is None:
         assert answer[0] == 503
         assert isinstance(answer[1], bytes)
@@ -127,7 +127,7 @@ async def test_sigterm_exits_within_drain_timeout_and_logs_the_cut_request(
     else:  # the status was sent; the body stops short, and the client can tell
         assert answer == (200, "ClientPayloadError")
     (stopped,) = gateway.events("stopped")
-    assert stopped["requests_cut"] == 1
+    assert stopped["gateway.shutdown.requests_cut"] == 1
     assert "Traceback" not in gateway.stderr_text()
 
 
@@ -162,7 +162,7 @@ async def test_stop_cuts_requests_at_the_drain_deadline_in_process(
     assert body["error"] == "temporarily_unavailable"
     (access,) = log_capture.events("access")
     assert access["http.response.status_code"] == 503
-    assert access["auth.reason"] == "shutdown"
+    assert access["gateway.auth.reason"] == "shutdown"
     assert access["http.request.id"] == body["request_id"]
     (stopped,) = log_capture.events("stopped")
-    assert stopped["requests_cut"] == 1
+    assert stopped["gateway.shutdown.requests_cut"] == 1

@@ -24,6 +24,6 @@ async def test_sighup_triggers_a_reload(tmp_path: Path, keys: TestKeys) -> None:
             assert time.monotonic() < deadline, "no config_reload event after SIGHUP"
             await asyncio.sleep(0.05)
         (event,) = gateway.events("config_reload")
-        assert event["trigger"] == "sighup"
-        assert event["result"] == "unchanged"
+        assert event["gateway.reload.trigger"] == "sighup"
+        assert event["gateway.reload.result"] == "unchanged"
         assert gateway.process.returncode is None  # SIGHUP does not stop it

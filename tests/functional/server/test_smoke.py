@@ -38,8 +38,8 @@ async def test_access_log_line_has_spec_fields(
     await client.get("/orders/7?secret=1", headers={"Authorization": f"Bearer {token}"})
     (line,) = log_capture.events("access")
     assert line["url.path"] == "/orders/7"
-    assert line["http.route"] == "/orders"
-    assert line["auth.result"] == "allowed"
+    assert line["gateway.route"] == "/orders"
+    assert line["gateway.auth.result"] == "allowed"
     assert line["user.id"] == "alice"
     assert token not in log_capture.text
     assert "secret=1" not in log_capture.text

@@ -55,9 +55,9 @@ async def test_no_spelling_of_another_tenant_reaches_the_upstream(
     assert recorder.requests == []
     assert token.encode() not in answer.body
     (line,) = log_capture.events("access")
-    assert line["auth.result"] == "denied"
+    assert line["gateway.auth.result"] == "denied"
     if status == 403:
-        assert (line["auth.reason"], line["http.route"]) == (
+        assert (line["gateway.auth.reason"], line["gateway.route"]) == (
             "claim_mismatch", "/tenants/{tenant}/orders"
         )  # fmt: skip
     assert token not in log_capture.text
@@ -106,7 +106,10 @@ async def test_report_mode_forwards_a_mismatch_and_counts_it(
     assert response.status == 200
     assert recorder.last.raw_path == "/tenants/other/orders"
     (line,) = log_capture.events("access")
-    assert (line["auth.result"], line["auth.reason"]) == ("would_deny", "claim_mismatch")
+    assert (line["gateway.auth.result"], line["gateway.auth.reason"]) == (
+        "would_deny",
+        "claim_mismatch",
+    )
     would_deny = metric_sample(
         client.app[METRICS], "gateway_auth_would_deny_total",
         route="/tenants/{tenant}/orders", reason="claim_mismatch",

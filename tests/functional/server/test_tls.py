@@ -134,7 +134,7 @@ async def test_plain_http_port_only_redirects(
     assert recorder.requests == []
     assert token not in log_capture.text
     (line,) = log_capture.events("access")
-    assert line["auth.reason"] == "https_required"
+    assert line["gateway.auth.reason"] == "https_required"
 
 
 def test_server_context_refuses_versions_below_tls_1_2(tmp_path: Path, ca: trustme.CA) -> None:
@@ -256,7 +256,7 @@ async def test_untrusted_upstream_certificate_is_502(
     assert await _gateway_status(tmp_path, keys, tokens, url, "") == 502
     assert recorder.requests == []
     (event,) = log_capture.events("upstream_failed")
-    assert event["upstream.name"] == "orders"
+    assert event["gateway.upstream.name"] == "orders"
     assert event["error.type"] == "ClientConnectorCertificateError"
 
 

@@ -159,8 +159,8 @@ async def test_a_collector_that_refuses_is_logged_and_requests_go_on(
     await client.close()
     assert collector.requests
     [failed] = log_capture.events("tracing_export_failed")
-    assert failed["spans"] == 2
-    assert failed["endpoint"] == str(receiver.make_url("/v1/traces"))
+    assert failed["gateway.tracing.spans"] == 2
+    assert failed["gateway.tracing.endpoint"] == str(receiver.make_url("/v1/traces"))
     assert "key-never-logged" not in log_capture.text
 
 

@@ -65,7 +65,7 @@ async def test_echo_through_the_tunnel(
     assert line["http.response.body.bytes"] == 7
     assert line["gateway.websocket.close_reason"] == "client_closed"
     assert line["gateway.websocket.close_code"] == 1000
-    assert line["auth.result"] == "allowed"
+    assert line["gateway.auth.result"] == "allowed"
 
 
 async def test_token_from_the_bearer_subprotocol(
@@ -194,7 +194,7 @@ async def test_report_mode_tunnels_and_says_would_deny(
         await socket.send_str("x")
         assert (await socket.receive(timeout=5)).data == "x"
     (line,) = await access_lines(log_capture)
-    assert (line["auth.result"], line["auth.reason"]) == ("would_deny", "missing")
+    assert (line["gateway.auth.result"], line["gateway.auth.reason"]) == ("would_deny", "missing")
     assert "X-Auth-Subject" not in ws_upstream[0].handshakes[0]
 
 

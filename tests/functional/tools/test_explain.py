@@ -82,8 +82,8 @@ async def test_explain_decides_as_the_running_gateway(
         method=method, target=target, headers=tuple(sent.items()), now=time.time()
     )
     lines = await explain(config, request)
-    status = 200 if logged["auth.result"] in {"allowed", "public"} else response.status
-    assert _verdict(lines) == (status, logged["auth.result"], logged["auth.reason"])
+    status = 200 if logged["gateway.auth.result"] in {"allowed", "public"} else response.status
+    assert _verdict(lines) == (status, logged["gateway.auth.result"], logged["gateway.auth.reason"])
 
 
 async def _explain_token(

@@ -81,9 +81,9 @@ def _check_json(data: dict[str, Any]) -> None:
                         "reasons": {"bad_signature": 25}, "clients": 3}]  # fmt: skip
     assert data["would_deny"] == [
         {"route": "/legacy", "clients": [
-            {"client.id": None, "user.id": None, "client.ip": "10.0.0.1", "requests": 1,
+            {"gateway.client.id": None, "user.id": None, "client.ip": "10.0.0.1", "requests": 1,
              "reasons": {"missing": 1}},
-            {"client.id": "batch", "user.id": "svc-batch", "client.ip": "10.0.0.1",
+            {"gateway.client.id": "batch", "user.id": "svc-batch", "client.ip": "10.0.0.1",
              "requests": 1, "reasons": {"insufficient_scope": 1}},
         ]},
     ]  # fmt: skip

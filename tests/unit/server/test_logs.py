@@ -12,12 +12,14 @@ import pytest
 from gateway.server.access import AccessEntry, RequestRecord, access_record
 from gateway.server.logs import configure, get_logger, write_line
 
+# The contract's access fields, the gateway's own moved under gateway.* (ECS, issue 15), and the
+# two every line carries.
 SPEC_FIELDS = {
-    "@timestamp", "log.level", "event.action", "http.request.id", "client.ip",
-    "http.request.method", "url.path", "http.route", "http.response.status_code",
-    "event.duration", "upstream.name", "upstream.duration", "http.request.body.bytes",
-    "http.response.body.bytes", "user_agent.original", "user.id", "client.id", "auth.result",
-    "auth.reason",
+    "@timestamp", "log.level", "event.action", "ecs.version", "process.pid", "http.request.id",
+    "client.ip", "http.request.method", "url.path", "gateway.route", "http.response.status_code",
+    "event.duration", "gateway.upstream.name", "gateway.upstream.duration",
+    "http.request.body.bytes", "http.response.body.bytes", "user_agent.original", "user.id",
+    "gateway.client.id", "gateway.auth.result", "gateway.auth.reason",
 }  # fmt: skip
 
 
@@ -102,7 +104,7 @@ def test_level_filters_structlog_events() -> None:
     configure("warning", stream)
     try:
         get_logger().info("startup")
-        get_logger().warning("jwks_fetch_failed", issuer="idp")
+        get_logger().warning("jwks_fetch_failed", **{"gateway.jwks.issuer": "idp"})
     finally:
         configure("info")
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
@@ -137,3 +139,33 @@ def test_the_door_writes_the_same_access_line_as_structlog_would() -> None:
     finally:
         configure("info")
     assert direct.getvalue() == through_structlog.getvalue()
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each write call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+def test_every_line_is_one_write_with_its_newline() -> None:
+    """Each event reaches the stream as a single write ending in its newline (the access line,
+    structlog's events and standard-library records alike): with unbuffered stdout shared by
+    several workers, a newline written on its own lets another worker's line in between."""
+    stream = _Writes()
+    configure("info", stream)
+    try:
+        write_line(access_record(_entry()))
+        get_logger().info("startup", **{"gateway.config.version": "abc"})
+        get_logger().error("startup_failed", **{"error.message": "port taken"})
+        logging.getLogger("aiohttp.server").warning("Error handling request")
+    finally:
+        configure("info")
+    assert len(stream.calls) == 4
+    assert all(call.endswith("\n") and call.count("\n") == 1 for call in stream.calls)
+    assert all(json.loads(call)["ecs.version"] for call in stream.calls)

@@ -43,18 +43,18 @@ def line(
         "client.ip": ip,
         "http.request.method": "GET",
         "url.path": "/orders/1",
-        "http.route": route,
+        "gateway.route": route,
         "http.response.status_code": status,
         "event.duration": 1000,
-        "upstream.name": "orders",
-        "upstream.duration": None,
+        "gateway.upstream.name": "orders",
+        "gateway.upstream.duration": None,
         "http.request.body.bytes": 0,
         "http.response.body.bytes": 0,
         "user_agent.original": "curl/8",
         "user.id": user_id,
-        "client.id": client_id,
-        "auth.result": result,
-        "auth.reason": reason,
+        "gateway.client.id": client_id,
+        "gateway.auth.result": result,
+        "gateway.auth.reason": reason,
     }
     return json.dumps(fields)
 
@@ -100,16 +100,16 @@ def test_access_line_is_parsed() -> None:
         ("[1, 2]", LineKind.BAD),
         ('"access"', LineKind.BAD),
         ('{"message": "no event.action"}', LineKind.BAD),
-        ('{"event.action": "access", "auth.result": "allowed"}', LineKind.BAD),
-        ('{"event.action": "access", "@timestamp": "yesterday", "auth.result": "allowed"}',
+        ('{"event.action": "access", "gateway.auth.result": "allowed"}', LineKind.BAD),
+        ('{"event.action": "access", "@timestamp": "yesterday", "gateway.auth.result": "allowed"}',
          LineKind.BAD),
-        ('{"event.action": "access", "@timestamp": "2026-03-01T12:00:00", "auth.result": "x"}',
-         LineKind.BAD),
+        ('{"event.action": "access", "@timestamp": "2026-03-01T12:00:00",'
+         ' "gateway.auth.result": "x"}', LineKind.BAD),
         ('{"event.action": "access", "@timestamp": "2026-03-01T12:00:00Z"}', LineKind.BAD),
-        ('{"event.action": "access", "@timestamp": "2026-03-01T12:00:00Z", "auth.result": "a",'
-         ' "http.response.status_code": "200"}', LineKind.BAD),
-        ('{"event.action": "access", "@timestamp": "2026-03-01T12:00:00Z", "auth.result": "a",'
-         ' "client.id": 7}', LineKind.BAD),
+        ('{"event.action": "access", "@timestamp": "2026-03-01T12:00:00Z",'
+         ' "gateway.auth.result": "a", "http.response.status_code": "200"}', LineKind.BAD),
+        ('{"event.action": "access", "@timestamp": "2026-03-01T12:00:00Z",'
+         ' "gateway.auth.result": "a", "gateway.client.id": 7}', LineKind.BAD),
         (b"\xff\xfe not utf-8", LineKind.BAD),
     ],
     ids=["startup", "jwks", "not-json", "truncated", "array", "string", "no-action",
@@ -281,7 +281,7 @@ def test_json_uses_the_access_log_field_names() -> None:
     data = json.loads(json.dumps(summary.as_json()))
     assert data["window"]["since"] == "2026-03-01T11:00:01.000Z"
     assert data["top_refused_clients"] == [
-        {"client.id": "app", "user.id": "alice", "client.ip": "10.0.0.1", "refusals": 1,
+        {"gateway.client.id": "app", "user.id": "alice", "client.ip": "10.0.0.1", "refusals": 1,
          "reasons": {"bad_signature": 1}},
     ]  # fmt: skip
     assert data["forged_bursts"]["minutes"] == [
@@ -290,7 +290,26 @@ def test_json_uses_the_access_log_field_names() -> None:
     ]  # fmt: skip
     assert data["would_deny"] == [
         {"route": "/legacy", "clients": [
-            {"client.id": None, "user.id": None, "client.ip": "10.0.0.1", "requests": 1,
+            {"gateway.client.id": None, "user.id": None, "client.ip": "10.0.0.1", "requests": 1,
              "reasons": {"missing": 1}},
         ]},
     ]  # fmt: skip
+
+
+def test_lines_written_before_the_ecs_rename_are_read_the_same() -> None:
+    """A line with the old top-level names (``http.route``, ``auth.*``, ``client.id``) parses
+    to the same `AccessLine` as today's, so a log spanning the upgrade is summarised whole."""
+    renamed = {
+        "gateway.route": "http.route",
+        "gateway.auth.result": "auth.result",
+        "gateway.auth.reason": "auth.reason",
+        "gateway.client.id": "client.id",
+    }
+    today = json.loads(line(route="/admin", status=401, result="denied", reason="expired",
+                            client_id="cli", user_id="u1"))  # fmt: skip
+    before = {renamed.get(key, key): value for key, value in today.items()}
+    assert set(before) & set(renamed) == set()
+    assert parse_line(json.dumps(before)) == parse_line(json.dumps(today))
+    parsed = parse_line(json.dumps(before))
+    assert isinstance(parsed, AccessLine)
+    assert (parsed.route, parsed.reason, parsed.client.client_id) == ("/admin", "expired", "cli")
