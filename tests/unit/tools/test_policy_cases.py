@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.tools.policy_cases import DEFAULT_PEER, CasesError, Case, load_cases
+from gateway.tools.policy_cases import DEFAULT_PEER, Case, CasesError, load_cases
 
 CASE = "cases:\n  - method: GET\n    path: /orders\n"
 
