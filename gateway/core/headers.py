@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.core.claim_headers import ClaimHeaders, mapped_headers
+from gateway.core.models import Route
 from gateway.core.tokens import Claims
 from gateway.core.websocket import bearer_subprotocol
 
@@ -29,6 +30,7 @@ __all__ = [
     "STRIPPED_PREFIXES",
     "ForwardingContext",
     "forwardable_value",
+    "forwarding_context",
     "request_id",
     "response_headers",
     "upstream_headers",
@@ -83,6 +85,31 @@ class ForwardingContext:
     claims: Claims | None
     authorization: str | None = None
     claims_to_headers: ClaimHeaders = ()  # the route's; the token's issuer adds its own
+
+
+def forwarding_context(
+    route: Route,
+    claims: Claims | None,
+    *,
+    peer: str,
+    proto: str,
+    host: str | None,
+    request_id: str,
+    authorization: Sequence[str],
+) -> ForwardingContext:
+    """What the upstream is told about a request the route forwards: the one place the route's
+    settings (``forward_token``, ``claims_to_headers``) become the context, for the door and
+    for the offline tools alike. ``peer`` is the TCP peer (X-Forwarded-For appends it, whatever
+    ``trusted_proxies`` resolved); ``authorization``: every Authorization value the client sent."""
+    return ForwardingContext(
+        peer=peer,
+        proto=proto,
+        host=host,
+        request_id=request_id,
+        claims=claims,
+        authorization=authorization[0] if route.forward_token and authorization else None,
+        claims_to_headers=route.claims_to_headers,
+    )
 
 
 def request_id(client_values: list[str]) -> str:

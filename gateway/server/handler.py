@@ -20,7 +20,7 @@ from gateway.core.authenticator import Authenticator
 from gateway.core.clientip import client_ip
 from gateway.core.cors import CorsHeaders, apply_cors, response_cors
 from gateway.core.decision import Decider, Preflight, Refuse, RequestFacts
-from gateway.core.headers import ForwardingContext, request_id, upstream_headers
+from gateway.core.headers import forwarding_context, request_id, upstream_headers
 from gateway.core.models import Route
 from gateway.core.protocol import expects_continue
 from gateway.core.ratelimit import AuthFailureGuard, Counter
@@ -197,15 +197,10 @@ class Door:
         if request.body_exists and expects_continue(request_headers.get("Expect"), facts.version):
             await send_continue(request)
         route, upstream, target = decision.route, decision.upstream, decision.target
-        context = ForwardingContext(
-            peer=request.remote or "",
-            proto=request.scheme,
-            host=facts.host,
-            request_id=record.request_id,
-            claims=decision.claims,
-            authorization=authorization[0] if route.forward_token and authorization else None,
-            claims_to_headers=route.claims_to_headers,
-        )
+        context = forwarding_context(
+            route, decision.claims, peer=request.remote or "", proto=request.scheme,
+            host=facts.host, request_id=record.request_id, authorization=authorization,
+        )  # fmt: skip
         headers = upstream_headers(request_headers, context, policy.config.strip_headers)
         body_limit = route.max_body_size or policy.config.limits.max_body_size
         try:

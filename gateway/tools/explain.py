@@ -29,7 +29,7 @@ from gateway.core.decision import (
     StepOutcome,
 )
 from gateway.core.errors import AuthError
-from gateway.core.headers import ForwardingContext, upstream_headers
+from gateway.core.headers import forwarding_context, upstream_headers
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig, Route, RouteMode, ScopeMode
 from gateway.core.ratelimit import LimitKey
@@ -346,10 +346,9 @@ def _forwarded_headers(
     route = decision.route
     incoming = CIMultiDictProxy(CIMultiDict(request.headers))
     authorization = incoming.getall("Authorization", [])
-    context = ForwardingContext(
-        peer="client", proto="http", host=incoming.get("Host"), request_id="-",
-        claims=decision.claims,
-        authorization=authorization[0] if route.forward_token and authorization else None,
+    context = forwarding_context(
+        route, decision.claims, peer="client", proto="http", host=incoming.get("Host"),
+        request_id="-", authorization=authorization,
     )  # fmt: skip
     outgoing = upstream_headers(incoming, context, stripped)
     identity = [f"{k}: {v}" for k, v in outgoing.items() if k.lower().startswith("x-auth-")]

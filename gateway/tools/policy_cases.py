@@ -12,6 +12,8 @@ cases:
                                    # exp/nbf/iat may be "now", "+15m", "-1h")
     # token: eyJ...          # or a literal token (checked against the configured keys)
     headers: {X-Trace: "1"}  # optional request headers; an Authorization here is sent as is
+    peer: 192.0.2.1          # optional: the TCP peer's address (this default: no proxy, unless
+                             # trusted_proxies lists it)
     expect:
       status: 200            # 200 = forwarded (the upstream's answer is not simulated)
       reason: null           # optional: the access log's auth.reason
@@ -22,6 +24,11 @@ cases:
                                    # as routes.yaml writes it (false: none); never consumed
       cors: true             # optional: whether the answer carries CORS fields for the case's
                              # Origin header (a preflight: whether it is allowed)
+      client_ip: 192.0.2.1   # optional: the access log's client.ip (trusted_proxies applied)
+      upstream_headers:      # optional: headers the upstream receives (200/101 only): a value
+        X-Auth-Tenant: acme  # exactly (repeated headers joined with ", "), null: absent,
+        Authorization: null  # true: present with any value (never printed for secrets)
+      challenge: null        # optional: the WWW-Authenticate value, exactly; null: none
 ```
 
 `${NAME}` in any string is read from the environment, as in the config files. Every problem is
@@ -30,6 +37,8 @@ reported at once, as ``file:line: what``, like the config's.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,18 +53,35 @@ from gateway.core.decision import AuthResult
 from gateway.core.ratelimit import RateLimit
 from gateway.tools.explain import shown_target
 
-__all__ = ["Case", "CasesError", "Expect", "PolicyFile", "load_cases"]
+__all__ = [
+    "DEFAULT_PEER",
+    "Case",
+    "CasesError",
+    "Expect",
+    "HeaderExpectation",
+    "PolicyFile",
+    "load_cases",
+]
 
 _T = TypeVar("_T")
 
 _TOP = {"defaults", "cases"}
 _DEFAULTS = {"issuer", "claims"}
-_CASE = {"name", "method", "path", "claims", "token", "issuer", "headers", "expect", "websocket"}
+_CASE = {"name", "method", "path", "claims", "token", "issuer", "headers", "expect", "websocket",
+         "peer"}  # fmt: skip
 # `websocket:` in a case: a WebSocket handshake, with the token in Authorization (true) or in
 # the bearer subprotocol (subprotocol).
 _WEBSOCKET_TOKEN_IN = {True: "header", "subprotocol": "subprotocol"}
-_EXPECT = {"status", "reason", "result", "upstream", "upstream_path", "rate_limit", "cors"}
+_EXPECT = {"status", "reason", "result", "upstream", "upstream_path", "rate_limit", "cors",
+           "client_ip", "upstream_headers", "challenge"}  # fmt: skip
 _RESULTS = {result.value for result in AuthResult}
+# A client straight on the gateway, from a documentation address (RFC 5737) that no real
+# trusted_proxies list holds, so a case sets `peer:` to play a request through a proxy.
+DEFAULT_PEER = "192.0.2.1"
+# An RFC 9110 field name: a name that is not one is still worth expecting absent (`X_Auth_X`).
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# An expected upstream header: the exact value, None for absent, True for present (any value).
+HeaderExpectation = str | bool | None
 
 
 class CasesError(ConfigError):
@@ -76,6 +102,11 @@ class Expect:
     rate_limit: RateLimit | None = None
     check_rate_limit: bool = False  # whether rate_limit is an expectation (None: no limit)
     cors: bool | None = None  # whether the answer carries CORS fields for the case's Origin
+    client_ip: str | None = None  # the access log's client.ip, normalised
+    # (name as written, expectation); empty: not checked.
+    upstream_headers: tuple[tuple[str, HeaderExpectation], ...] = ()
+    challenge: str | None = None  # the WWW-Authenticate value
+    check_challenge: bool = False  # whether challenge is an expectation (None: no challenge)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +124,7 @@ class Case:
     headers: tuple[tuple[str, str], ...] = ()
     # A WebSocket handshake: where its token goes ("header" or "subprotocol"); None: plain.
     websocket: str | None = None
+    peer: str = DEFAULT_PEER  # the TCP peer's address, normalised
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +188,7 @@ def _case(source: Source, entry: object, line: int) -> Case | None:
     websocket = entry.get("websocket", False)
     if websocket is not False and websocket not in _WEBSOCKET_TOKEN_IN:
         source.problem(entry.key_lines["websocket"], "'websocket' must be true or 'subprotocol'")
+    peer = source.value(entry, "peer", _address)
     expect = _expect(source, entry)
     if len(source.issues) > before or expect is None:
         return None
@@ -167,7 +200,7 @@ def _case(source: Source, entry: object, line: int) -> Case | None:
         claims=_mapping(source, entry, "claims"), token=_string(source, entry, "token"),
         issuer=_string(source, entry, "issuer"),
         headers=tuple((str(k), str(v)) for k, v in headers.items()),
-        websocket=_WEBSOCKET_TOKEN_IN.get(websocket),
+        websocket=_WEBSOCKET_TOKEN_IN.get(websocket), peer=peer or DEFAULT_PEER,
     )  # fmt: skip
 
 
@@ -195,6 +228,9 @@ def _expect(source: Source, entry: YamlMap) -> Expect | None:
     before = len(source.issues)
     limit = source.value(section, "rate_limit", convert.rate_limit)
     cors = source.value(section, "cors", convert.boolean)
+    client_ip = source.value(section, "client_ip", _address)
+    challenge = source.value(section, "challenge", _challenge)
+    headers = _header_expectations(source, section)
     if len(source.issues) > before:
         return None
     return Expect(
@@ -203,7 +239,61 @@ def _expect(source: Source, entry: YamlMap) -> Expect | None:
         upstream=_string(source, section, "upstream"),
         upstream_path=_string(source, section, "upstream_path"),
         rate_limit=limit, check_rate_limit="rate_limit" in section, cors=cors,
+        client_ip=client_ip, upstream_headers=headers, challenge=challenge,
+        check_challenge="challenge" in section,
     )  # fmt: skip
+
+
+def _address(value: Any) -> str:
+    """An IP address as the gateway writes it (``2001:DB8::1`` is ``2001:db8::1``)."""
+    if not isinstance(value, str):
+        raise ValueError("must be an IP address (192.0.2.1, 2001:db8::1)")
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IP address (192.0.2.1, 2001:db8::1)") from None
+
+
+def _challenge(value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and value):
+        raise ValueError("must be the WWW-Authenticate value, or null for none")
+    return value
+
+
+def _header_expectations(
+    source: Source, section: YamlMap
+) -> tuple[tuple[str, HeaderExpectation], ...]:
+    """``expect.upstream_headers``, each problem at its own header's line."""
+    if "upstream_headers" not in section:
+        return ()
+    headers = section["upstream_headers"]
+    if not isinstance(headers, YamlMap) or not headers:
+        line = section.key_lines["upstream_headers"]
+        source.problem(line, "'upstream_headers' must be a mapping of header name to value")
+        return ()
+    seen: set[str] = set()
+    expected: list[tuple[str, HeaderExpectation]] = []
+    for name in headers:
+        line = headers.key_lines[name]
+        if not _FIELD_NAME.fullmatch(name):
+            source.problem(line, f"'{name}' is not a header name")
+            continue
+        if name.lower() in seen:
+            source.problem(line, f"header '{name}' is named twice (names ignore case)")
+            continue
+        seen.add(name.lower())
+        value = source.value(headers, name, _header_expectation)
+        if value is not None or headers[name] is None:
+            expected.append((name, value))
+    return tuple(expected)
+
+
+def _header_expectation(value: Any) -> HeaderExpectation:
+    if value is None or value is True or isinstance(value, str):
+        return value
+    raise ValueError(
+        "write the value as a string (quote numbers), null for absent or true for present"
+    )
 
 
 def _is_text(value: Any) -> TypeGuard[str]:

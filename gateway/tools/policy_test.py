@@ -5,7 +5,8 @@ key (made in memory, per issuer and key family) next to its configured keys, and
 cases describe are signed with it; remote issuers are checked against the throwaway key only.
 Everything else (routes, methods, issuer choice, alg allowlists, times, audiences, types,
 scopes, report mode, body limits) is the configuration's, decided by `Decider.decide`
-(through `gateway.tools.offline`).
+(through `gateway.tools.offline`); the client address (`trusted_proxies`), the headers the
+upstream receives and the challenge are the ones the door would use, built by the same code.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from multidict import CIMultiDict
 
 from gateway.config import Config
 from gateway.config.units import parse_duration
 from gateway.core.cors import response_cors
-from gateway.core.decision import Decision, Forward, Preflight
+from gateway.core.decision import Decision, Forward, Preflight, Refuse
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig
 from gateway.core.ratelimit import RateLimit
@@ -29,7 +31,7 @@ from gateway.core.urls import upstream_url
 from gateway.core.websocket import BEARER_PROTOCOL_PREFIX, WEBSOCKET_VERSION
 from gateway.tools import offline
 from gateway.tools.explain import shown_target
-from gateway.tools.policy_cases import Case, PolicyFile
+from gateway.tools.policy_cases import Case, HeaderExpectation, PolicyFile
 from gateway.tools.throwaway_keys import ThrowawayKeys
 
 __all__ = ["CaseResult", "run_cases"]
@@ -37,6 +39,16 @@ __all__ = ["CaseResult", "run_cases"]
 _ALG_PREFERENCE = ("RS256", "ES256", "EdDSA", "PS256", "ES384", "ES512", "RS384", "RS512",
                    "PS384", "PS512", "HS256", "HS384", "HS512")  # fmt: skip
 _DEFAULT_TTL = 300
+# Upstream header values a failure never prints: they carry the token or a session.
+_SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What the door would have made of a case's request beside the decision."""
+
+    client_ip: str
+    upstream_headers: CIMultiDict[str] | None  # None: not forwarded, or not asked about
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +93,26 @@ async def run_cases(config: Config, cases: PolicyFile, *, now: float) -> list[Ca
         headers = case.headers
         if case.websocket is not None:
             headers, authorization = _websocket(case, headers, authorization)
-        facts = offline.request_facts(case.method, case.path, headers, authorization=authorization)
+        sent = _with_authorization(headers, authorization)
+        address = offline.client_address(config, case.peer, sent)
+        facts = offline.request_facts(case.method, case.path, sent, peer=address)
         decision = await decider.decide(facts)
-        results.append(CaseResult(case, decision, _failures(case, decision)))
+        forwarded = None
+        if isinstance(decision, Forward) and case.expect.upstream_headers:
+            forwarded = offline.forwarded_headers(config, decision, sent, peer=case.peer)
+        seen = _Seen(address, forwarded)
+        results.append(CaseResult(case, decision, _failures(case, decision, seen)))
     return results
+
+
+def _with_authorization(
+    headers: tuple[tuple[str, str], ...], authorization: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    """The request's headers as sent: a minted or literal token goes in Authorization (a case
+    that writes its own Authorization header sends exactly that)."""
+    if any(name.lower() == "authorization" for name, _ in headers):
+        return headers
+    return (*headers, *(("Authorization", value) for value in authorization))
 
 
 def _websocket(
@@ -177,7 +205,7 @@ def _relative_time(name: str, value: str, now: float) -> int:
     return int(now + sign * parse_duration(text[1:]))
 
 
-def _failures(case: Case, decision: Decision) -> tuple[str, ...]:
+def _failures(case: Case, decision: Decision, seen: _Seen) -> tuple[str, ...]:
     expect = case.expect
     failures = []
     if decision.status != expect.status:
@@ -201,7 +229,51 @@ def _failures(case: Case, decision: Decision) -> tuple[str, ...]:
     if expect.cors is not None and _readable(case, decision) != expect.cors:
         got = "none" if expect.cors else "CORS fields"
         failures.append(f"expected cors {str(expect.cors).lower()}, got {got}")
+    if expect.client_ip is not None and seen.client_ip != expect.client_ip:
+        failures.append(f"expected client_ip {expect.client_ip}, got {seen.client_ip}")
+    if expect.upstream_headers:
+        if seen.upstream_headers is None:
+            failures.append("expected upstream_headers, but nothing is forwarded")
+        else:
+            failures.extend(_header_failures(expect.upstream_headers, seen.upstream_headers))
+    if expect.check_challenge:
+        got = _challenge(decision)
+        if got != expect.challenge:
+            failures.append(f"expected challenge {_shown(expect.challenge)}, got {_shown(got)}")
     return tuple(failures)
+
+
+def _header_failures(
+    expected: tuple[tuple[str, HeaderExpectation], ...], received: CIMultiDict[str]
+) -> list[str]:
+    """Each expected upstream header that is not as expected (repeated headers are compared
+    joined with ", ", as HTTP folds them); values of secret-bearing headers are never shown."""
+    failures = []
+    for name, want in expected:
+        values = received.getall(name, [])
+        got = ", ".join(values) if values else None
+        if (want is True and got is not None) or want == got:
+            continue
+        secret = name.lower() in _SECRET_HEADERS
+        if want is True:
+            wanted = "present"
+        elif isinstance(want, str):
+            wanted = "with the value written" if secret else _shown(want)
+        else:
+            wanted = "absent"
+        shown = "present" if secret and got is not None else _shown(got)
+        failures.append(f"expected upstream header {name} {wanted}, got {shown}")
+    return failures
+
+
+def _challenge(decision: Decision) -> str | None:
+    """The answer's WWW-Authenticate value (a forwarded request's answer is the upstream's)."""
+    refusal = decision.refusal if isinstance(decision, Refuse | Preflight) else None
+    return refusal.headers.get("WWW-Authenticate") if refusal is not None else None
+
+
+def _shown(value: str | None) -> str:
+    return "absent" if value is None else repr(value)
 
 
 def _readable(case: Case, decision: Decision) -> bool:

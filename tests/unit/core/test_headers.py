@@ -7,8 +7,14 @@ import re
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.core.headers import ForwardingContext, request_id, response_headers, upstream_headers
-from gateway.core.models import IssuerConfig
+from gateway.core.headers import (
+    ForwardingContext,
+    forwarding_context,
+    request_id,
+    response_headers,
+    upstream_headers,
+)
+from gateway.core.models import IssuerConfig, Route
 from gateway.core.tokens import Claims
 
 ISSUER = IssuerConfig(
@@ -450,3 +456,30 @@ def test_bearer_subprotocol_entries_never_forwarded(sent: str, forwarded: str | 
     out = upstream_headers(incoming, context())
     assert out.get("Sec-WebSocket-Protocol") == forwarded
     assert "dG9rZW4" not in str(out)
+
+
+@pytest.mark.parametrize(
+    ("forward_token", "sent", "expected"),
+    [
+        (False, ("Bearer a.b.c",), None),
+        (True, ("Bearer a.b.c",), "Bearer a.b.c"),
+        (True, (), None),
+        (True, ("Bearer first", "Bearer second"), "Bearer first"),
+    ],
+)
+def test_forwarding_context_follows_the_route(
+    forward_token: bool, sent: tuple[str, ...], expected: str | None
+) -> None:
+    """The route decides whether the client's Authorization goes on and which claims become
+    headers; peer, proto, host and request id are passed through as given."""
+    route = Route(
+        path="/orders", upstream="orders", forward_token=forward_token,
+        claims_to_headers=(("X-Auth-Tenant", "tenant_id"),),
+    )  # fmt: skip
+    built = forwarding_context(
+        route, CLAIMS, peer=PEER, proto="https", host="h", request_id=RID, authorization=sent
+    )
+    assert built == ForwardingContext(
+        peer=PEER, proto="https", host="h", request_id=RID, claims=CLAIMS,
+        authorization=expected, claims_to_headers=(("X-Auth-Tenant", "tenant_id"),),
+    )  # fmt: skip
