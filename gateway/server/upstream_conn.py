@@ -32,7 +32,7 @@ _MAX_HEADERS = 256
 _MAX_HEAD_BYTES = 64 * 1024
 # Response body bytes queued before the upstream socket is paused: bounds memory per stream while
 # letting large bodies move in few, large pieces.
-_HIGH_WATER = 256 * 1024
+_HIGH_WATER = 64 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 Head = tuple[int, bytes, list[tuple[bytes, bytes]]]
