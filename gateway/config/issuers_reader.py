@@ -9,7 +9,7 @@ from typing import Any
 
 import yarl
 
-from gateway.config import convert
+from gateway.config import convert, options
 from gateway.config.source import Converters, Source
 from gateway.config.yamlfile import YamlList, YamlMap
 from gateway.core.keys import (
@@ -32,7 +32,7 @@ _ISSUER: Converters = {
     "audiences": convert.string_list, "require_typ": convert.string,
     "allow_insecure_http": convert.boolean, "jwks_uri": convert.http_url,
     "discovery": convert.boolean, "scope_claim": convert.claim_name,
-    "scope_format": convert.scope_format, "claims_to_headers": convert.claims_to_headers,
+    "scope_format": convert.scope_format, "claims_to_headers": options.claims_to_headers,
 }  # fmt: skip
 _REQUIRED = ("name", "issuer", "algorithms")
 _ALLOWED = {*_ISSUER, "keys", "secret"}

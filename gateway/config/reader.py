@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.config import convert
+from gateway.config import convert, options
 from gateway.config.issuers_reader import read_issuers
 from gateway.config.models import (
     AdminConfig,
@@ -44,7 +44,7 @@ _LIMITS: Converters = {
     "keepalive_timeout": parse_duration, "max_connections": convert.size,
     "max_body_size": convert.size, "upstream_pool_size": convert.size,
     "upstream_pool_size_per_host": convert.size, "upstream_connect_timeout": parse_duration,
-    "header_timeout": parse_duration, "websocket_idle_timeout": convert.positive_duration,
+    "header_timeout": parse_duration, "websocket_idle_timeout": options.positive_duration,
     "websocket_max_message_size": convert.size,
 }  # fmt: skip
 _JWKS: Converters = {
@@ -54,23 +54,23 @@ _JWKS: Converters = {
     "kid_miss_wait": parse_duration, "retry_min": parse_duration, "retry_max": parse_duration,
 }  # fmt: skip
 _RATE_LIMITS: Converters = {
-    "backend": convert.limit_backend, "url": convert.redis_url, "timeout": parse_duration,
+    "backend": options.limit_backend, "url": options.redis_url, "timeout": parse_duration,
     "pool_size": convert.positive_int, "backoff": parse_duration, "key_prefix": convert.string,
-    "max_entries": convert.positive_int, "auth_failures": convert.auth_failures,
+    "max_entries": convert.positive_int, "auth_failures": options.auth_failures,
 }  # fmt: skip
 _LOGGING: Converters = {"level": convert.log_level}
 _HEADERS: Converters = {"strip": convert.header_names}
 _PROTECTED_RESOURCE: Converters = {
-    "resource": convert.resource_identifier, "authorization_servers": convert.issuer_names,
+    "resource": options.resource_identifier, "authorization_servers": convert.issuer_names,
     "scopes_supported": convert.string_list, "resource_name": convert.string,
-    "resource_documentation": convert.https_url, "max_age": parse_duration,
+    "resource_documentation": options.https_url, "max_age": parse_duration,
 }  # fmt: skip
 _CLIENT_IP: Converters = {
-    "trusted_proxies": convert.networks, "client_ip_header": convert.client_ip_header,
+    "trusted_proxies": options.networks, "client_ip_header": options.client_ip_header,
 }  # fmt: skip
 _TRACING: Converters = {
-    "endpoint": convert.otlp_endpoint, "service_name": convert.string,
-    "sampling_ratio": convert.ratio, "headers": convert.header_map,
+    "endpoint": options.otlp_endpoint, "service_name": convert.string,
+    "sampling_ratio": options.ratio, "headers": options.header_map,
 }  # fmt: skip
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from gateway.config import convert
+from gateway.config import convert, options
 from gateway.config.source import Converters, Source
 from gateway.config.tls import TlsError, client_context
 from gateway.config.units import parse_duration
@@ -33,11 +33,11 @@ _ROUTE_OPTIONS: Converters = {
     "issuers": convert.issuer_names, "strip_prefix": convert.boolean,
     "forward_token": convert.boolean, "exact": convert.boolean,
     "max_body_size": convert.size, "lint_ignore": convert.lint_codes,
-    "rate_limit": convert.rate_limit, "websocket": convert.websocket_route, "cors": convert.cors,
+    "rate_limit": options.rate_limit, "websocket": options.websocket_route, "cors": options.cors,
     "bind": convert.bindings,
 }  # fmt: skip
 # Read apart from the options: a protected route's own, else `defaults:`'s (like `mode`).
-_ROUTE_CLAIMS: Converters = {"claims_to_headers": convert.claims_to_headers}
+_ROUTE_CLAIMS: Converters = {"claims_to_headers": options.claims_to_headers}
 _ROUTE_KEYS = {*_ROUTE_TARGET, *_ROUTE_POLICY, "mode", *_ROUTE_OPTIONS, *_ROUTE_CLAIMS}
 
 
@@ -59,11 +59,11 @@ def read_routes(source: Source) -> RoutesConfig | None:
     if defaults is not None:
         inherited |= source.fields(defaults, _ROUTE_CLAIMS)
     if defaults is not None and "rate_limit" in defaults:
-        limits = source.fields(defaults, {"rate_limit": convert.rate_limit})
+        limits = source.fields(defaults, {"rate_limit": options.rate_limit})
         table["default_rate_limit"] = limits.get("rate_limit")
     if defaults is not None and "cors" in defaults:
         # A route's own `cors:` replaces this one whole (or turns it off with `false`).
-        default_cors = source.fields(defaults, {"cors": convert.cors})
+        default_cors = source.fields(defaults, {"cors": options.cors})
         limits = {**limits, **default_cors}
         table["default_cors"] = default_cors.get("cors")
         table["default_cors_line"] = defaults.key_lines["cors"]

@@ -6,7 +6,7 @@ the rest: each cut request's task is cancelled and `run` answers for it, so the 
 its access line. A request that had sent nothing yet gets a 503 ``temporarily_unavailable``; one
 whose response had started keeps the status it sent, and its connection is closed before the
 body ends, so that the client can tell the body is incomplete. Both are logged with
-``auth.reason: shutdown``.
+``gateway.auth.reason: shutdown``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from gateway.server.upstream import RESPONSE_STARTED
 
 __all__ = ["CUT_GRACE", "SHUTDOWN_REASON", "SHUTTING_DOWN", "InFlight"]
 
-SHUTDOWN_REASON = "shutdown"  # the access log's auth.reason for a request cut at the deadline
+# The access log's gateway.auth.reason for a request cut at the deadline.
+SHUTDOWN_REASON = "shutdown"
 SHUTTING_DOWN = Refusal(
     503,
     "temporarily_unavailable",

@@ -312,7 +312,7 @@ def _verdict(decision: Decision, token: _Token) -> str:
         headers = "".join(f"; {name}: {value}" for name, value in refusal.headers.items())
         return (
             f"decision: {refusal.status} {refusal.error} - {refusal.description} "
-            f"(auth.result: {decision.result.value}, auth.reason: {refusal.reason})"
+            f"(gateway.auth.result: {decision.result.value}, gateway.auth.reason: {refusal.reason})"
             f"{headers}{unchecked}"
         )
     if isinstance(decision, Preflight):
@@ -320,22 +320,23 @@ def _verdict(decision: Decision, token: _Token) -> str:
             refusal = decision.refusal
             return (
                 f"decision: {refusal.status} {refusal.error} - {refusal.description}, without "
-                f"CORS fields (auth.result: denied, auth.reason: {refusal.reason})"
+                f"CORS fields (gateway.auth.result: denied, gateway.auth.reason: {refusal.reason})"
             )
         fields = "; ".join(f"{name}: {value}" for name, value in decision.fields)
-        return f"decision: 204 CORS preflight answered (auth.result: preflight); {fields}"
+        return f"decision: 204 CORS preflight answered (gateway.auth.result: preflight); {fields}"
     route, upstream, target = decision.route, decision.upstream, decision.target
     url = upstream_url(upstream, route, target)
     shown = url.with_query(None) if target.query is not None else url
     query = "?<query as sent>" if target.query is not None else ""
     line = (
         f"decision: forward to upstream '{upstream.name}' {shown}{query} "
-        f"(auth.result: {decision.result.value}"
+        f"(gateway.auth.result: {decision.result.value}"
     )
     if decision.would_refuse is not None:
         would = decision.would_refuse
         line += (
-            f", auth.reason: {would.reason}; enforce mode would answer {would.status} {would.error}"
+            f", gateway.auth.reason: {would.reason}; "
+            f"enforce mode would answer {would.status} {would.error}"
         )
     return line + ")" + unchecked
 

@@ -109,7 +109,7 @@ def _report_mode(routes: RoutesConfig) -> list[_Found]:
         return [(None, LintCode.REPORT_MODE, message)]
     return [
         (route, LintCode.REPORT_MODE, f"route '{route.path}' is in report mode: it forwards "
-         "requests it would refuse (auth.result: would_deny)")
+         "requests it would refuse (gateway.auth.result: would_deny)")
         for route in reporting
     ]  # fmt: skip
 

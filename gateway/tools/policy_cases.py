@@ -16,8 +16,8 @@ cases:
                              # trusted_proxies lists it)
     expect:
       status: 200            # 200 = forwarded (the upstream's answer is not simulated)
-      reason: null           # optional: the access log's auth.reason
-      result: allowed        # optional: auth.result (allowed, public, denied, would_deny)
+      reason: null           # optional: the access log's gateway.auth.reason
+      result: allowed        # optional: gateway.auth.result (allowed, public, denied, would_deny)
       upstream: orders       # optional: the upstream's name
       upstream_path: /orders/7?x=1   # optional: path and query the upstream receives
       rate_limit: {rate: 100/s, burst: 200, key: client_id}   # optional: the route's limit,
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
-from gateway.config import ConfigError, convert
+from gateway.config import ConfigError, convert, options
 from gateway.config.convert import did_you_mean
 from gateway.config.interpolate import interpolate_all
 from gateway.config.source import Source
@@ -226,7 +226,7 @@ def _expect(source: Source, entry: YamlMap) -> Expect | None:
         source.problem(section.key_lines["reason"], "'reason' must be a reason code or null")
         return None
     before = len(source.issues)
-    limit = source.value(section, "rate_limit", convert.rate_limit)
+    limit = source.value(section, "rate_limit", options.rate_limit)
     cors = source.value(section, "cors", convert.boolean)
     client_ip = source.value(section, "client_ip", _address)
     challenge = source.value(section, "challenge", _challenge)

@@ -1,6 +1,6 @@
 """Shutdown keeps its promise: ``drain_timeout`` bounds the whole shutdown of a real ``gateway run``
 process, and a request cut at the deadline still gets its access line (503 if nothing had been
-sent, else the status already sent; ``auth.reason: shutdown``)."""
+sent, else the status already sent; ``gateway.auth.reason: shutdown``)."""
 
 from __future__ import annotations
 
