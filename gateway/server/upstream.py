@@ -136,18 +136,15 @@ class UpstreamClient:
         """Send the request upstream and stream the answer back to the client, with the
         ``added`` response headers set (over the upstream's own) and, on a route with a CORS
         policy, ``cors`` in place of the upstream's CORS fields."""
-        assert self._pool is not None, "UpstreamClient.start() was not awaited"
+        pool = self._started()
         step = upstream.timeout
-        if tls is None and url.scheme == "https":
-            tls = self._default()
-        key: PoolKey = (url.scheme, url.raw_host or "", url.port or 0, tls)
         started = time.perf_counter_ns()
-        connection = await self._pool.acquire(key, upstream.name, min(step, self._connect_timeout))
+        connection = await self._connection(pool, upstream, url, tls)
         exchange = _Exchange(request, upstream, connection, body_limit, added, cors)
         try:
             response, sent = await exchange.run(url, headers, step)
         finally:
-            self._pool.release(connection, reuse=exchange.reusable)
+            pool.release(connection, reuse=exchange.reusable)
         assert response is not None  # only handshakes switch
         return ProxyOutcome(
             response=response,
@@ -170,25 +167,40 @@ class UpstreamClient:
         when the upstream answered ``101``, else its answer relayed to the client exactly as
         `forward` would (the connection is never reused: nothing after an upgrade request may
         be read as the next exchange)."""
-        assert self._pool is not None, "UpstreamClient.start() was not awaited"
+        pool = self._started()
         step = upstream.timeout
-        if tls is None and url.scheme == "https":
-            tls = self._default()
-        key: PoolKey = (url.scheme, url.raw_host or "", url.port or 0, tls)
         started = time.perf_counter_ns()
-        connection = await self._pool.acquire(key, upstream.name, min(step, self._connect_timeout))
+        connection = await self._connection(pool, upstream, url, tls)
         exchange = _Exchange(request, upstream, connection, None, added, upgrade=True)
         try:
             response, sent = await exchange.run(url, headers, step)
         except BaseException:
-            self._pool.release(connection, reuse=False)
+            pool.release(connection, reuse=False)
             raise
         elapsed = time.perf_counter_ns() - started
         if response is None:
-            self._pool.detach(connection)
+            pool.detach(connection)
             return Switched(exchange.switched_headers, connection, elapsed)
-        self._pool.release(connection, reuse=False)
+        pool.release(connection, reuse=False)
         return ProxyOutcome(response, elapsed, exchange.request_bytes, sent)
+
+    def _started(self) -> ConnectionPool:
+        assert self._pool is not None, "UpstreamClient.start() was not awaited"
+        return self._pool
+
+    async def _connection(
+        self,
+        pool: ConnectionPool,
+        upstream: Upstream,
+        url: yarl.URL,
+        tls: ssl.SSLContext | None,
+    ) -> UpstreamConnection:
+        """A pooled connection to ``url`` (an https URL without a context of its own gets the
+        system's trust store), within the upstream's connect bound."""
+        if tls is None and url.scheme == "https":
+            tls = self._default()
+        key: PoolKey = (url.scheme, url.raw_host or "", url.port or 0, tls)
+        return await pool.acquire(key, upstream.name, min(upstream.timeout, self._connect_timeout))
 
     def _default(self) -> ssl.SSLContext:
         if self._default_tls is None:
