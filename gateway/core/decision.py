@@ -31,15 +31,25 @@ counter (`gateway.core.ratelimit.Counter`, which may be Redis).
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Collection
 from dataclasses import dataclass
 
 from gateway.core.authenticator import Authenticator
 from gateway.core.bearer import extract_bearer, query_has_access_token
 from gateway.core.cors import PreflightRequest, answer_preflight, preflight_request
-from gateway.core.errors import AuthError, InsufficientScope, MalformedCredentials, TokenCheck
+from gateway.core.errors import AuthError, InsufficientScope, MalformedCredentials
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
+from gateway.core.outcomes import (
+    NO_STEPS,
+    AuthResult,
+    Decision,
+    Forward,
+    Preflight,
+    Refuse,
+    RequestFacts,
+    StepName,
+    StepOutcome,
+    StepTrace,
+)
 from gateway.core.params import Captures, bindings_hold
 from gateway.core.protocol import protocol_refusal
 from gateway.core.ratelimit import (
@@ -76,204 +86,7 @@ from gateway.core.target import (
 from gateway.core.tokens import Claims, payload_of
 from gateway.core.websocket import HandshakeError, Upgrade, parse_upgrade, subprotocol_token
 
-__all__ = [
-    "AuthResult",
-    "Decider",
-    "Decision",
-    "Forward",
-    "Preflight",
-    "Refuse",
-    "RequestFacts",
-    "Step",
-    "StepName",
-    "StepOutcome",
-]
-
-
-class AuthResult(enum.Enum):
-    """The access log's ``auth.result``."""
-
-    ALLOWED = "allowed"
-    PUBLIC = "public"
-    DENIED = "denied"
-    WOULD_DENY = "would_deny"  # report mode: refused on paper, forwarded in fact
-    PREFLIGHT = "preflight"  # a CORS preflight the gateway answered itself (204)
-
-
-class StepName(enum.Enum):
-    """The decision steps, in the order they are taken."""
-
-    TARGET = "target"
-    ROUTE = "route"
-    METHOD = "method"
-    THROTTLE = "throttle"  # the failed-authentication throttle (protected routes)
-    CREDENTIALS = "credentials"
-    TOKEN = "token"  # noqa: S105 - a step name, not a secret
-    SCOPES = "scopes"
-    BIND = "bind"  # path parameters bound to claims (routes with `bind:` only)
-    RATE_LIMIT = "rate_limit"  # taken before CREDENTIALS for IP keys, after SCOPES for others
-    BODY = "body"
-    WEBSOCKET = "websocket"  # the handshake of a WebSocket upgrade, on a route that tunnels
-    CORS = "cors"  # a CORS preflight, answered by the route's policy
-
-
-class StepOutcome(enum.Enum):
-    """What one step concluded."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # not needed on this route (public routes take no auth steps)
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One step of a decision, for `gateway explain` (recorded only when asked for)."""
-
-    name: StepName
-    outcome: StepOutcome
-    reason: str | None = None
-    check: TokenCheck | None = None  # the token check that failed (TOKEN steps)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RequestFacts:
-    """What the door knows about a request before deciding; never the body."""
-
-    method: str
-    raw_target: str  # path and query exactly as sent
-    authorization: tuple[str, ...] = ()  # every Authorization header value
-    content_length: int | None = None
-    host: str | None = None  # the Host header, if any
-    headers: Collection[tuple[str, str]] = ()  # every header, as (name, value)
-    version: tuple[int, int] = (1, 1)  # the request's HTTP version
-    peer: str = ""  # the client's address (behind trusted proxies, the one they name)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Forward:
-    """Send the request to ``upstream``: the route allows it, or is in report mode.
-
-    ``would_refuse`` is the refusal enforce mode would have given (report mode only); ``claims``
-    come only from a token that verified.
-    """
-
-    target: CanonicalTarget
-    route: Route
-    upstream: Upstream
-    result: AuthResult  # ALLOWED, PUBLIC or WOULD_DENY
-    claims: Claims | None = None
-    would_refuse: Refusal | None = None
-    steps: tuple[Step, ...] = ()
-    # The RateLimit / RateLimit-Policy fields for the response (the route's limit allowed it).
-    limit_headers: dict[str, str] | None = None
-    # A WebSocket handshake to tunnel (the route has `websocket`); None: a plain request.
-    websocket: Upgrade | None = None
-
-    @property
-    def status(self) -> int:
-        """200 for "forwarded" (the upstream's own status is not known here); 101 for a
-        WebSocket upgrade the gateway will tunnel."""
-        return 200 if self.websocket is None else 101
-
-    @property
-    def reason(self) -> str | None:
-        """The access log's ``auth.reason``: why enforce mode would have refused it."""
-        return self.would_refuse.reason if self.would_refuse is not None else None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Refuse:
-    """Answer with ``refusal``; nothing reaches an upstream.
-
-    How far the request got is data: ``target`` is None when the request target itself was
-    refused, ``route`` and ``upstream`` are None when no route was chosen.
-    """
-
-    refusal: Refusal
-    target: CanonicalTarget | None = None
-    route: Route | None = None
-    upstream: Upstream | None = None
-    claims: Claims | None = None
-    steps: tuple[Step, ...] = ()
-
-    @property
-    def result(self) -> AuthResult:
-        """Always ``denied``."""
-        return AuthResult.DENIED
-
-    @property
-    def status(self) -> int:
-        """The refusal's status."""
-        return self.refusal.status
-
-    @property
-    def reason(self) -> str | None:
-        """The access log's ``auth.reason``."""
-        return self.refusal.reason
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Preflight:
-    """Answer a CORS preflight on a route with a ``cors`` policy, without auth and without the
-    upstream: 204 with ``fields``, or ``refusal`` (403, no CORS fields) when the policy does not
-    allow its origin, method or headers."""
-
-    target: CanonicalTarget
-    route: Route
-    upstream: Upstream
-    fields: tuple[tuple[str, str], ...] = ()
-    refusal: Refusal | None = None
-    steps: tuple[Step, ...] = ()
-
-    @property
-    def claims(self) -> None:
-        """A preflight carries no token."""
-        return None
-
-    @property
-    def result(self) -> AuthResult:
-        """``preflight``, or ``denied`` when refused."""
-        return AuthResult.PREFLIGHT if self.refusal is None else AuthResult.DENIED
-
-    @property
-    def status(self) -> int:
-        """204, or the refusal's status."""
-        return 204 if self.refusal is None else self.refusal.status
-
-    @property
-    def reason(self) -> str | None:
-        """The access log's ``auth.reason``: why the preflight was refused."""
-        return self.refusal.reason if self.refusal is not None else None
-
-
-Decision = Forward | Refuse | Preflight
-
-
-class _Trace:
-    """Records the steps taken, when asked to (the door does not ask)."""
-
-    __slots__ = ("_steps",)
-
-    def __init__(self, enabled: bool) -> None:
-        self._steps: list[Step] | None = [] if enabled else None
-
-    def note(
-        self,
-        name: StepName,
-        outcome: StepOutcome,
-        reason: str | None = None,
-        check: TokenCheck | None = None,
-    ) -> None:
-        if self._steps is not None:
-            self._steps.append(Step(name, outcome, reason, check))
-
-    @property
-    def steps(self) -> tuple[Step, ...]:
-        return tuple(self._steps or ())
-
-
-# The door's decisions record nothing: one shared tracer that drops every step.
-_NO_TRACE = _Trace(enabled=False)
+__all__ = ["Decider"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -293,7 +106,7 @@ class Decider:
 
     async def decide(self, request: RequestFacts, *, trace: bool = False) -> Decision:
         """Take every decision step in order; with ``trace``, record each step taken."""
-        steps = _Trace(enabled=True) if trace else _NO_TRACE
+        steps = StepTrace(enabled=True) if trace else NO_STEPS
         try:
             check_host(request.host)
             target = canonicalize(request.raw_target)
@@ -399,7 +212,7 @@ class Decider:
         )  # fmt: skip
 
     def _preflight(
-        self, preflight: PreflightRequest, target: CanonicalTarget, steps: _Trace
+        self, preflight: PreflightRequest, target: CanonicalTarget, steps: StepTrace
     ) -> Preflight | None:
         """The answer to a preflight for a route with a CORS policy (matched by the method it
         asks about), or None: no such route, so the OPTIONS is decided like any request."""
@@ -425,7 +238,7 @@ class Decider:
         )
 
     async def _limit(
-        self, limit: RateLimit, value: str, steps: _Trace
+        self, limit: RateLimit, value: str, steps: StepTrace
     ) -> dict[str, str] | Refusal | None:
         """Count the request in its bucket: the response's RateLimit fields, a refusal (429, or
         503 when the counters are unreachable and the route fails closed), or None (unreachable
@@ -450,7 +263,7 @@ class Decider:
         route: Route,
         request: RequestFacts,
         target: CanonicalTarget,
-        steps: _Trace,
+        steps: StepTrace,
         websocket: Upgrade | None = None,
     ) -> tuple[Claims | None, AuthError | None]:
         """Credentials, token, scopes: the verified claims (if any) and the refusal (if any)."""
@@ -501,7 +314,7 @@ def _bind(
     captures: Captures,
     request: RequestFacts,
     websocket: Upgrade | None,
-    steps: _Trace,
+    steps: StepTrace,
 ) -> Refusal | None:
     """The path parameters the route binds, against the claims of the token that has just
     verified (decoded again here, on bound routes only: the verified-token cache keeps none;

@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.metrics import Counter, Histogram
 
-from gateway.core.decision import AuthResult, Decision
 from gateway.core.methods import COMMON_METHODS
+from gateway.core.outcomes import AuthResult, Decision
 from gateway.core.refusals import Refusal
 from gateway.server.log_fields import ECS_VERSION
 from gateway.server.logs import process_id, rfc3339, rfc3339_ns, write_line

@@ -19,9 +19,10 @@ from gateway.config import Config
 from gateway.core.authenticator import Authenticator
 from gateway.core.clientip import client_ip
 from gateway.core.cors import CorsHeaders, apply_cors, response_cors
-from gateway.core.decision import Decider, Preflight, Refuse, RequestFacts
+from gateway.core.decision import Decider
 from gateway.core.headers import forwarding_context, request_id, upstream_headers
 from gateway.core.models import Route
+from gateway.core.outcomes import Preflight, Refuse, RequestFacts
 from gateway.core.protocol import expects_continue
 from gateway.core.ratelimit import AuthFailureGuard, Counter
 from gateway.core.refusals import INTERNAL_ERROR, Refusal, payload_too_large, upstream_failed

@@ -31,7 +31,7 @@ import yarl
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
-from gateway.core.decision import Forward
+from gateway.core.outcomes import Forward
 from gateway.core.websocket import (
     WEBSOCKET_VERSION,
     SwitchError,

@@ -23,9 +23,9 @@ import jwt
 
 from gateway.config import Config, ConfigError, load, load_routes
 from gateway.config.units import parse_duration
-from gateway.core.decision import Forward, RequestFacts
 from gateway.core.keys import HMAC_ALGORITHMS, KeyLoadError, KeySet, keys_from_jwks
 from gateway.core.models import AuthMode
+from gateway.core.outcomes import Forward, RequestFacts
 from gateway.core.urls import upstream_url
 from gateway.server.logs import configure
 from gateway.server.process import run_gateway

@@ -19,19 +19,11 @@ from gateway.config import Config
 from gateway.core.authenticator import KeySource, StaticKeySource
 from gateway.core.bearer import extract_bearer
 from gateway.core.cors import CorsPolicy, response_cors
-from gateway.core.decision import (
-    Decision,
-    Forward,
-    Preflight,
-    Refuse,
-    Step,
-    StepName,
-    StepOutcome,
-)
 from gateway.core.errors import AuthError
 from gateway.core.headers import forwarding_context, upstream_headers
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig, Route, RouteMode, ScopeMode
+from gateway.core.outcomes import Decision, Forward, Preflight, Refuse, Step, StepName, StepOutcome
 from gateway.core.ratelimit import LimitKey
 from gateway.core.routes import RouteTable
 from gateway.core.target import TargetError, canonicalize

@@ -15,9 +15,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator, KeySource
 from gateway.core.clientip import client_ip
-from gateway.core.decision import Decider, Forward, RequestFacts
+from gateway.core.decision import Decider
 from gateway.core.headers import forwarding_context, request_id, upstream_headers
 from gateway.core.models import IssuerConfig
+from gateway.core.outcomes import Forward, RequestFacts
 from gateway.core.ratelimit import OfflineCounter
 from gateway.core.routes import RouteTable
 from gateway.core.websocket import new_key

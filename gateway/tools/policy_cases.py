@@ -49,7 +49,7 @@ from gateway.config.convert import did_you_mean
 from gateway.config.interpolate import interpolate_all
 from gateway.config.source import Source
 from gateway.config.yamlfile import YamlList, YamlMap
-from gateway.core.decision import AuthResult
+from gateway.core.outcomes import AuthResult
 from gateway.core.ratelimit import RateLimit
 from gateway.tools.explain import shown_target
 

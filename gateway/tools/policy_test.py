@@ -23,9 +23,9 @@ from multidict import CIMultiDict
 from gateway.config import Config
 from gateway.config.units import parse_duration
 from gateway.core.cors import response_cors
-from gateway.core.decision import Decision, Forward, Preflight, Refuse
 from gateway.core.keys import KeySet
 from gateway.core.models import IssuerConfig
+from gateway.core.outcomes import Decision, Forward, Preflight, Refuse
 from gateway.core.ratelimit import RateLimit
 from gateway.core.urls import upstream_url
 from gateway.core.websocket import BEARER_PROTOCOL_PREFIX, WEBSOCKET_VERSION

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import Config
-from gateway.core.decision import Forward, Refuse
+from gateway.core.outcomes import Forward, Refuse
 from gateway.tools import offline
 from tests.conftest import GatewayFactory, LogCapture
 from tests.support import (

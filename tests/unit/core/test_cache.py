@@ -14,10 +14,11 @@ from gateway.config import Config, load
 from gateway.core import tokens as token_module
 from gateway.core.authenticator import Authenticator
 from gateway.core.cache import CachedToken, VerifiedTokenCache
-from gateway.core.decision import Decider, Forward, RequestFacts
+from gateway.core.decision import Decider
 from gateway.core.errors import InvalidToken
 from gateway.core.keys import KeySet
 from gateway.core.models import Route
+from gateway.core.outcomes import Forward, RequestFacts
 from gateway.core.routes import RouteTable
 from tests.support import ENVIRON, TestKeys, TokenFactory, write_config
 

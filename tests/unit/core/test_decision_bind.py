@@ -10,7 +10,8 @@ import pytest
 
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator
-from gateway.core.decision import AuthResult, Decider, Forward, RequestFacts, StepName, StepOutcome
+from gateway.core.decision import Decider
+from gateway.core.outcomes import AuthResult, Forward, RequestFacts, StepName, StepOutcome
 from gateway.core.routes import RouteTable
 from tests.support import TokenFactory
 

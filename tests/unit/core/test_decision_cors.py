@@ -9,9 +9,9 @@ import pytest
 
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator
-from gateway.core.decision import (
+from gateway.core.decision import Decider
+from gateway.core.outcomes import (
     AuthResult,
-    Decider,
     Forward,
     Preflight,
     Refuse,

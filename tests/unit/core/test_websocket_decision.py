@@ -10,7 +10,8 @@ import pytest
 
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator
-from gateway.core.decision import AuthResult, Decider, Decision, Forward, RequestFacts, StepName
+from gateway.core.decision import Decider
+from gateway.core.outcomes import AuthResult, Decision, Forward, RequestFacts, StepName
 from gateway.core.routes import RouteTable
 from gateway.core.websocket import BEARER_PROTOCOL_PREFIX
 from tests.support import TokenFactory
