@@ -208,6 +208,8 @@ class Door:
             url = upstream_url(upstream, route, target)
             tls = policy.upstream_tls.get(upstream.name)
             if decision.websocket is not None:
+                if trace is not None:
+                    trace.propagate(headers)
                 settings = _tunnel_settings(route, policy.config)
                 outcome = await open_tunnel(
                     request, self._client, decision, url, headers, tls,

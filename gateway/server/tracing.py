@@ -188,13 +188,7 @@ class RequestTrace:
         )
         if span.is_recording():
             span.set_attributes(_client_attributes(method, upstream, url))
-        ids = span.get_span_context()
-        headers.popall("traceparent", None)
-        headers.popall("tracestate", None)
-        headers["traceparent"] = format_traceparent(ids.trace_id, ids.span_id, ids.trace_flags)
-        state = format_tracestate(list(ids.trace_state.items()))
-        if state:
-            headers["tracestate"] = state
+        _propagate(span, headers)
         try:
             outcome = await client.forward(
                 request, upstream, url, headers, tls, body_limit=body_limit, added=added,
@@ -218,6 +212,11 @@ class RequestTrace:
         span.end()
         return outcome
 
+    def propagate(self, headers: CIMultiDict[str]) -> None:
+        """Name the server span as the parent in ``headers`` (a WebSocket handshake: the tunnel
+        is the request's, with no client span of its own), in place of the client's context."""
+        _propagate(self._span, headers)
+
     def finish(self, record: RequestRecord, status: int) -> None:
         """Close the server span with what the door decided and answered."""
         span = self._span
@@ -230,6 +229,18 @@ class RequestTrace:
                 span.set_attribute("error.type", str(status))
                 span.set_status(Status(StatusCode.ERROR))
         span.end()
+
+
+def _propagate(span: OtelSpan, headers: CIMultiDict[str]) -> None:
+    """``span``'s context as the upstream's ``traceparent``/``tracestate``, replacing whatever
+    the client sent (one of each, never the client's next to ours)."""
+    ids = span.get_span_context()
+    headers.popall("traceparent", None)
+    headers.popall("tracestate", None)
+    headers["traceparent"] = format_traceparent(ids.trace_id, ids.span_id, ids.trace_flags)
+    state = format_tracestate(list(ids.trace_state.items()))
+    if state:
+        headers["tracestate"] = state
 
 
 def _end_failed(span: OtelSpan, kind: str) -> None:

@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.server.app import create_app
 from gateway.server.tracing import Tracing
 from tests.conftest import GatewayFactory, GatewayTestServer, LogCapture
+from tests.functional.server.ws_support import WebSocketUpstream, websocket_routes
 from tests.raw import http_request, send_raw
 from tests.support import (
     DEFAULT_GATEWAY,
@@ -426,3 +427,34 @@ async def test_with_tracing_off_trace_headers_pass_unchanged_and_the_ids_are_nul
         assert recorder.last.headers.getall(name) == [sent[name]]
     [line] = log_capture.events("access")
     assert (line["trace.id"], line["span.id"]) == (None, None)
+
+
+async def test_a_websocket_handshake_carries_the_server_span_not_the_clients_context(
+    aiohttp_client: AiohttpClient,
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    make_config: Callable[..., Config],
+    tokens: TokenFactory,
+) -> None:
+    """A tunnel has no client span: the upstream's handshake names the gateway's server span as
+    its parent (one traceparent, the client's replaced), like any traced request."""
+    ws = WebSocketUpstream()
+    ws_server = await aiohttp_server(ws.app())
+    config = make_config(
+        upstream=str(ws_server.make_url("")).rstrip("/"),
+        routes=websocket_routes("{upstream}"),
+        gateway=DEFAULT_GATEWAY + tracing_section(),
+    )
+    assert config.tracing is not None
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(config.tracing, exporter=exporter)
+    client: Any = await aiohttp_client(GatewayTestServer(create_app(config, tracing=tracing)))
+    headers = {"Authorization": f"Bearer {tokens.good()}", "traceparent": SAMPLED_PARENT}
+    async with client.ws_connect("/ws/echo", headers=headers) as socket:
+        await socket.send_str("hello")
+        assert (await socket.receive_str()) == "hello"
+    assert tracing.flush()
+    (server,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+    (handshake,) = ws.handshakes
+    assert handshake.getall("traceparent") == [traceparent(server)]
+    assert hex_ids(server)[0] == TRACE_ID
+    assert not [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
