@@ -61,6 +61,8 @@ class RequestRecord:
     # A WebSocket tunnel's end: its close code and `CloseReason` value (None: not a tunnel).
     websocket_close_code: int | None = None
     websocket_close_reason: str | None = None
+    # On a route with a CORS policy, for a request with Origin: whether that origin may read it.
+    cors_origin_allowed: bool | None = None
     trace_id: str | None = None  # the server span's, with tracing on (gateway.server.tracing)
     span_id: str | None = None
 
@@ -140,6 +142,8 @@ class RequestRecord:
             "trace.id": self.trace_id,
             "span.id": self.span_id,
         }
+        if self.cors_origin_allowed is not None:  # a browser's request on a CORS route
+            fields["gateway.cors.origin_allowed"] = self.cors_origin_allowed
         if self.websocket_close_reason is not None:  # only the lines of WebSocket tunnels
             fields["gateway.websocket.close_code"] = self.websocket_close_code
             fields["gateway.websocket.close_reason"] = self.websocket_close_reason

@@ -189,7 +189,10 @@ class Door:
         # A route with a CORS policy: its fields on every answer, refusals included.
         cors = None
         if decision.route is not None and decision.route.cors is not None:
-            cors = response_cors(decision.route.cors, request_headers.get("Origin"))
+            origin = request_headers.get("Origin")
+            cors = response_cors(decision.route.cors, origin)
+            if origin is not None:  # a browser's request: logged whether its page may read it
+                record.cors_origin_allowed = cors is not None and bool(cors.fields)
         if isinstance(decision, Refuse):
             return _with_cors(record.refuse(decision.refusal), cors)  # never after a 100 Continue
         added = self._added

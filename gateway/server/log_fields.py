@@ -104,6 +104,8 @@ GATEWAY_FIELDS: Final = MappingProxyType({
     "gateway.rate_limit.retry_in_s": "float",
     # a stable code for why (a skipped key, a backend error); auth reasons are gateway.auth.reason
     "gateway.reason": "keyword",
+    # a request with Origin on a route with a CORS policy (its access line)
+    "gateway.cors.origin_allowed": "boolean",
     # WebSocket tunnels (their access line)
     "gateway.websocket.close_code": "long",
     "gateway.websocket.close_reason": "keyword",
@@ -116,7 +118,8 @@ GATEWAY_FIELDS: Final = MappingProxyType({
 FIELDS: Final = MappingProxyType({**ECS_FIELDS, **GATEWAY_FIELDS})
 
 # The access line's fields, in the order the line has them (trace.id/span.id: null untraced;
-# a WebSocket tunnel's line adds gateway.websocket.close_code and .close_reason).
+# a WebSocket tunnel's line adds gateway.websocket.close_code and .close_reason, a request with
+# Origin on a CORS route gateway.cors.origin_allowed).
 ACCESS_FIELDS: Final = (
     "@timestamp", "log.level", "event.action", "ecs.version", "process.pid", "http.request.id",
     "client.ip", "http.request.method", "url.path", "gateway.route",

@@ -281,3 +281,33 @@ async def test_a_route_without_cors_is_left_to_its_upstream(
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert response.headers["Access-Control-Expose-Headers"] == "X-Secret"
     assert response.headers.getall("Vary") == ["Accept-Encoding"]
+
+
+@pytest.mark.parametrize(
+    ("origin", "logged"),
+    [
+        pytest.param(APP, True, id="allowed"),
+        pytest.param("https://evil.test", False, id="foreign"),
+        pytest.param("https://app.example.com.evil.test", False, id="suffix"),
+        pytest.param("null", False, id="null"),
+        pytest.param(None, None, id="no-origin"),
+    ],
+)
+async def test_the_access_line_says_whether_the_origin_may_read_the_answer(
+    client: Client,
+    tokens: TokenFactory,
+    log_capture: LogCapture,
+    origin: str | None,
+    logged: bool | None,
+) -> None:
+    """A browser's request on a CORS route is logged with whether its page may read the answer
+    (the request itself is decided as any other); a request without Origin has no such field."""
+    headers = {"Authorization": f"Bearer {tokens.good()}"}
+    if origin is not None:
+        headers["Origin"] = origin
+    response = await client.get("/orders/7", headers=headers)
+    assert response.status == 200
+    (line,) = log_capture.events("access")
+    assert line.get("gateway.cors.origin_allowed", "absent") == (
+        "absent" if logged is None else logged
+    )
