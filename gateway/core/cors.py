@@ -25,7 +25,7 @@ origin, in its canonical form (lower case, no default port): a grammar of letter
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from multidict import CIMultiDict
@@ -41,6 +41,7 @@ __all__ = [
     "apply_cors",
     "canonical_origin",
     "preflight_request",
+    "request_origin",
     "response_cors",
 ]
 
@@ -226,6 +227,15 @@ class CorsHeaders:
     fields: tuple[tuple[str, str], ...] = ()
 
 
+def request_origin(values: Sequence[str]) -> str | None:
+    """The ``Origin`` a request's fields say (None without one). A browser sends one field:
+    two or more are read as an origin no policy lists (``""``), never as whichever one matches,
+    so such a request gets no CORS fields, and such a preflight is refused."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else ""
+
+
 @dataclass(frozen=True, slots=True)
 class PreflightRequest:
     """What a preflight asks: from which origin, for which method, with which headers."""
@@ -240,16 +250,18 @@ def preflight_request(method: str, headers: Iterable[tuple[str, str]]) -> Prefli
     ``Access-Control-Request-Method`` (an ``OPTIONS`` without them is an ordinary request)."""
     if method != "OPTIONS":
         return None
-    origin = requested = None
+    requested = None
+    origins: list[str] = []
     names: list[str] = []
     for name, value in headers:
         lowered = name.lower()
         if lowered == "origin":
-            origin = value
+            origins.append(value)
         elif lowered == "access-control-request-method":
             requested = value
         elif lowered == "access-control-request-headers":
             names.extend(part.strip().lower() for part in value.split(",") if part.strip())
+    origin = request_origin(origins)
     if origin is None or requested is None:
         return None
     return PreflightRequest(origin, requested.strip(), tuple(names))

@@ -23,7 +23,8 @@ A CORS preflight (an ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Me
 requested method matches a route with a ``cors`` policy is answered right after the request
 target, before any rate limit or token work: `Preflight`, a 204 with the policy's fields, or a
 403 without them (the browser then blocks the request). Any other ``OPTIONS`` is decided like
-every request.
+every request. A WebSocket handshake on such a route from an ``Origin`` the policy does not
+allow is refused (403) right after the handshake check: browsers apply no CORS to WebSocket.
 
 The only I/O is the authenticator's key lookup (a remote JWKS may be fetched) and the rate-limit
 counter (`gateway.core.ratelimit.Counter`, which may be Redis).
@@ -149,6 +150,12 @@ class Decider:
                 )  # fmt: skip
             if websocket is not None:
                 steps.note(StepName.WEBSOCKET, StepOutcome.PASSED)
+                refused = _websocket_origin(route, websocket, steps)
+                if refused is not None:
+                    return Refuse(
+                        refusal=refused, target=target, route=route, upstream=upstream,
+                        steps=steps.steps,
+                    )  # fmt: skip
         limit = route.rate_limit if self.counter is not None else None
         headers: dict[str, str] | None = None
         if limit is not None and limit.key is LimitKey.IP:
@@ -288,6 +295,21 @@ class Decider:
             return claims, InsufficientScope(route.scopes, claims.subject, claims.client_id)
         steps.note(StepName.SCOPES, StepOutcome.PASSED)
         return claims, None
+
+
+def _websocket_origin(route: Route, websocket: Upgrade, steps: StepTrace) -> Refusal | None:
+    """A WebSocket handshake from a page on an origin the route's CORS policy leaves out: 403.
+    Browsers apply no CORS to WebSocket (the page reads every message), so the policy's origins
+    are checked here, or any site could open a tunnel with its visitors' cookies (cross-site
+    WebSocket hijacking). A handshake without ``Origin`` is not a browser's: it passes."""
+    policy = route.cors
+    if policy is None or websocket.origin is None:
+        return None
+    if policy.allowed_origin(websocket.origin) is None:
+        steps.note(StepName.CORS, StepOutcome.FAILED, "cors_origin_not_allowed")
+        return cors_refused("cors_origin_not_allowed")
+    steps.note(StepName.CORS, StepOutcome.PASSED)
+    return None
 
 
 def _credentials(

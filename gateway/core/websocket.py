@@ -7,7 +7,7 @@ proxy then treats the connection as raw bytes; ``h2c``), so both sides are judge
 
 - The client: ``GET``, HTTP/1.1, exactly one ``Upgrade: websocket``, ``Connection`` naming
   ``upgrade``, ``Sec-WebSocket-Version: 13``, a ``Sec-WebSocket-Key`` of 16 base64 bytes, and
-  no body (no ``Transfer-Encoding``, no ``Content-Length`` but 0).
+  no body (no ``Transfer-Encoding``, no ``Content-Length`` but 0), at most one ``Origin``.
   Anything else that names ``websocket`` in ``Upgrade`` is refused (400), never guessed at.
 - The upstream: ``101``, ``Upgrade: websocket``, ``Connection: upgrade``, the
   ``Sec-WebSocket-Accept`` our key calls for, at most one subprotocol and one the client
@@ -75,12 +75,15 @@ class Upgrade:
     """A well-formed WebSocket handshake request.
 
     ``protocols``: the subprotocols offered, bearer entries removed (what the upstream may be
-    offered); ``bearer``: the bearer entries themselves (`subprotocol_token` reads them).
+    offered); ``bearer``: the bearer entries themselves (`subprotocol_token` reads them);
+    ``origin``: the page's origin (browsers always send it; CORS does not apply to WebSocket, so
+    a route's policy must check it at the handshake).
     """
 
     key: str
     protocols: tuple[str, ...] = ()
     bearer: tuple[str, ...] = field(default=(), repr=False)
+    origin: str | None = None
 
 
 def parse_upgrade(
@@ -97,6 +100,7 @@ def parse_upgrade(
     versions: list[str] = []
     keys: list[str] = []
     offered: list[str] = []
+    origins: list[str] = []
     body = False
     for name, value in headers:
         lower = name.lower()
@@ -110,6 +114,8 @@ def parse_upgrade(
             keys.append(value.strip())
         elif lower == "sec-websocket-protocol":
             offered.extend(part.strip() for part in value.split(","))
+        elif lower == "origin":
+            origins.append(value)
         elif lower == "transfer-encoding" or (lower == "content-length" and value.strip() != "0"):
             body = True
     if not any("websocket" in _tokens(value) for value in upgrade):
@@ -128,6 +134,8 @@ def parse_upgrade(
         raise HandshakeError("websocket_version")
     if len(keys) != 1 or not _KEY.fullmatch(keys[0]):
         raise HandshakeError("key")
+    if len(origins) > 1:  # which one the page is on cannot be told: never a guess
+        raise HandshakeError("origin")
     protocols: list[str] = []
     bearer: list[str] = []
     for entry in offered:
@@ -137,7 +145,7 @@ def parse_upgrade(
             bearer.append(entry)
         elif entry not in protocols:
             protocols.append(entry)
-    return Upgrade(keys[0], tuple(protocols), tuple(bearer))
+    return Upgrade(keys[0], tuple(protocols), tuple(bearer), origins[0] if origins else None)
 
 
 def bearer_subprotocol(entry: str) -> bool:

@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.config import Config
 from gateway.core.authenticator import Authenticator
 from gateway.core.clientip import client_ip
-from gateway.core.cors import CorsHeaders, apply_cors, response_cors
+from gateway.core.cors import CorsHeaders, apply_cors, request_origin, response_cors
 from gateway.core.decision import Decider
 from gateway.core.headers import forwarding_context, request_id, upstream_headers
 from gateway.core.models import Route
@@ -189,7 +189,7 @@ class Door:
         # A route with a CORS policy: its fields on every answer, refusals included.
         cors = None
         if decision.route is not None and decision.route.cors is not None:
-            origin = request_headers.get("Origin")
+            origin = request_origin(request_headers.getall("Origin", ()))
             cors = response_cors(decision.route.cors, origin)
             if origin is not None:  # a browser's request: logged whether its page may read it
                 record.cors_origin_allowed = cors is not None and bool(cors.fields)
@@ -216,7 +216,7 @@ class Door:
                 settings = _tunnel_settings(route, policy.config)
                 outcome = await open_tunnel(
                     request, self._client, decision, url, headers, tls,
-                    settings=settings, tunnels=self.tunnels, added=added,
+                    settings=settings, tunnels=self.tunnels, added=added, cors=cors,
                 )  # fmt: skip
             elif trace is None:
                 outcome = await self._client.forward(

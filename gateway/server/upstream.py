@@ -162,6 +162,7 @@ class UpstreamClient:
         tls: ssl.SSLContext | None = None,
         *,
         added: tuple[tuple[str, str], ...] = (),
+        cors: CorsHeaders | None = None,
     ) -> ProxyOutcome | Switched:
         """Send a protocol-switching handshake (``headers`` carry its ``Upgrade``): `Switched`
         when the upstream answered ``101``, else its answer relayed to the client exactly as
@@ -171,7 +172,7 @@ class UpstreamClient:
         step = upstream.timeout
         started = time.perf_counter_ns()
         connection = await self._connection(pool, upstream, url, tls)
-        exchange = _Exchange(request, upstream, connection, None, added, upgrade=True)
+        exchange = _Exchange(request, upstream, connection, None, added, cors, upgrade=True)
         try:
             response, sent = await exchange.run(url, headers, step)
         except BaseException:

@@ -31,6 +31,7 @@ import yarl
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
+from gateway.core.cors import CorsHeaders
 from gateway.core.outcomes import Forward
 from gateway.core.websocket import (
     WEBSOCKET_VERSION,
@@ -342,16 +343,20 @@ async def open_tunnel(
     settings: TunnelSettings,
     tunnels: Tunnels,
     added: tuple[tuple[str, str], ...] = (),
+    cors: CorsHeaders | None = None,
 ) -> ProxyOutcome | TunnelOutcome:
     """Hand the upstream the gateway's handshake; on a real switch, answer the client's
     handshake and relay until the tunnel ends. Any other answer is relayed as a plain response
-    (`ProxyOutcome`), and both connections are closed after it; a ``101`` that does not switch
-    as asked is an `UpstreamFailure` (502) and opens nothing."""
+    (`ProxyOutcome`, with ``cors`` in place of the upstream's CORS fields, as every answer of a
+    CORS route), and both connections are closed after it; a ``101`` that does not switch as
+    asked is an `UpstreamFailure` (502) and opens nothing."""
     upgrade = decision.websocket
     assert upgrade is not None
     key = new_key()
     handshake_headers(headers, upgrade, key)
-    outcome = await client.handshake(request, decision.upstream, url, headers, tls, added=added)
+    outcome = await client.handshake(
+        request, decision.upstream, url, headers, tls, added=added, cors=cors
+    )
     if isinstance(outcome, ProxyOutcome):
         return outcome
     connection = outcome.connection

@@ -11,6 +11,7 @@ from typing import Any, cast
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.config import Config
@@ -311,3 +312,24 @@ async def test_the_access_line_says_whether_the_origin_may_read_the_answer(
     assert line.get("gateway.cors.origin_allowed", "absent") == (
         "absent" if logged is None else logged
     )
+
+
+@pytest.mark.parametrize(
+    "origins", [[APP, "https://evil.test"], ["https://evil.test", APP], [APP, APP]]
+)
+async def test_two_origin_fields_are_no_allowed_origin(
+    client: Client, tokens: TokenFactory, upstream: CorsUpstream, origins: list[str]
+) -> None:
+    """A browser sends one Origin: with two, neither is taken (not the first a request reads,
+    nor the last a preflight reads); the preflight is refused, an actual request gets no
+    fields, whatever their order."""
+    fields = CIMultiDict(("Origin", origin) for origin in origins)
+    preflight = CIMultiDict(fields, **{"Access-Control-Request-Method": "GET"})
+    response = await client.options("/orders", headers=preflight)
+    assert response.status == 403
+    assert _cors_fields(response) == {}
+    fields["Authorization"] = f"Bearer {tokens.good()}"
+    response = await client.get("/orders/7", headers=fields)
+    assert response.status == 200
+    assert _cors_fields(response) == {}
+    assert upstream.seen == [("GET", "/orders/7")]

@@ -155,6 +155,11 @@ def test_credentials_go_with_listed_origins_and_patterns() -> None:
         ("OPTIONS", [("Origin", APP)], None),
         ("GET", [("Origin", APP), ("Access-Control-Request-Method", "GET")], None),
         ("options", [("Origin", APP), ("Access-Control-Request-Method", "GET")], None),
+        # Two Origin fields (a browser sends one): an origin no policy lists, either order.
+        ("OPTIONS", [("Origin", "https://evil.test"), ("ORIGIN", APP),
+                     ("Access-Control-Request-Method", "GET")], PreflightRequest("", "GET", ())),
+        ("OPTIONS", [("Origin", APP), ("origin", "https://evil.test"),
+                     ("Access-Control-Request-Method", "GET")], PreflightRequest("", "GET", ())),
     ],
 )  # fmt: skip
 def test_a_preflight_is_options_with_origin_and_a_requested_method(

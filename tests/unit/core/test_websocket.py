@@ -104,6 +104,12 @@ def test_other_upgrades_are_not_websocket(headers: list[tuple[str, str]]) -> Non
         ("GET", (1, 1), [*HANDSHAKE, ("Transfer-Encoding", "chunked")], "body"),
         ("GET", (1, 1), [*HANDSHAKE, ("Sec-WebSocket-Protocol", "a,,b")], "protocol"),
         ("GET", (1, 1), [*HANDSHAKE, ("Sec-WebSocket-Protocol", "a/b")], "protocol"),
+        (
+            "GET",
+            (1, 1),
+            [*HANDSHAKE, ("Origin", "https://a.test"), ("origin", "https://a.test")],
+            "origin",
+        ),
     ],
 )
 def test_malformed_handshakes_are_refused(
@@ -116,6 +122,16 @@ def test_malformed_handshakes_are_refused(
     with pytest.raises(HandshakeError) as caught:
         parse_upgrade(method, version, headers)
     assert caught.value.problem == problem
+
+
+def test_the_handshake_carries_its_origin() -> None:
+    """The page's Origin, as sent (the route's CORS policy judges it); none for a non-browser."""
+    upgrade = parse_upgrade("GET", (1, 1), [*HANDSHAKE, ("ORIGIN", "https://App.test")])
+    assert upgrade is not None
+    assert upgrade.origin == "https://App.test"
+    bare = parse_upgrade("GET", (1, 1), HANDSHAKE)
+    assert bare is not None
+    assert bare.origin is None
 
 
 @pytest.mark.parametrize("spelling", ["WebSocket", "WEBSOCKET", " websocket "])

@@ -216,3 +216,87 @@ async def test_a_bound_route_reads_the_claim_of_the_subprotocol_token(
         config, path, headers=(*HANDSHAKE, ("Sec-WebSocket-Protocol", entry(token)))
     )
     assert (decision.status, decision.reason) == (status, reason)
+
+
+CORS_ROUTES = """\
+upstreams:
+  orders: {{url: "http://127.0.0.1:9001", timeout: 2s}}
+defaults:
+  cors: {{origins: [https://app.example.com, "https://*.example.org"], credentials: true}}
+routes:
+  - path: /ws
+    upstream: orders
+    scopes: [orders:read]
+    websocket: {{token_from_subprotocol: true}}
+  - path: /ws-report
+    upstream: orders
+    scopes: [orders:read]
+    mode: report
+    websocket: true
+  - path: /ws-public
+    upstream: orders
+    auth: none
+    websocket: true
+  - path: /ws-no-cors
+    upstream: orders
+    auth: none
+    websocket: true
+    cors: false
+"""
+
+
+@pytest.mark.parametrize("path", ["/ws", "/ws-report", "/ws-public"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.test",
+        "http://app.example.com",  # another scheme
+        "https://app.example.com:8443",  # another port
+        "https://app.example.com.evil.test",
+        "https://a.b.example.org",  # two labels for the pattern's one
+        "https://example.org",
+        "null",  # a sandboxed frame
+        "https://app.example.com/",
+        "",
+    ],
+)
+async def test_a_handshake_from_an_origin_the_policy_leaves_out_is_refused(
+    make_config: Callable[..., Config], tokens: TokenFactory, path: str, origin: str
+) -> None:
+    """Browsers apply no CORS to WebSocket: the route's origins are checked at the handshake,
+    before any token work, in report mode and on public routes too (cross-site WebSocket
+    hijacking rides the visitor's cookies, not the token)."""
+    config = make_config(routes=CORS_ROUTES)
+    decision = await decide(
+        config, path, headers=(*HANDSHAKE, ("Origin", origin)),
+        authorization=(f"Bearer {tokens.good()}",),
+    )  # fmt: skip
+    assert (decision.status, decision.reason) == (403, "cors_origin_not_allowed")
+    names = [step.name for step in decision.steps]
+    assert StepName.CORS in names
+    assert StepName.TOKEN not in names
+
+
+@pytest.mark.parametrize(
+    ("path", "origin"),
+    [
+        ("/ws", "https://app.example.com"),
+        ("/ws", "HTTPS://APP.EXAMPLE.COM:443"),
+        ("/ws", "https://shop.example.org"),
+        ("/ws", None),  # not a browser: Origin proves nothing either way
+        ("/ws-public", "https://app.example.com"),
+        ("/ws-no-cors", "https://evil.test"),  # no policy: the upstream's to check
+    ],
+)
+async def test_a_handshake_from_an_allowed_origin_or_none_tunnels(
+    make_config: Callable[..., Config], tokens: TokenFactory, path: str, origin: str | None
+) -> None:
+    """Allowed origins (any spelling of them), non-browser clients and routes without a policy
+    tunnel as before."""
+    config = make_config(routes=CORS_ROUTES)
+    headers = HANDSHAKE if origin is None else (*HANDSHAKE, ("Origin", origin))
+    decision = await decide(
+        config, path, headers=headers, authorization=(f"Bearer {tokens.good()}",)
+    )
+    assert isinstance(decision, Forward)
+    assert decision.status == 101
