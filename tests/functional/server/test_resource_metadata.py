@@ -195,3 +195,36 @@ async def test_case_and_suffix_spellings_never_reach_a_lax_upstream(
     response = await send_raw(client, http_request("GET", target, []))
     assert_refusal(response, 404, "not_found")
     assert recorder.requests == []
+
+
+async def test_challenges_never_carry_what_the_request_or_token_says(
+    gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    """Forwarding headers, the path, the query and a forged token's own words (an issuer, a kid
+    and a scope written to break out of the quoted-string) never reach the challenge: it is one
+    of the fixed challenges, byte for byte."""
+    client = await gateway(gateway=RESOURCE)
+    evil = 'evil.example", resource_metadata="https://evil.example/x'
+    forged = tokens.raw(
+        {"alg": "RS256", "kid": evil, "typ": "JWT"},
+        {"iss": evil, "sub": evil, "scope": evil, "aud": evil, "exp": 2_000_000_000},
+        b"sig",
+    )
+    spoofs = {
+        "Host": "evil.example",
+        "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Proto": "http",
+        "Forwarded": "host=evil.example;proto=http",
+        "X-Original-URL": "/evil",
+    }
+    fixed = f'resource_metadata="{METADATA_URL}"'
+    for authorization in ({}, {"Authorization": f"Bearer {forged}"}):
+        response = await client.get(
+            "/orders/evil.example?redirect=https://evil.example",
+            headers={**spoofs, **authorization},
+        )
+        assert response.status == 401
+        challenge = response.headers["WWW-Authenticate"]
+        assert "evil" not in challenge
+        assert challenge.count("resource_metadata=") == 1
+        assert challenge.endswith(fixed)
