@@ -73,6 +73,12 @@ def parse_network(text: str) -> Network:
         raise ValueError(
             f"'{text}' is not an IP address or a CIDR with its host bits zero (10.0.0.0/8)"
         ) from None
+    mapped = network.network_address.ipv4_mapped if network.version == 6 else None
+    if mapped is not None and network.prefixlen >= 96:
+        # A dual-stack listener's spelling of IPv4 peers (::ffff:10.0.0.0/104, as its logs show
+        # them): addresses are compared as IPv4 (`_address`), so the network must be too, or it
+        # would trust nobody and every client would count as the proxy.
+        network = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
     if network.prefixlen == 0:
         raise ValueError(f"'{text}' trusts every address: any client could choose its client.ip")
     return network
@@ -118,8 +124,13 @@ def _address(text: str) -> Address | None:
         address = ipaddress.ip_address(text)
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped  # a dual-stack socket's spelling of an IPv4 peer
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:
+            # fe80::1%eth0: the zone names an interface of the host that wrote it, not a
+            # different address (and would make a free-text rate-limit key).
+            address = ipaddress.IPv6Address(text.partition("%")[0])
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped  # a dual-stack socket's spelling of an IPv4 peer
     return address
 
 

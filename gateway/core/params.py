@@ -15,9 +15,11 @@ What is compared, and why:
 - Case-sensitively, whatever the upstream's ``case_insensitive`` says: that option folds the
   route's literal segments, not the value a handler reads, so ``/tenants/ACME`` needs a claim
   saying ``ACME``.
-- On an ``ignore_suffix`` upstream, a value in the request's last segment is read both as sent
-  and without its ``.suffix`` (``alice.json`` and ``alice``): the claim must allow every
-  reading, so a claim ``alice.json`` never reaches ``alice``.
+- On an ``ignore_suffix`` upstream, a value in the request's last segment is read as sent and
+  without each ``.suffix`` (``alice.v1.json``: also ``alice`` as Rails reads it and
+  ``alice.v1`` as Spring's greedy suffix pattern does): the claim must allow every reading, so a
+  claim ``alice.json`` never reaches ``alice``. A trailing slash does not hide the last segment
+  (``/users/alice.json/``): Rails and Spring drop it before they route.
 - A string claim allows exactly its value; a list claim allows each of its string members;
   anything else (a number, a boolean, an object, a missing claim) allows nothing.
 
@@ -150,7 +152,10 @@ class PathPattern:
             if found is None:
                 return None
             values = tuple((name, found.group(name)) for name in names)
-            return Captures(values, last_name if found.end() == len(path) else None)
+            end = found.end()
+            # A trailing slash leaves the segment last for an upstream that drops it (Rails).
+            last = end == len(path) or (end == len(path) - 1 and path[end] == "/")
+            return Captures(values, last_name if last else None)
 
         return match
 
@@ -174,7 +179,8 @@ def _compile(pattern: PathPattern, *, exact: bool, fold_case: bool) -> re.Patter
 @dataclass(frozen=True, slots=True)
 class Captures:
     """The canonical segments a route's parameters matched, and which parameter (if any) took
-    the request path's last segment (the one a suffix-stripping upstream reads two ways)."""
+    the request path's last segment, a trailing slash aside (the one a suffix-stripping upstream
+    reads several ways)."""
 
     values: tuple[tuple[str, str], ...] = ()
     last: str | None = None
@@ -199,8 +205,9 @@ def _readings(segment: str, *, last: bool, strip_suffix: bool) -> tuple[str | No
     readings = [segment_value(segment)]
     if last and strip_suffix:
         dot = segment.find(".")
-        if dot > 0:
+        while dot > 0:  # every stem: frameworks disagree on which dot starts the suffix
             readings.append(segment_value(segment[:dot]))
+            dot = segment.find(".", dot + 1)
     return tuple(readings)
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "ProtectedResource",
     "check_resource",
     "metadata_document",
+    "owned_by_gateway",
 ]
 
 WELL_KNOWN_PATH = "/.well-known/oauth-protected-resource"
@@ -58,6 +59,17 @@ class ProtectedResource:
     def metadata_url(self) -> str:
         """The document's URL, for ``resource_metadata=`` in challenges (RFC 9728 section 5.1)."""
         return str(yarl.URL(self.resource).origin()) + self.metadata_path
+
+
+def owned_by_gateway(path: str) -> bool:
+    """Whether a canonical path is the gateway's to answer (the document, or a 404): every path
+    that starts with the well-known path in any letter case. An upstream that folds case
+    (``case_insensitive``) serves ``/.WELL-KNOWN/OAuth-Protected-Resource`` from its own
+    well-known handler, and one that strips a format suffix (``ignore_suffix``) serves
+    ``/.well-known/oauth-protected-resource.json`` from it: either would publish a competing
+    document through a catch-all route. The canonical path is ASCII, so ``lower`` is ASCII
+    folding."""
+    return path.lower().startswith(WELL_KNOWN_PATH)
 
 
 def check_resource(text: str) -> str:

@@ -5,7 +5,9 @@ When ``protected_resource`` is configured the gateway owns every path under
 token needed: it is how a client learns where to get one), other methods there get 405, and
 every other path under the prefix is a 404 from the gateway, so no upstream can publish a
 competing document through a catch-all route. Paths are compared in canonical form, as routes
-are, so ``/.well-known/%6Fauth-protected-resource`` is the same path.
+are, so ``/.well-known/%6Fauth-protected-resource`` is the same path; the prefix is owned in every
+letter case and with anything appended (`owned_by_gateway`), the spellings upstreams that fold
+case or strip a ``.json`` suffix route to their own well-known handler.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import orjson
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.core.models import path_matches
 from gateway.core.refusals import Refusal, method_not_allowed, not_found
-from gateway.core.resource_metadata import WELL_KNOWN_PATH, metadata_document
+from gateway.core.resource_metadata import metadata_document, owned_by_gateway
 from gateway.core.target import TargetError, canonicalize
 
 __all__ = ["MetadataEndpoint"]
@@ -51,15 +52,15 @@ class MetadataEndpoint:
         """For a request under the well-known prefix: its canonical path and the document (or
         the refusal: 405 on the document's path, 404 elsewhere under the prefix); None for
         every other request, which the door decides as usual."""
-        # A cheap test first: only a target that spells the prefix, or escapes something, can
-        # be under it once canonical.
-        if "well-known" not in raw_target and "%" not in raw_target:
+        # A cheap test first: a canonical path under the prefix has a segment starting with '.',
+        # which the raw target spells as "/." or with an escape.
+        if "/." not in raw_target and "%" not in raw_target:
             return None
         try:
             path = canonicalize(raw_target).path
         except TargetError:
             return None  # the decision refuses it as for any other path
-        if not path_matches(WELL_KNOWN_PATH, path):
+        if not owned_by_gateway(path):
             return None
         if path != self.path:
             return path, not_found()

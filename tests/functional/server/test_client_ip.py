@@ -54,6 +54,17 @@ async def test_a_trusted_proxys_header_names_the_client_in_the_access_log(
     assert recorder.last.headers.getall("X-Forwarded-For") == [f"{chain}, 127.0.0.1"]
 
 
+async def test_a_proxy_listed_in_its_ipv4_mapped_spelling_is_trusted(
+    gateway: GatewayFactory, log_capture: LogCapture
+) -> None:
+    """``::ffff:127.0.0.1`` is how a dual-stack listener shows an IPv4 proxy: listed that way it
+    is trusted, rather than trusting nobody and counting every client as the proxy."""
+    client = await gateway(gateway=DEFAULT_GATEWAY + "trusted_proxies: ['::ffff:127.0.0.0/104']\n")
+    response = await client.get("/orders/health", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert response.status == 200
+    assert access_ips(log_capture) == ["198.51.100.7"]
+
+
 @pytest.mark.parametrize("spoof", sorted(SPOOFS))
 async def test_an_untrusted_peer_cannot_choose_its_client_ip(
     gateway: GatewayFactory, recorder: RecordingUpstream, log_capture: LogCapture, spoof: str

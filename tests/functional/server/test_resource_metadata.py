@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import GatewayFactory, LogCapture
+from tests.raw import assert_refusal, http_request, send_raw
 from tests.support import (
     CATCH_ALL_ROUTES,
     DEFAULT_GATEWAY,
@@ -158,3 +159,72 @@ async def test_every_challenge_names_the_metadata(
         assert challenge.endswith(f', resource_metadata="{METADATA_URL}"')
         assert "evil" not in challenge
     assert recorder.requests == []
+
+
+# A catch-all to an upstream that folds case and strips a format suffix (ASP.NET, Rails): it
+# would answer every spelling below from its own well-known handler.
+LAX_CATCH_ALL = """\
+upstreams:
+  lax: {{url: "{upstream}", timeout: 2s, case_insensitive: true, ignore_suffix: true}}
+routes:
+  - path: /
+    upstream: lax
+    auth: none
+"""
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/.WELL-KNOWN/oauth-protected-resource",
+        "/.well-known/OAuth-Protected-Resource",
+        "/.Well-Known/%4FAuth-protected-resource",
+        "/.well-known/oauth-protected-resource.json",
+        "/.well-known/OAUTH-PROTECTED-RESOURCE.xml?x=1",
+        "/.well-known/oauth-protected-resource%20",
+        "/x/../.WELL-KNOWN/oauth-protected-resource/",
+    ],
+)
+async def test_case_and_suffix_spellings_never_reach_a_lax_upstream(
+    gateway: GatewayFactory, recorder: RecordingUpstream, target: str
+) -> None:
+    """The gateway owns the prefix in every letter case and with anything appended: an upstream
+    that folds case or strips ``.json`` cannot publish a competing document through a catch-all
+    (404 from the gateway; the document itself only at its exact path)."""
+    client = await gateway(routes=LAX_CATCH_ALL, gateway=RESOURCE)
+    response = await send_raw(client, http_request("GET", target, []))
+    assert_refusal(response, 404, "not_found")
+    assert recorder.requests == []
+
+
+async def test_challenges_never_carry_what_the_request_or_token_says(
+    gateway: GatewayFactory, tokens: TokenFactory
+) -> None:
+    """Forwarding headers, the path, the query and a forged token's own words (an issuer, a kid
+    and a scope written to break out of the quoted-string) never reach the challenge: it is one
+    of the fixed challenges, byte for byte."""
+    client = await gateway(gateway=RESOURCE)
+    evil = 'evil.example", resource_metadata="https://evil.example/x'
+    forged = tokens.raw(
+        {"alg": "RS256", "kid": evil, "typ": "JWT"},
+        {"iss": evil, "sub": evil, "scope": evil, "aud": evil, "exp": 2_000_000_000},
+        b"sig",
+    )
+    spoofs = {
+        "Host": "evil.example",
+        "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Proto": "http",
+        "Forwarded": "host=evil.example;proto=http",
+        "X-Original-URL": "/evil",
+    }
+    fixed = f'resource_metadata="{METADATA_URL}"'
+    for authorization in ({}, {"Authorization": f"Bearer {forged}"}):
+        response = await client.get(
+            "/orders/evil.example?redirect=https://evil.example",
+            headers={**spoofs, **authorization},
+        )
+        assert response.status == 401
+        challenge = response.headers["WWW-Authenticate"]
+        assert "evil" not in challenge
+        assert challenge.count("resource_metadata=") == 1
+        assert challenge.endswith(fixed)

@@ -31,6 +31,12 @@ FWD = TrustedProxies(networks=XFF.networks, header=ClientIpHeader.FORWARDED)
         ("10.0.0.2", ["2001:DB8:0::1"], "2001:db8::1"),
         ("2001:db8:ff::5", ["2001:db8::1"], "2001:db8::1"),
         ("10.0.0.2", ["::ffff:198.51.100.1"], "198.51.100.1"),
+        ("10.0.0.2", ["[::ffff:198.51.100.1]:4711"], "198.51.100.1"),
+        ("10.0.0.2", ["::FFFF:C633:6401"], "198.51.100.1"),  # the mapped address in hex
+        # an IPv6 zone names the writer's interface, never another client
+        ("10.0.0.2", ["2001:db8::1%eth0"], "2001:db8::1"),
+        ("10.0.0.2", ["6.6.6.6, 2001:db8:ff::9%1, 2001:db8::1%x"], "2001:db8::1"),
+        ("2001:db8:ff::5%eth0", ["198.51.100.1"], "198.51.100.1"),  # a scoped trusted peer
         # every hop trusted: the leftmost is the client (an internal caller)
         ("10.0.0.2", ["10.9.9.9, 10.0.0.7"], "10.9.9.9"),
         # an unusable hop stops the walk at the trusted hop that passed it on
@@ -99,14 +105,29 @@ def test_no_trusted_proxies_means_the_peer() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("10.0.0.0/8", "10.0.0.0/8"), ("10.1.2.3", "10.1.2.3/32"), (" fd00::/8 ", "fd00::/8"),
-     ("::1", "::1/128")],
+     ("::1", "::1/128"), ("::ffff:10.0.0.0/104", "10.0.0.0/8")],
 )  # fmt: skip
 def test_parse_network(text: str, expected: str) -> None:
     """CIDRs and single addresses."""
     assert str(parse_network(text)) == expected
 
 
-@pytest.mark.parametrize("text", ["10.0.0.1/8", "0.0.0.0/0", "::/0", "10.0.0.0/33", "ten", ""])
+@pytest.mark.parametrize(
+    ("network", "peer"),
+    [("::ffff:10.0.0.0/104", "10.0.0.2"), ("::ffff:10.0.0.0/104", "::ffff:10.0.0.2"),
+     ("::ffff:10.0.0.2", "10.0.0.2"), ("::ffff:a00:0/104", "::ffff:10.0.0.2")],
+)  # fmt: skip
+def test_ipv4_mapped_networks_trust_their_ipv4_peers(network: str, peer: str) -> None:
+    """A dual-stack listener logs IPv4 proxies as ::ffff:10.0.0.2, so operators write that: the
+    network is compared as IPv4 like the peer, instead of trusting nobody."""
+    proxies = TrustedProxies(networks=(parse_network(network),))
+    assert client_ip(peer, ["198.51.100.1"], proxies) == "198.51.100.1"
+    assert client_ip("11.0.0.2", ["198.51.100.1"], proxies) == "11.0.0.2"
+
+
+@pytest.mark.parametrize(
+    "text", ["10.0.0.1/8", "0.0.0.0/0", "::/0", "::ffff:0:0/96", "10.0.0.0/33", "ten", ""]
+)
 def test_parse_network_refuses(text: str) -> None:
     """Host bits set (a typo), everything (/0), and non-networks are refused."""
     with pytest.raises(ValueError, match=r"not an IP address|trusts every address"):

@@ -35,6 +35,9 @@ routes:
   - path: /rails/users/{{user}}
     upstream: rails
     bind: {{user: sub}}
+  - path: /rails/tenants/{{tenant}}
+    upstream: rails
+    bind: {{tenant: tenant_id}}
   - path: /aspnet/tenants/{{tenant}}
     upstream: aspnet
     bind: {{tenant: tenant_id}}
@@ -112,6 +115,14 @@ CASES = [
                  id="suffix-upstream-suffixed"),
     pytest.param("/rails/users/alice.json", {"sub": "alice.json"}, 403, "claim_mismatch",
                  id="suffix-claim-never-reaches-stem"),
+    pytest.param("/rails/users/alice.json/", {"sub": "alice.json"}, 403, "claim_mismatch",
+                 id="suffix-behind-a-trailing-slash"),
+    pytest.param("/rails/tenants/a.v1.json", {"tenant_id": ["a.v1.json", "a"]}, 403,
+                 "claim_mismatch", id="suffix-greedy-stem"),
+    pytest.param("/rails/tenants/a.v1.json", {"tenant_id": ["a.v1.json", "a.v1", "a"]},
+                 200, None, id="suffix-every-stem-allowed"),
+    pytest.param("/rails/users/alice.json/keys", {"sub": "alice.json"}, 200, None,
+                 id="suffix-only-in-the-last-segment"),
     pytest.param("/aspnet/tenants/acme", ACME, 200, None, id="case-insensitive-upstream"),
     pytest.param("/ASPNET/Tenants/acme", ACME, 200, None, id="case-insensitive-literals"),
     pytest.param("/aspnet/tenants/ACME", ACME, 403, "claim_mismatch",

@@ -57,10 +57,12 @@ def test_fold_case_folds_literals_but_keeps_the_parameter_as_sent() -> None:
 
 
 def test_the_parameter_that_takes_the_last_segment_is_named() -> None:
-    """Only a parameter in the request's last segment (no trailing slash) is `last`."""
+    """Only a parameter in the request's last segment is `last`; a trailing slash after it
+    does not change that (Rails and Spring drop it before they route)."""
     pattern = PathPattern.parse("/users/{user}")
     assert pattern.match("/users/bob", exact=False) == Captures((("user", "bob"),), "user")
-    assert pattern.match("/users/bob/", exact=False) == Captures((("user", "bob"),), None)
+    assert pattern.match("/users/bob/", exact=False) == Captures((("user", "bob"),), "user")
+    assert pattern.match("/users/bob//", exact=False) == Captures((("user", "bob"),), None)
     assert pattern.match("/users/bob/keys", exact=False) == Captures((("user", "bob"),), None)
 
 
@@ -192,6 +194,10 @@ HOLDS = [
     pytest.param("acme.json", True, {"tenant_id": "acme"}, False, id="suffix-claim-stem"),
     pytest.param("acme.json", True, {"tenant_id": ["acme", "acme.json"]}, True, id="suffix-both"),
     pytest.param("acme", True, {"tenant_id": "acme"}, True, id="suffix-upstream-no-dot"),
+    pytest.param("a.b.json", True, {"tenant_id": ["a.b.json", "a"]}, False, id="suffix-greedy"),
+    pytest.param(
+        "a.b.json", True, {"tenant_id": ["a.b.json", "a.b", "a"]}, True, id="suffix-every-stem"
+    ),
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.resource_metadata import ProtectedResource, check_resource
+from gateway.core.resource_metadata import ProtectedResource, check_resource, owned_by_gateway
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,24 @@ def test_bad_resource_identifiers_are_refused(text: str) -> None:
     """https only, no query, fragment or user info, nothing that breaks a quoted-string."""
     with pytest.raises(ValueError, match="must"):
         check_resource(text)
+
+
+@pytest.mark.parametrize(
+    ("path", "owned"),
+    [
+        ("/.well-known/oauth-protected-resource", True),
+        ("/.well-known/oauth-protected-resource/orders", True),
+        ("/.Well-Known/OAuth-Protected-Resource", True),
+        ("/.well-known/oauth-protected-resource.json", True),
+        ("/.well-known", False),
+        ("/.well-known/openid-configuration", False),
+        ("/.well-known/oauth-authorization-server", False),
+        ("/orders/.well-known/oauth-protected-resource", False),
+    ],
+)
+def test_the_gateway_owns_the_prefix_in_any_case_and_with_any_suffix(
+    path: str, owned: bool
+) -> None:
+    """Every spelling a case-folding or suffix-stripping upstream routes to its own metadata is
+    the gateway's; other well-known documents stay routable."""
+    assert owned_by_gateway(path) is owned
