@@ -84,6 +84,11 @@ class _Group:
         return self.routes[0].path
 
     @property
+    def exact(self) -> bool:
+        """Whether the group's routes match their path only."""
+        return self._exact
+
+    @property
     def specificity(self) -> tuple[int, ...]:
         """Most specific first (`PathPattern.specificity`)."""
         return PathPattern.parse(self.path).specificity(exact=self._exact)
@@ -142,6 +147,7 @@ class RouteTable:
         # more specific than a prefix one. Literal paths that both match a request are
         # prefixes of one another, so for them this is "longest first".
         self._groups = sorted(groups, key=lambda g: g.specificity)
+        self._exact_groups = [group for group in self._groups if group.exact]
 
     @classmethod
     def from_config(cls, config: RoutesConfig) -> RouteTable:
@@ -165,6 +171,8 @@ class RouteTable:
                     continue
                 captures = found
             matched_path = group.path
+            if self._exact_groups and self._slash_of_exact(path, matched_path):
+                return _NO_MATCH
             for route in group.routes:
                 if method in NEVER_PROXIED:
                     break  # TRACE and CONNECT never reach an upstream, whatever the route says
@@ -176,6 +184,20 @@ class RouteTable:
         if matched_path is None:
             return _NO_MATCH
         return RouteMatch(Match.PARTIAL, None, tuple(sorted(allowed - NEVER_PROXIED)))
+
+    def _slash_of_exact(self, path: str, matched_path: str) -> bool:
+        """Whether ``path`` is ``<p>/`` for a path ``<p>`` an exact route of another path owns:
+        many frameworks (Rails, Express, Spring before 6, ASP.NET Core, werkzeug without strict
+        slashes) run ``<p>``'s handler for ``<p>/``, so a less specific route (a public ``/``)
+        must not take it past the exact route's policy. Such a request matches no route."""
+        if len(path) < 2 or path[-1] != "/":
+            return False
+        bare = path[:-1]
+        for group in self._exact_groups:
+            owns = group.matches(bare) if group.literal else group.captures(bare) is not None
+            if owns:
+                return group.path != matched_path
+        return False
 
     def candidates(self, path: str) -> list[Route]:
         """Every route whose path matches, most specific first (for `routes explain`)."""

@@ -25,6 +25,8 @@ from tests.support import (
     TokenFactory,
     gateway_config,
     local_issuer,
+    public_route,
+    route_table,
 )
 
 REQUEST_ID = "door-test_01.A"
@@ -556,3 +558,22 @@ async def test_door_refuses_before_a_dead_upstream(
     answer = await Answer.of(await client.get("/far/1", headers=_headers(tokens, auth)))
     assert answer.status == status
     assert log_capture.events("upstream_failed") == []
+
+
+SLASH_ROUTES = route_table(
+    public_route("/"),
+    "  - path: /admin\n    upstream: orders\n    exact: true\n    scopes: [admin]\n",
+)
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/admin/?x=1", "/%61dmin/", "/admin/."])
+async def test_the_slash_form_of_an_exact_protected_path_never_reaches_the_catch_all(
+    gateway: GatewayFactory, recorder: RecordingUpstream, path: str
+) -> None:
+    """``/admin/`` is ``/admin`` to Rails, Express, Spring before 6, ASP.NET Core and werkzeug
+    without strict slashes: the public ``/`` must not forward it past the exact route's scope
+    (404, the upstream never sees it), whatever the spelling of that path."""
+    client = await gateway(routes=SLASH_ROUTES)
+    response = await client.get(path)
+    assert response.status == 404
+    assert recorder.requests == []

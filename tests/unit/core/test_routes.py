@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yarl
 
-from gateway.core.models import Route, RoutesConfig, Upstream
+from gateway.core.models import AuthMode, Route, RoutesConfig, Upstream
 from gateway.core.routes import Match, RouteMatch, RouteTable
 
 ORDERS_READ = Route(path="/orders", upstream="orders", methods=frozenset({"GET", "HEAD"}))
@@ -276,3 +276,35 @@ def test_matching_rules_are_per_upstream() -> None:
     table = RouteTable(routes, upstreams)
     assert table.match("GET", "/A").kind is Match.NONE
     assert table.match("GET", "/B").kind is Match.FULL
+
+
+SLASH_TABLE = [
+    Route(path="/", upstream="app", auth=AuthMode.NONE),
+    Route(path="/admin", upstream="app", exact=True),
+    Route(path="/tenants/{tenant}", upstream="app", exact=True),
+    Route(path="/orders", upstream="app", exact=True, auth=AuthMode.NONE),
+    Route(path="/orders", upstream="app"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("/admin/", None, id="exact-literal-slash-refused"),
+        pytest.param("/tenants/acme/", None, id="exact-parameter-slash-refused"),
+        pytest.param("/admin", "/admin", id="exact-itself"),
+        pytest.param("/admin/x", "/", id="below-exact-is-the-catch-all"),
+        pytest.param("/admin//", "/", id="two-slashes-are-another-path"),
+        pytest.param("/orders/", "/orders", id="prefix-twin-of-the-exact-route-keeps-it"),
+        pytest.param("/other/", "/", id="no-exact-route"),
+        pytest.param("/", "/", id="root"),
+    ],
+)
+def test_the_slash_form_of_an_exact_path_is_never_another_routes(
+    path: str, expected: str | None
+) -> None:
+    """``/admin/`` is ``/admin`` to many frameworks: a public catch-all must not take it past
+    the exact route's policy; it matches no route (404). The same path's prefix route keeps
+    its own ``/orders/``."""
+    match = RouteTable(SLASH_TABLE).match("GET", path)
+    assert (match.route.path if match.route is not None else None) == expected
