@@ -458,3 +458,48 @@ async def test_a_websocket_handshake_carries_the_server_span_not_the_clients_con
     assert handshake.getall("traceparent") == [traceparent(server)]
     assert hex_ids(server)[0] == TRACE_ID
     assert not [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+
+
+@pytest.mark.parametrize(
+    "spellings",
+    [
+        ("traceparent", "TRACEPARENT"),
+        ("TraceParent", "traceParent"),
+        ("traceparent", "traceparent"),
+    ],
+    ids=["lower-upper", "mixed-mixed", "same"],
+)
+async def test_two_traceparent_headers_in_any_case_start_a_new_trace(
+    traced: TracedFactory, tokens: TokenFactory, recorder: RecordingUpstream,
+    spellings: tuple[str, str],
+) -> None:  # fmt: skip
+    """Header names ignore case: two spellings of traceparent are two headers (several are
+    invalid), even when both carry the same valid value; no client value reaches the upstream."""
+    gateway = await traced()
+    headers = [("Authorization", f"Bearer {tokens.good()}"), ("tracestate", "vendor=abc")]
+    headers += [(name, SAMPLED_PARENT) for name in spellings]
+    # Raw bytes: aiohttp's client would merge the two spellings into one header.
+    raw = http_request("GET", "/orders/7", headers)
+    assert (await send_raw(gateway.client, raw)).status == 200
+    server, client = gateway.one(SpanKind.SERVER), gateway.one(SpanKind.CLIENT)
+    assert server.parent is None
+    assert hex_ids(server)[0] != TRACE_ID
+    assert recorder.last.headers.getall("traceparent") == [traceparent(client)]
+    assert "tracestate" not in recorder.last.headers
+
+
+async def test_tracestate_headers_in_any_case_are_one_list_and_none_without_a_parent(
+    traced: TracedFactory, tokens: TokenFactory, recorder: RecordingUpstream
+) -> None:
+    """``tracestate`` and ``TRACESTATE`` are one list, in order; without a valid traceparent
+    the client's tracestate is not carried on (it belongs to the client's trace)."""
+    gateway = await traced()
+    auth = ("Authorization", f"Bearer {tokens.good()}")
+    headers = [auth, ("TraceParent", SAMPLED_PARENT), ("tracestate", "a=1"), ("TRACESTATE", "b=2")]
+    assert (await send_raw(gateway.client, http_request("GET", "/orders/7", headers))).status == 200
+    assert recorder.last.headers.getall("tracestate") == ["a=1,b=2"]
+    assert hex_ids(gateway.one(SpanKind.SERVER))[0] == TRACE_ID
+    headers = [auth, ("TraceState", "vendor=abc")]
+    assert (await gateway.client.get("/orders/7", headers=headers)).status == 200
+    assert "tracestate" not in recorder.last.headers
+    assert len(recorder.last.headers.getall("traceparent")) == 1
