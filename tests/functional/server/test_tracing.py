@@ -77,11 +77,12 @@ def traced(
     """Start a real gateway with tracing on in front of the recording upstream."""
     made: list[Tracing] = []
 
-    async def start(*, ratio: float = 1.0, routes: str = DEFAULT_ROUTES) -> Traced:
+    async def start(
+        *, ratio: float = 1.0, routes: str = DEFAULT_ROUTES, gateway_extra: str = ""
+    ) -> Traced:
         upstream = str(upstream_server.make_url("")).rstrip("/")
-        config = make_config(
-            upstream=upstream, routes=routes, gateway=DEFAULT_GATEWAY + tracing_section(ratio)
-        )
+        gateway = DEFAULT_GATEWAY + tracing_section(ratio) + gateway_extra
+        config = make_config(upstream=upstream, routes=routes, gateway=gateway)
         assert config.tracing is not None
         exporter = InMemorySpanExporter()
         tracing = Tracing(config.tracing, exporter=exporter)
@@ -156,6 +157,7 @@ async def test_a_forwarded_request_has_a_server_span_and_a_client_span_under_it(
         "server.address": "127.0.0.1",
         "server.port": port,
         "client.address": "127.0.0.1",
+        "network.peer.address": "127.0.0.1",
         "user_agent.original": "probe/1.0",
         "network.protocol.version": "1.1",
         "gateway.request.id": recorder.last.headers["X-Request-ID"],
@@ -503,3 +505,33 @@ async def test_tracestate_headers_in_any_case_are_one_list_and_none_without_a_pa
     assert (await gateway.client.get("/orders/7", headers=headers)).status == 200
     assert "tracestate" not in recorder.last.headers
     assert len(recorder.last.headers.getall("traceparent")) == 1
+
+
+@pytest.mark.parametrize(
+    ("trusted", "forwarded", "client"),
+    [
+        pytest.param("[127.0.0.1/32]", "203.0.113.9", "203.0.113.9", id="behind-a-trusted-proxy"),
+        pytest.param("[10.0.0.0/8]", "203.0.113.9", "127.0.0.1", id="peer-not-trusted"),
+        pytest.param("[127.0.0.1/32]", "198.51.100.1, 203.0.113.9", "203.0.113.9",
+                     id="rightmost-untrusted"),
+    ],
+)  # fmt: skip
+async def test_the_server_spans_client_address_is_the_access_lines_client_ip(
+    traced: TracedFactory,
+    tokens: TokenFactory,
+    log_capture: LogCapture,
+    trusted: str,
+    forwarded: str,
+    client: str,
+) -> None:
+    """HTTP semconv: ``client.address`` is the client behind the trusted proxies (as the access
+    line's ``client.ip``), ``network.peer.address`` the TCP peer; a spoofed header from an
+    untrusted peer changes neither."""
+    gateway = await traced(gateway_extra=f"trusted_proxies: {trusted}\n")
+    headers = {"Authorization": f"Bearer {tokens.good()}", "X-Forwarded-For": forwarded}
+    assert (await gateway.client.get("/orders/7", headers=headers)).status == 200
+    attributes = gateway.one(SpanKind.SERVER).attributes or {}
+    assert attributes["client.address"] == client
+    assert attributes["network.peer.address"] == "127.0.0.1"
+    [line] = log_capture.events("access")
+    assert line["client.ip"] == client
