@@ -28,6 +28,7 @@ from gateway.server.aiohttp_overrides import (
     HANDLER,
     HEADER_TIMEOUT,
     MAX_CONNECTIONS,
+    PARSER_REFUSALS,
     GatewayRunner,
     require_c_parser,
 )
@@ -164,10 +165,11 @@ def create_app(
 
         tracing = Tracing(config.tracing)
     in_flight = InFlight()
+    accounting = Accounting(metrics)
     door = Door(
         build(config, RemoteKeys(config.issuers, config.jwks, events=LoggedKeyEvents(metrics))),
         client,
-        Accounting(metrics),
+        accounting,
         in_flight,
         hsts=config.tls.hsts if config.tls is not None else None,
         tracing=tracing,
@@ -182,6 +184,7 @@ def create_app(
     app[METRICS] = metrics
     app[MAX_CONNECTIONS] = limits.max_connections
     app[HEADER_TIMEOUT] = limits.header_timeout
+    app[PARSER_REFUSALS] = accounting.count_unparsed
     app[RELOADER] = reloader
     app[IN_FLIGHT] = in_flight
 

@@ -22,9 +22,9 @@ from gateway.config import Config
 from gateway.core.methods import COMMON_METHODS
 from gateway.server.app import METRICS, create_app
 from gateway.server.tracing import Tracing
-from tests.conftest import GatewayTestServer, LogCapture
+from tests.conftest import GatewayFactory, GatewayTestServer, LogCapture
 from tests.raw import http_request, send_raw
-from tests.support import DEFAULT_GATEWAY, RecordingUpstream, TokenFactory
+from tests.support import DEFAULT_GATEWAY, RecordingUpstream, TokenFactory, metric_sample
 
 SECRET = "sm-4f2a9c"
 PATTERNS = {"/orders", "/tenants/{tenant}/orders", "none"}
@@ -135,3 +135,28 @@ async def test_no_refusal_puts_a_path_in_a_label_or_a_secret_anywhere(
     access = log_capture.events("access")
     assert len(access) == len(requests) + 4
     assert {line["gateway.route"] or "none" for line in access} <= PATTERNS
+
+
+async def test_parser_refusals_are_counted_like_every_other_refusal(
+    gateway: GatewayFactory, log_capture: LogCapture
+) -> None:
+    """A request aiohttp's parser refuses has an access line; it is also counted: in the
+    requests (route ``none``, method ``other``: none was read) and in the refusals by reason,
+    so a flood of malformed requests (smuggling probes) shows on the dashboards too."""
+    client = await gateway()
+    metrics = client.app[METRICS]
+    for raw in (
+        b"GET /orders/1 HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"G(T /orders/1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /orders/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"GET /orders/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+        b"GET /orders/\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ):
+        assert (await send_raw(client, raw)).status == 400
+    lines = log_capture.events("access")
+    assert [line["gateway.auth.reason"] for line in lines] == ["unparseable_request"] * 5
+    requests = "gateway_requests_total"
+    assert metric_sample(metrics, requests, route="none", method="other", status_class="4xx") == 5
+    assert metric_sample(metrics, "gateway_request_duration_seconds_count", route="none") == 5
+    refusals = "gateway_auth_refusals_total"
+    assert metric_sample(metrics, refusals, route="none", reason="unparseable_request") == 5
