@@ -307,7 +307,9 @@ class GatewayServer:
             reuse_port=self._reuse_port,
         ).start()
         if config.tls is not None and config.tls.http_redirect is not None:
-            self._redirect = web.AppRunner(
+            # GatewayRunner for its parser-error answer: aiohttp's own quotes the offending
+            # request bytes (a token among them) in the body and in an error log's traceback.
+            self._redirect = GatewayRunner(
                 redirect_app(self.public_port),
                 access_log=None,
                 shutdown_timeout=_STRAGGLER_TIMEOUT,
