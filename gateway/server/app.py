@@ -288,7 +288,8 @@ class GatewayServer:
         self._in_flight = app[IN_FLIGHT]
         # The drain is ours (stop); aiohttp's own shutdown wait only meets stragglers.
         self._public = GatewayRunner(app, access_log=None, shutdown_timeout=_STRAGGLER_TIMEOUT)
-        self._admin = web.AppRunner(
+        # GatewayRunner for its parser-error answer (as the redirect listener's, below).
+        self._admin = GatewayRunner(
             create_admin_app(self._serving, app[DOOR], app[METRICS]),
             access_log=None,
             shutdown_timeout=_STRAGGLER_TIMEOUT,
@@ -341,6 +342,11 @@ class GatewayServer:
     def public_port(self) -> int:
         """The bound public port (useful when the config asked for port 0)."""
         return int(self._public.addresses[0][1])
+
+    @property
+    def admin_port(self) -> int:
+        """The bound admin port."""
+        return int(self._admin.addresses[0][1])
 
     @property
     def redirect_port(self) -> int | None:

@@ -337,14 +337,17 @@ def test_upstream_tls_config_errors(
     ],
     ids=["control-byte-in-token", "bad-header-line", "bad-method", "two-content-lengths"],
 )
-async def test_the_redirect_listener_answers_parser_refusals_without_echoing(
-    start: Start, log_capture: LogCapture, raw: bytes
+@pytest.mark.parametrize("listener", ["redirect", "admin"])
+async def test_the_other_listeners_answer_parser_refusals_without_echoing(
+    start: Start, log_capture: LogCapture, raw: bytes, listener: str
 ) -> None:
-    """The plain-HTTP listener's parser refusals are the gateway's JSON 400 and one access line,
-    as on the public port: neither the answer nor any log line quotes the request (aiohttp's
-    own error page and its 'Error handling request' traceback both do)."""
+    """The plain-HTTP redirect listener's and the admin listener's parser refusals are the
+    gateway's JSON 400 and one access line, as on the public port: neither the answer nor any
+    log line quotes the request (aiohttp's own error page and its 'Error handling request'
+    traceback both do; a scraper's token would be in them)."""
     server = await start(recorder=RecordingUpstream())
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.redirect_port)
+    port = server.redirect_port if listener == "redirect" else server.admin_port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), 5)
