@@ -22,6 +22,7 @@ from gateway.core.models import (
 )
 from gateway.core.params import Binding, PathPattern, has_params
 from gateway.core.target import TargetError, canonicalize_path
+from gateway.core.urls import has_credentials, without_userinfo
 
 # RFC 9110 token characters, upper-case only: methods are case-sensitive.
 _METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~")
@@ -221,7 +222,9 @@ def positive_int(value: Any) -> int:
 def http_url(value: Any) -> yarl.URL:
     text = string(value)
     url = yarl.URL(text)
-    if url.scheme not in {"http", "https"} or not url.host or url.user or url.fragment:
+    if has_credentials(url):
+        raise ValueError(f"'{without_userinfo(text)}' must not carry credentials")
+    if url.scheme not in {"http", "https"} or not url.host or url.fragment:
         raise ValueError(f"'{text}' must be an http:// or https:// URL with a host")
     return url
 
@@ -230,9 +233,13 @@ def upstream_url(value: Any) -> yarl.URL:
     text = string(value)
     url = yarl.URL(text)
     if url.scheme not in {"http", "https"} or not url.host:
-        raise ValueError(f"'{text}' must be an http:// or https:// URL with a host")
-    if url.query_string or url.fragment or url.user:
-        raise ValueError(f"'{text}' must not carry credentials, a query or a fragment")
+        raise ValueError(
+            f"'{without_userinfo(text)}' must be an http:// or https:// URL with a host"
+        )
+    if url.query_string or url.fragment or has_credentials(url):
+        raise ValueError(
+            f"'{without_userinfo(text)}' must not carry credentials, a query or a fragment"
+        )
     return url
 
 

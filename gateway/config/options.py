@@ -273,6 +273,13 @@ def cors(value: Any) -> CorsPolicy | None:
 def otlp_endpoint(value: Any) -> str:
     """An OTLP/HTTP collector's full traces URL (``http://otel-collector:4318/v1/traces``)."""
     url = http_url(value)
+    if url.raw_query_string or "?" in str(value):
+        # The endpoint is logged (tracing_export_failed) and quoted by OpenTelemetry's and
+        # urllib3's own lines: a key in its query would be too. Keys go in ``headers``.
+        raise ValueError(
+            "the endpoint must not carry a query: put a collector's key in 'headers' "
+            "(e.g. {x-api-key: ${KEY}})"
+        )
     if url.path in {"", "/"}:
         # The exporter posts to the URL as written: a bare host would get the collector's 404.
         raise ValueError(

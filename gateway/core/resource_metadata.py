@@ -19,6 +19,7 @@ from typing import Any
 import yarl
 
 from gateway.core.models import AuthMode, IssuerConfig, Route, path_matches
+from gateway.core.urls import has_credentials, without_userinfo
 
 __all__ = [
     "WELL_KNOWN_PATH",
@@ -76,9 +77,11 @@ def check_resource(text: str) -> str:
     """A resource identifier RFC 9728 section 2 allows, that can be quoted in a challenge:
     https, a host, no query, fragment or user info (``ValueError`` says what is wrong)."""
     url = yarl.URL(text)
+    if has_credentials(url):
+        raise ValueError(f"'{without_userinfo(text)}' must not carry user info")
     if url.scheme != "https" or not url.host:
         raise ValueError(f"'{text}' must be an https:// URL with a host (RFC 9728 section 2)")
-    if url.user or url.password or url.raw_query_string or url.raw_fragment or "#" in text:
+    if url.raw_query_string or url.raw_fragment or "#" in text:
         raise ValueError(f"'{text}' must not carry user info, a query or a fragment")
     if not _QUOTABLE.fullmatch(text) or not _QUOTABLE.fullmatch(url.raw_path or "/"):
         raise ValueError(f"'{text}' must be printable ASCII without spaces, quotes or '\\'")

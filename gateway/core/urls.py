@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import yarl
 
 from gateway.core.models import Route, Upstream
 from gateway.core.target import CanonicalTarget
 
-__all__ = ["https_or_loopback", "is_loopback", "upstream_url"]
+__all__ = [
+    "has_credentials",
+    "https_or_loopback",
+    "is_loopback",
+    "upstream_url",
+    "without_userinfo",
+]
+
+# The userinfo of a URL (``user:password@``, ``:password@``, ``user@``), up to its last '@'.
+_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+
+
+def without_userinfo(text: str) -> str:
+    """``text`` for a problem message, its userinfo cut out: config problems are printed and
+    logged (a rejected reload), and the userinfo is a credential."""
+    return _USERINFO.sub("", text)
+
+
+def has_credentials(url: yarl.URL) -> bool:
+    """Whether ``url`` has a userinfo (a password alone, ``http://:secret@host``, has no user)."""
+    return url.raw_user is not None or url.raw_password is not None
 
 
 def is_loopback(url: yarl.URL) -> bool:

@@ -229,6 +229,16 @@ class Accounting:
                     self._failures[(upstream, kind)] = failures
                 failures.inc()
 
+    def count_unparsed(self, status: int, reason: str) -> None:
+        """Count a request answered below the door (aiohttp's parser refused it; its access line
+        is written by `log_access`): route ``none``, method ``other`` (none was read), and a
+        refusal under its reason, so that a flood of malformed requests shows in the metrics
+        as it does in the access log."""
+        metrics = self.metrics
+        metrics.requests.labels("none", "other", status_class(status)).inc()
+        metrics.request_duration.labels("none").observe(0.0)
+        metrics.auth_refusals.labels("none", reason).inc()
+
     def _children(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
         label_method = method if method in COMMON_METHODS else "other"
         children = (

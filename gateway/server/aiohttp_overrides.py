@@ -36,6 +36,7 @@ __all__ = [
     "HANDLER",
     "HEADER_TIMEOUT",
     "MAX_CONNECTIONS",
+    "PARSER_REFUSALS",
     "PRIVATE_SHAPES",
     "GatewayRunner",
     "PrivateShapeChanged",
@@ -141,8 +142,9 @@ class _GatewayProtocol(RequestHandler):
     first request), whatever keep-alive allows between requests.
     """
 
-    __slots__ = ("_head_deadline", "_head_since", "header_timeout")
+    __slots__ = ("_head_deadline", "_head_since", "header_timeout", "on_refusal")
     header_timeout: float
+    on_refusal: Callable[[int, str], None] | None
 
     # One timer per connection, not one per request: the loop time a head started is noted
     # (``_head_since``, None while no head is awaited) and the timer, when it fires, closes the
@@ -222,6 +224,9 @@ class _GatewayProtocol(RequestHandler):
             auth_reason=refusal.reason,
         )
         log_access(entry)
+        on_refusal = getattr(self, "on_refusal", None)
+        if on_refusal is not None:  # counted in the request metrics like any refusal
+            on_refusal(status, refusal.reason)
         return response
 
 
@@ -231,10 +236,12 @@ class _GatewayHTTPServer(web.Server):
 
     max_connections = 0  # set by GatewayRunner; 0 is no limit
     header_timeout = 0.0  # set by GatewayRunner; 0 is no header deadline
+    on_refusal: Callable[[int, str], None] | None = None  # set by GatewayRunner
 
     def __call__(self) -> RequestHandler:
         protocol = _GatewayProtocol(self, loop=self._loop, **self._kwargs)
         protocol.header_timeout = self.header_timeout
+        protocol.on_refusal = self.on_refusal
         return protocol
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
@@ -249,6 +256,8 @@ MAX_CONNECTIONS = web.AppKey("max_connections", int)
 HEADER_TIMEOUT = web.AppKey("header_timeout", float)
 LowLevelHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 HANDLER: web.AppKey[LowLevelHandler] = web.AppKey("handler")
+# Told (status, reason) of each request the parser refused: the request metrics count it.
+PARSER_REFUSALS: web.AppKey[Callable[[int, str], None]] = web.AppKey("parser_refusals")
 
 
 class GatewayRunner(web.AppRunner):
@@ -273,6 +282,7 @@ class GatewayRunner(web.AppRunner):
         server.__class__ = _GatewayHTTPServer
         server.max_connections = self.app.get(MAX_CONNECTIONS, 0)  # type: ignore[attr-defined]
         server.header_timeout = self.app.get(HEADER_TIMEOUT, 0.0)  # type: ignore[attr-defined]
+        server.on_refusal = self.app.get(PARSER_REFUSALS)  # type: ignore[attr-defined]
         handler = self.app.get(HANDLER)
         if handler is not None:
             # Override: `Server.request_handler` and `request_factory` are read by each new

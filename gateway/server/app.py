@@ -28,6 +28,7 @@ from gateway.server.aiohttp_overrides import (
     HANDLER,
     HEADER_TIMEOUT,
     MAX_CONNECTIONS,
+    PARSER_REFUSALS,
     GatewayRunner,
     require_c_parser,
 )
@@ -164,10 +165,11 @@ def create_app(
 
         tracing = Tracing(config.tracing)
     in_flight = InFlight()
+    accounting = Accounting(metrics)
     door = Door(
         build(config, RemoteKeys(config.issuers, config.jwks, events=LoggedKeyEvents(metrics))),
         client,
-        Accounting(metrics),
+        accounting,
         in_flight,
         hsts=config.tls.hsts if config.tls is not None else None,
         tracing=tracing,
@@ -182,6 +184,7 @@ def create_app(
     app[METRICS] = metrics
     app[MAX_CONNECTIONS] = limits.max_connections
     app[HEADER_TIMEOUT] = limits.header_timeout
+    app[PARSER_REFUSALS] = accounting.count_unparsed
     app[RELOADER] = reloader
     app[IN_FLIGHT] = in_flight
 
@@ -285,7 +288,8 @@ class GatewayServer:
         self._in_flight = app[IN_FLIGHT]
         # The drain is ours (stop); aiohttp's own shutdown wait only meets stragglers.
         self._public = GatewayRunner(app, access_log=None, shutdown_timeout=_STRAGGLER_TIMEOUT)
-        self._admin = web.AppRunner(
+        # GatewayRunner for its parser-error answer (as the redirect listener's, below).
+        self._admin = GatewayRunner(
             create_admin_app(self._serving, app[DOOR], app[METRICS]),
             access_log=None,
             shutdown_timeout=_STRAGGLER_TIMEOUT,
@@ -304,7 +308,9 @@ class GatewayServer:
             reuse_port=self._reuse_port,
         ).start()
         if config.tls is not None and config.tls.http_redirect is not None:
-            self._redirect = web.AppRunner(
+            # GatewayRunner for its parser-error answer: aiohttp's own quotes the offending
+            # request bytes (a token among them) in the body and in an error log's traceback.
+            self._redirect = GatewayRunner(
                 redirect_app(self.public_port),
                 access_log=None,
                 shutdown_timeout=_STRAGGLER_TIMEOUT,
@@ -336,6 +342,11 @@ class GatewayServer:
     def public_port(self) -> int:
         """The bound public port (useful when the config asked for port 0)."""
         return int(self._public.addresses[0][1])
+
+    @property
+    def admin_port(self) -> int:
+        """The bound admin port."""
+        return int(self._admin.addresses[0][1])
 
     @property
     def redirect_port(self) -> int | None:

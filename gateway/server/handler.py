@@ -124,7 +124,8 @@ class Door:
         if proxies is not None:
             address = client_ip(address, headers.getall(proxies.header.value, ()), proxies)
         # Tracing: off is this one test, and no OpenTelemetry call (gateway/server/tracing.py).
-        trace = None if self._tracing is None else self._tracing.start(request, started_ns, record)
+        tracing = self._tracing
+        trace = None if tracing is None else tracing.start(request, started_ns, record, address)
         try:
             response = await self._tracked.run(
                 request, record, lambda: self._answer(request, record, address, trace)

@@ -98,10 +98,12 @@ class Tracing:
         self._tracer = self._provider.get_tracer("gateway", __version__)
 
     def start(
-        self, request: web.BaseRequest, started_ns: int, record: RequestRecord
+        self, request: web.BaseRequest, started_ns: int, record: RequestRecord, client: str
     ) -> RequestTrace:
         """Open the server span of one request (continuing the client's trace if it sent a valid
-        one) and write its ids into ``record`` for the access line."""
+        one) and write its ids into ``record`` for the access line. ``client``: the client's
+        address (behind trusted proxies, the one their header names; the access line's
+        ``client.ip``)."""
         headers = request.headers
         context = None
         parent = parse_traceparent(headers.getall("traceparent", ()))
@@ -124,7 +126,7 @@ class Tracing:
             name, context=context, kind=SpanKind.SERVER, start_time=started_ns
         )
         if span.is_recording():
-            span.set_attributes(_server_attributes(request, record.request_id))
+            span.set_attributes(_server_attributes(request, record.request_id, client))
         ids = span.get_span_context()
         record.trace_id = f"{ids.trace_id:032x}"
         record.span_id = f"{ids.span_id:016x}"
@@ -250,7 +252,9 @@ def _end_failed(span: OtelSpan, kind: str) -> None:
     span.end()
 
 
-def _server_attributes(request: web.BaseRequest, request_id: str) -> dict[str, str | int]:
+def _server_attributes(
+    request: web.BaseRequest, request_id: str, client: str
+) -> dict[str, str | int]:
     headers = request.headers
     version = request.version
     scheme = request.scheme
@@ -260,8 +264,13 @@ def _server_attributes(request: web.BaseRequest, request_id: str) -> dict[str, s
         "gateway.request.id": request_id,
         **_method_attributes(request.method),
     }
-    if request.remote:
-        attributes["client.address"] = request.remote
+    # HTTP semconv: client.address is the client behind any intermediaries (the access line's
+    # client.ip), network.peer.address the TCP peer (a trusted proxy, or the client itself).
+    if client:
+        attributes["client.address"] = client
+    peer = request.remote
+    if peer:
+        attributes["network.peer.address"] = peer
     host = headers.get("Host")
     if host:
         address, port = _split_host(host)

@@ -323,3 +323,38 @@ def test_upstream_tls_config_errors(
     with pytest.raises(ConfigError) as caught:
         load(path, ENVIRON)
     assert any(fragment in issue.message for issue in caught.value.issues), caught.value.issues
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /orders/1?k=SECRET HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer SECRET\x01\r\n\r\n",
+        b"GET /orders/1?k=SECRET HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer SECRET\r\n"
+        b"Bad\r\n\r\n",
+        b"G(T /orders/1?k=SECRET HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer SECRET\r\n\r\n",
+        b"GET /orders/1?k=SECRET HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer SECRET\r\n"
+        b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ],
+    ids=["control-byte-in-token", "bad-header-line", "bad-method", "two-content-lengths"],
+)
+@pytest.mark.parametrize("listener", ["redirect", "admin"])
+async def test_the_other_listeners_answer_parser_refusals_without_echoing(
+    start: Start, log_capture: LogCapture, raw: bytes, listener: str
+) -> None:
+    """The plain-HTTP redirect listener's and the admin listener's parser refusals are the
+    gateway's JSON 400 and one access line, as on the public port: neither the answer nor any
+    log line quotes the request (aiohttp's own error page and its 'Error handling request'
+    traceback both do; a scraper's token would be in them)."""
+    server = await start(recorder=RecordingUpstream())
+    port = server.redirect_port if listener == "redirect" else server.admin_port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.split(b" ", 2)[1] == b"400"
+    assert b"SECRET" not in answer
+    assert b"application/json" in answer.partition(b"\r\n\r\n")[0].lower()
+    assert "SECRET" not in log_capture.text
+    (line,) = log_capture.events("access")
+    assert line["gateway.auth.reason"] == "unparseable_request"

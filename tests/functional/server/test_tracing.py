@@ -77,11 +77,12 @@ def traced(
     """Start a real gateway with tracing on in front of the recording upstream."""
     made: list[Tracing] = []
 
-    async def start(*, ratio: float = 1.0, routes: str = DEFAULT_ROUTES) -> Traced:
+    async def start(
+        *, ratio: float = 1.0, routes: str = DEFAULT_ROUTES, gateway_extra: str = ""
+    ) -> Traced:
         upstream = str(upstream_server.make_url("")).rstrip("/")
-        config = make_config(
-            upstream=upstream, routes=routes, gateway=DEFAULT_GATEWAY + tracing_section(ratio)
-        )
+        gateway = DEFAULT_GATEWAY + tracing_section(ratio) + gateway_extra
+        config = make_config(upstream=upstream, routes=routes, gateway=gateway)
         assert config.tracing is not None
         exporter = InMemorySpanExporter()
         tracing = Tracing(config.tracing, exporter=exporter)
@@ -156,6 +157,7 @@ async def test_a_forwarded_request_has_a_server_span_and_a_client_span_under_it(
         "server.address": "127.0.0.1",
         "server.port": port,
         "client.address": "127.0.0.1",
+        "network.peer.address": "127.0.0.1",
         "user_agent.original": "probe/1.0",
         "network.protocol.version": "1.1",
         "gateway.request.id": recorder.last.headers["X-Request-ID"],
@@ -458,3 +460,78 @@ async def test_a_websocket_handshake_carries_the_server_span_not_the_clients_con
     assert handshake.getall("traceparent") == [traceparent(server)]
     assert hex_ids(server)[0] == TRACE_ID
     assert not [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+
+
+@pytest.mark.parametrize(
+    "spellings",
+    [
+        ("traceparent", "TRACEPARENT"),
+        ("TraceParent", "traceParent"),
+        ("traceparent", "traceparent"),
+    ],
+    ids=["lower-upper", "mixed-mixed", "same"],
+)
+async def test_two_traceparent_headers_in_any_case_start_a_new_trace(
+    traced: TracedFactory, tokens: TokenFactory, recorder: RecordingUpstream,
+    spellings: tuple[str, str],
+) -> None:  # fmt: skip
+    """Header names ignore case: two spellings of traceparent are two headers (several are
+    invalid), even when both carry the same valid value; no client value reaches the upstream."""
+    gateway = await traced()
+    headers = [("Authorization", f"Bearer {tokens.good()}"), ("tracestate", "vendor=abc")]
+    headers += [(name, SAMPLED_PARENT) for name in spellings]
+    # Raw bytes: aiohttp's client would merge the two spellings into one header.
+    raw = http_request("GET", "/orders/7", headers)
+    assert (await send_raw(gateway.client, raw)).status == 200
+    server, client = gateway.one(SpanKind.SERVER), gateway.one(SpanKind.CLIENT)
+    assert server.parent is None
+    assert hex_ids(server)[0] != TRACE_ID
+    assert recorder.last.headers.getall("traceparent") == [traceparent(client)]
+    assert "tracestate" not in recorder.last.headers
+
+
+async def test_tracestate_headers_in_any_case_are_one_list_and_none_without_a_parent(
+    traced: TracedFactory, tokens: TokenFactory, recorder: RecordingUpstream
+) -> None:
+    """``tracestate`` and ``TRACESTATE`` are one list, in order; without a valid traceparent
+    the client's tracestate is not carried on (it belongs to the client's trace)."""
+    gateway = await traced()
+    auth = ("Authorization", f"Bearer {tokens.good()}")
+    headers = [auth, ("TraceParent", SAMPLED_PARENT), ("tracestate", "a=1"), ("TRACESTATE", "b=2")]
+    assert (await send_raw(gateway.client, http_request("GET", "/orders/7", headers))).status == 200
+    assert recorder.last.headers.getall("tracestate") == ["a=1,b=2"]
+    assert hex_ids(gateway.one(SpanKind.SERVER))[0] == TRACE_ID
+    headers = [auth, ("TraceState", "vendor=abc")]
+    assert (await gateway.client.get("/orders/7", headers=headers)).status == 200
+    assert "tracestate" not in recorder.last.headers
+    assert len(recorder.last.headers.getall("traceparent")) == 1
+
+
+@pytest.mark.parametrize(
+    ("trusted", "forwarded", "client"),
+    [
+        pytest.param("[127.0.0.1/32]", "203.0.113.9", "203.0.113.9", id="behind-a-trusted-proxy"),
+        pytest.param("[10.0.0.0/8]", "203.0.113.9", "127.0.0.1", id="peer-not-trusted"),
+        pytest.param("[127.0.0.1/32]", "198.51.100.1, 203.0.113.9", "203.0.113.9",
+                     id="rightmost-untrusted"),
+    ],
+)  # fmt: skip
+async def test_the_server_spans_client_address_is_the_access_lines_client_ip(
+    traced: TracedFactory,
+    tokens: TokenFactory,
+    log_capture: LogCapture,
+    trusted: str,
+    forwarded: str,
+    client: str,
+) -> None:
+    """HTTP semconv: ``client.address`` is the client behind the trusted proxies (as the access
+    line's ``client.ip``), ``network.peer.address`` the TCP peer; a spoofed header from an
+    untrusted peer changes neither."""
+    gateway = await traced(gateway_extra=f"trusted_proxies: {trusted}\n")
+    headers = {"Authorization": f"Bearer {tokens.good()}", "X-Forwarded-For": forwarded}
+    assert (await gateway.client.get("/orders/7", headers=headers)).status == 200
+    attributes = gateway.one(SpanKind.SERVER).attributes or {}
+    assert attributes["client.address"] == client
+    assert attributes["network.peer.address"] == "127.0.0.1"
+    [line] = log_capture.events("access")
+    assert line["client.ip"] == client

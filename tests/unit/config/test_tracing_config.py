@@ -70,6 +70,12 @@ CASES = [
                  (25, "did you mean 'sampling_ratio'?"), id="misspelled-key"),
     pytest.param("tracing: http://c:4318/v1/traces\n", (23, "'tracing' must be a mapping"),
                  id="not-a-mapping"),
+    pytest.param("tracing:\n  endpoint: http://c:4318/v1/traces?api_key=q-5e0d1\n",
+                 (24, "must not carry a query"), id="endpoint-with-query"),
+    pytest.param("tracing:\n  endpoint: http://c:4318/v1/traces?\n",
+                 (24, "must not carry a query"), id="endpoint-with-empty-query"),
+    pytest.param("tracing:\n  endpoint: http://c:4318/v1/traces#part\n",
+                 (24, "must be an http:// or https:// URL"), id="endpoint-with-fragment"),
 ]  # fmt: skip
 
 
@@ -79,4 +85,7 @@ def test_bad_tracing_settings_are_reported_at_their_line(
 ) -> None:
     """Each problem in ``tracing:`` is one issue at its line."""
     path = write(tmp_path, keys, gateway=GATEWAY + added)
-    assert_issues(problems(path), [("gateway.yaml", *expected)], tmp_path)
+    issues = problems(path)
+    assert_issues(issues, [("gateway.yaml", *expected)], tmp_path)
+    # A problem is printed and logged (a rejected reload): it never quotes a query's key.
+    assert not any("q-5e0d1" in issue.message for issue in issues)
