@@ -8,7 +8,6 @@ write) to render JSON lines. Every line starts with ``@timestamp``, ``log.level`
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -48,6 +47,7 @@ def _timestamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappi
 
 
 _LINE_BREAKERS = re.compile("[\u0085\u2028\u2029\x1c-\x1e]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
 
 
@@ -65,16 +65,35 @@ def _format(second: int, millisecond: int) -> str:
 
 
 def _dumps(value: Any, **_: Any) -> str:
-    """orjson when it can (several times faster than json); json, which escapes them, for
-    strings with lone surrogates (undecodable bytes in a header)."""
+    """orjson; a value holding lone surrogates (bytes of a header that are not UTF-8, which
+    Python keeps as U+DC80..U+DCFF) is written with them spelled out as text first."""
     try:
         text = orjson.dumps(value, default=str).decode()
     except TypeError:
-        return json.dumps(value, default=str)
+        text = orjson.dumps(_spelled_out(value), default=str).decode()
     if _LINE_BREAKERS.search(text):
         # Unicode line separators are valid JSON but split the line for `splitlines` readers.
         text = _LINE_BREAKERS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
     return text
+
+
+def _spelled_out(value: Any) -> Any:
+    """``value`` with every lone surrogate written as ``\\xNN`` (the byte it stands for) or
+    ``\\uNNNN``: JSON may escape a lone surrogate, but strict parsers (serde_json, which Vector
+    uses) refuse the whole line, and a client must not be able to keep its line out of the
+    pipeline with one stray byte."""
+    if isinstance(value, str):
+        return _SURROGATE.sub(_spell, value)
+    if isinstance(value, dict):
+        return {key: _spelled_out(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_spelled_out(item) for item in value]
+    return value
+
+
+def _spell(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 def _ecs_fields(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -58,13 +59,22 @@ def test_access_record_has_exactly_the_spec_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    "user_agent",
-    ['x","user.id":"admin', "back\\slash", "bytes\udcff\udcfe", "new\nline", "\x00"],
-    ids=["quote-injection", "backslash", "undecodable-bytes", "newline", "nul"],
+    ("user_agent", "logged"),
+    [
+        ('x","user.id":"admin', None),
+        ("back\\slash", None),
+        ("bytes\udcff\udcfe", "bytes\\xff\\xfe"),
+        ("a lone \ud800 surrogate", "a lone \\ud800 surrogate"),
+        ("new\nline", None),
+        ("\x00", None),
+    ],
+    ids=["quote-injection", "backslash", "undecodable-bytes", "lone-surrogate", "newline", "nul"],
 )
-def test_hostile_values_stay_one_valid_json_line(user_agent: str) -> None:
+def test_hostile_values_stay_one_valid_json_line(user_agent: str, logged: str | None) -> None:
     """Quotes, backslashes, newlines and undecodable bytes in a logged value stay inside its
-    JSON string: one line, valid JSON, no injected field."""
+    JSON string: one line, valid JSON, no injected field. Bytes that are not UTF-8 (lone
+    surrogates in Python) are spelled out as text, never as a surrogate escape that strict
+    parsers (serde_json, in Vector) refuse."""
     stream = io.StringIO()
     configure("info", stream)
     try:
@@ -73,9 +83,10 @@ def test_hostile_values_stay_one_valid_json_line(user_agent: str) -> None:
         configure("info")
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1
+    assert re.search(r"(?<!\\)\\u[dD][89a-fA-F]", lines[0]) is None  # no surrogate escape
     parsed = json.loads(lines[0])
     assert parsed["user.id"] == "alice"
-    assert parsed["user_agent.original"] == user_agent
+    assert parsed["user_agent.original"] == (user_agent if logged is None else logged)
 
 
 def test_standard_library_logs_and_tracebacks_are_json() -> None:
