@@ -7,6 +7,7 @@ a message for the operator; the scalar converters they build on are in `gateway.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 import yarl
@@ -39,6 +40,14 @@ _RATE_LIMIT_KEYS = {"rate", "burst", "key", "on_backend_error", "name"}
 _POLICY_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
+def _known_keys(value: dict[str, Any], allowed: Collection[str], block: str) -> None:
+    """Refuse the first key of ``block`` not in ``allowed`` (sorted), with a did-you-mean."""
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        hint = did_you_mean(unknown[0], allowed)
+        raise ValueError(f"unknown key '{unknown[0]}' in '{block}'{hint}")
+
+
 def rate(value: Any) -> tuple[int, float]:
     """``100/s``, ``600/min``, ``1000/h``, ``50/10s``: requests and the period in seconds."""
     match = _RATE.fullmatch(value.strip()) if isinstance(value, str) else None
@@ -57,10 +66,7 @@ def rate_limit(value: Any) -> RateLimit | None:
         return None
     if not isinstance(value, dict):
         raise ValueError("write {rate: 100/s, burst: 200, key: client_id}, or false for none")
-    unknown = sorted(set(value) - _RATE_LIMIT_KEYS)
-    if unknown:
-        hint = did_you_mean(unknown[0], _RATE_LIMIT_KEYS)
-        raise ValueError(f"unknown key '{unknown[0]}' in 'rate_limit'{hint}")
+    _known_keys(value, _RATE_LIMIT_KEYS, "rate_limit")
     missing = [key for key in ("rate", "key") if key not in value]
     if missing:
         raise ValueError(f"'rate_limit' needs '{missing[0]}'")
@@ -101,10 +107,7 @@ def auth_failures(value: Any) -> AuthFailureSettings | None:
         return AuthFailureSettings()
     if not isinstance(value, dict):
         raise ValueError("write {max: 20, window: 1m, cooldown: 1m}, or false to turn it off")
-    unknown = sorted(set(value) - set(_AUTH_FAILURE_KEYS))
-    if unknown:
-        hint = did_you_mean(unknown[0], _AUTH_FAILURE_KEYS)
-        raise ValueError(f"unknown key '{unknown[0]}' in 'auth_failures'{hint}")
+    _known_keys(value, _AUTH_FAILURE_KEYS, "auth_failures")
     fields: dict[str, Any] = {}
     if "max" in value:
         try:
@@ -211,10 +214,7 @@ def websocket_route(value: Any) -> WebSocketRoute | None:
         return WebSocketRoute()
     if not isinstance(value, dict):
         raise ValueError("write true, false, or {token_from_subprotocol: true, idle_timeout: 60s}")
-    unknown = sorted(set(value) - _WEBSOCKET_KEYS)
-    if unknown:
-        hint = did_you_mean(unknown[0], _WEBSOCKET_KEYS)
-        raise ValueError(f"unknown key '{unknown[0]}' in 'websocket'{hint}")
+    _known_keys(value, _WEBSOCKET_KEYS, "websocket")
     fields: dict[str, Any] = {}
     if "token_from_subprotocol" in value:
         try:
@@ -251,10 +251,7 @@ def cors(value: Any) -> CorsPolicy | None:
         return None
     if not isinstance(value, dict):
         raise ValueError("write {origins: [https://app.example.com], ...}, or false for none")
-    unknown = sorted(set(value) - set(_CORS_FIELDS))
-    if unknown:
-        hint = did_you_mean(unknown[0], _CORS_FIELDS)
-        raise ValueError(f"unknown key '{unknown[0]}' in 'cors'{hint}")
+    _known_keys(value, _CORS_FIELDS, "cors")
     if "origins" not in value:
         raise ValueError("'cors' needs 'origins'")
     fields: dict[str, Any] = {}
