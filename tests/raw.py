@@ -203,3 +203,21 @@ def assert_refusal(
     if request_id is not None:
         assert body["request_id"] == request_id
     return body
+
+
+async def trickle_headers(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, lines: int = 40
+) -> bool:
+    """Send a request head a header line at a time (0.1 s apart) and never finish it: whether
+    the server closed the connection before ``lines`` lines were sent."""
+    writer.write(b"GET /orders/health HTTP/1.1\r\nHost: a\r\n")
+    for number in range(lines):
+        try:
+            writer.write(f"X-Trickle-{number}: 1\r\n".encode())
+            await writer.drain()
+        except ConnectionError:
+            return True
+        with contextlib.suppress(TimeoutError):
+            if await asyncio.wait_for(reader.read(1), 0.1) == b"":
+                return True
+    return False

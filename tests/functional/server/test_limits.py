@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import GatewayFactory, LogCapture
-from tests.raw import Client, http_request, send_raw
+from tests.raw import Client, http_request, send_raw, trickle_headers
 from tests.support import DEFAULT_GATEWAY, DEFAULT_ROUTES, RecordingUpstream, TokenFactory
 
 SMALL_BODY_ROUTES = DEFAULT_ROUTES.replace(
@@ -102,20 +102,8 @@ async def test_slowloris_headers_are_cut_at_the_deadline(gateway: GatewayFactory
     deadline), even though it keeps sending."""
     client = await gateway(gateway=SHORT_KEEPALIVE)
     reader, writer = await _open(client)
-    writer.write(b"GET /orders/health HTTP/1.1\r\nHost: a\r\n")
     started = time.monotonic()
-    closed = False
-    for number in range(40):
-        try:
-            writer.write(f"X-Trickle-{number}: 1\r\n".encode())
-            await writer.drain()
-        except ConnectionError:
-            closed = True
-            break
-        with contextlib.suppress(TimeoutError):
-            if await asyncio.wait_for(reader.read(1), 0.1) == b"":
-                closed = True
-                break
+    closed = await trickle_headers(reader, writer)
     elapsed = time.monotonic() - started
     writer.close()
     assert closed

@@ -4,13 +4,19 @@ and a header deadline of its own."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import pytest
 
 from tests.conftest import GatewayFactory, LogCapture
-from tests.raw import close, http_request, open_connection, read_answer, send_raw
+from tests.raw import (
+    close,
+    http_request,
+    open_connection,
+    read_answer,
+    send_raw,
+    trickle_headers,
+)
 from tests.support import DEFAULT_GATEWAY, RecordingUpstream, TokenFactory
 
 SMALL_BODY_GATEWAY = DEFAULT_GATEWAY + "limits:\n  max_body_size: 1KiB\n"
@@ -167,20 +173,8 @@ async def test_a_trickled_head_is_cut_at_the_header_deadline(gateway: GatewayFac
     header deadline."""
     client = await gateway(gateway=HEADER_DEADLINE)
     reader, writer = await open_connection(client)
-    writer.write(b"GET /orders/health HTTP/1.1\r\nHost: a\r\n")
     started = time.monotonic()
-    closed = False
-    for number in range(40):
-        try:
-            writer.write(f"X-Trickle-{number}: 1\r\n".encode())
-            await writer.drain()
-        except ConnectionError:
-            closed = True
-            break
-        with contextlib.suppress(TimeoutError):
-            if await asyncio.wait_for(reader.read(1), 0.1) == b"":
-                closed = True
-                break
+    closed = await trickle_headers(reader, writer)
     elapsed = time.monotonic() - started
     await close(writer)
     assert closed
