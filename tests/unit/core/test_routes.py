@@ -308,3 +308,19 @@ def test_the_slash_form_of_an_exact_path_is_never_another_routes(
     its own ``/orders/``."""
     match = RouteTable(SLASH_TABLE).match("GET", path)
     assert (match.route.path if match.route is not None else None) == expected
+
+
+LENIENT_RULES = [("/admin", "/admin"), ("/tenants/<tenant>", "/tenants/{tenant}")]
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/tenants/acme/", "/admin", "/tenants/acme"])
+def test_no_lenient_router_runs_an_exact_handler_for_a_path_another_route_took(path: str) -> None:
+    """werkzeug without strict slashes (Flask's ``strict_slashes=False``; Rails, Express, Spring
+    before 6 and ASP.NET Core route alike) runs an exact route's handler for each of these
+    paths: the gateway chose that exact route, or refused; never the public catch-all."""
+    from werkzeug.routing import Map, Rule
+
+    rules = [Rule(rule, endpoint=endpoint) for rule, endpoint in LENIENT_RULES]
+    handler, _ = Map(rules, strict_slashes=False).bind("gw").match(path)
+    match = RouteTable(SLASH_TABLE).match("GET", path)
+    assert match.route is None or match.route.path == handler
