@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import cast
 
-from aiohttp import web, web_protocol
+from aiohttp import helpers, http_writer, web, web_protocol
 from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.http_writer import StreamWriter
 from aiohttp.web_protocol import RequestHandler
 
@@ -46,6 +47,7 @@ __all__ = [
     "private_owners",
     "require_c_parser",
     "send_continue",
+    "send_whole",
 ]
 
 _log = get_logger()
@@ -78,6 +80,12 @@ PRIVATE_SHAPES: tuple[tuple[str, str, str], ...] = (
     ("Server", "request_handler", "replaced by the door (the low-level handler)"),
     ("Server", "request_factory", "replaced by Server._make_request (plain BaseRequest)"),
     ("Server", "_make_request", "builds a plain BaseRequest, without the application's state"),
+    ("http_writer", "_serialize_headers", "a whole response's head, as aiohttp writes it"),
+    ("helpers", "rfc822_formatted_time", "the Date field, as aiohttp writes it"),
+    ("helpers", "must_be_empty_body", "whether a whole response is sent without its body"),
+    ("helpers", "should_remove_content_length", "whether its Content-Length is dropped"),
+    ("Response", "_eof_sent", "marks a response the door wrote whole as finished"),
+    ("Response", "_keep_alive", "tells aiohttp whether a whole response kept the connection"),
 )
 
 
@@ -91,6 +99,9 @@ def private_owners(server: web.Server) -> dict[str, object]:
         "AppRunner": web.AppRunner,
         "Server": server,
         "StreamWriter": writer,
+        "http_writer": http_writer,
+        "helpers": helpers,
+        "Response": web.Response(),
     }
 
 
@@ -303,3 +314,66 @@ async def send_continue(request: web.BaseRequest) -> None:
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     # Private: `output_size` counts response bytes; the interim response is not the response.
     request.writer.output_size = 0
+
+
+async def send_whole(request: web.BaseRequest, response: web.Response) -> None:
+    """Write a whole, unprepared `web.Response` in one transport write: the bytes aiohttp's
+    ``prepare`` and ``write_eof`` would write (same head serializer, same Date, Server,
+    Content-Length, Content-Type and Connection rules), without their per-response machinery,
+    which costs more than the gateway's whole decision for a refusal.
+
+    Afterwards the response counts as finished, so aiohttp writes nothing more; its
+    ``keep_alive`` tells aiohttp whether to keep the connection, as if aiohttp had sent it.
+    A response aiohttp must shape itself (a payload object, compression, chunking) or a
+    connection already closing is left to aiohttp. (The gateway sets no cookies through
+    aiohttp: an upstream's ``Set-Cookie`` fields are plain headers.)
+    """
+    body = b"" if response.body is None else response.body
+    transport = request.transport
+    if (
+        not isinstance(body, bytes)
+        or response.prepared
+        or response.compression
+        or response.chunked
+        or transport is None
+        or transport.is_closing()
+    ):
+        return
+    method, status, headers = request.method, response.status, response.headers
+    keep_alive = response.keep_alive
+    if keep_alive is None:
+        keep_alive = request.keep_alive
+    empty = helpers.must_be_empty_body(method, status)
+    if helpers.should_remove_content_length(method, status):
+        headers.popall("Content-Length", None)
+    elif "Content-Length" not in headers and (body or (status != 304 and method != "HEAD")):
+        headers["Content-Length"] = str(len(body))
+    if empty:
+        headers.popall("Transfer-Encoding", None)
+    elif headers.get("Content-Length") != "0":
+        headers.setdefault("Content-Type", "application/octet-stream")
+    if "Date" not in headers:
+        headers["Date"] = helpers.rfc822_formatted_time()
+    headers.setdefault("Server", SERVER_SOFTWARE)
+    version = request.version
+    if "Connection" not in headers:
+        if keep_alive:
+            if version == (1, 0):
+                headers["Connection"] = "keep-alive"
+        elif version == (1, 1):
+            headers["Connection"] = "close"
+    # Private: aiohttp's own head serializer, so the bytes (and the refusal of a control
+    # character in a field, ValueError) are exactly what aiohttp would have written.
+    head = http_writer._serialize_headers(
+        f"HTTP/{version[0]}.{version[1]} {status} {response.reason}", headers
+    )
+    data = head if empty or not body else head + body
+    transport.write(data)
+    # Private: `_keep_alive` is what aiohttp reads to keep or close the connection, and
+    # `_eof_sent` makes its prepare and write_eof return at once.
+    response._keep_alive = keep_alive
+    response._eof_sent = True
+    writer = request.writer
+    writer.output_size += len(data)
+    # aiohttp's own flow control: wait while the transport is paused over its high-water mark.
+    await writer.drain()

@@ -30,7 +30,7 @@ from gateway.core.routes import RouteTable
 from gateway.core.urls import upstream_url
 from gateway.jwks.remote import RemoteKeys
 from gateway.server.access import Accounting, RequestRecord
-from gateway.server.aiohttp_overrides import send_continue
+from gateway.server.aiohttp_overrides import send_continue, send_whole
 from gateway.server.drain import InFlight
 from gateway.server.logs import get_logger
 from gateway.server.metadata import MetadataEndpoint
@@ -135,7 +135,8 @@ class Door:
             response = record.refuse(INTERNAL_ERROR)
         finally:
             in_flight.dec()
-        if isinstance(response, web.Response):
+        whole = isinstance(response, web.Response) and not response.prepared
+        if whole:
             if request.body_exists and not request.content.at_eof():
                 # A refused request's body is never read: close rather than drain it.
                 response.force_close()
@@ -151,6 +152,8 @@ class Door:
         )  # fmt: skip
         if trace is not None:
             trace.finish(record, response.status)
+        if whole:
+            await send_whole(request, response)  # type: ignore[arg-type]
         return response
 
     async def _answer(

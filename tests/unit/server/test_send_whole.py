@@ -1,0 +1,120 @@
+"""`send_whole` writes the bytes aiohttp would have written for the same `web.Response`, and
+leaves the connection open or closed as aiohttp would have.
+
+Differential: one aiohttp low-level server answers each request twice, once by returning the
+response to aiohttp and once through `send_whole`; a raw socket sends the case's request and
+then a closing one on the same connection, and reads to the end. The two byte streams must be
+equal once the Date values are blanked (so whether the second request was answered, i.e. the
+keep-alive decision, is compared too)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from aiohttp import web
+
+from gateway.server.aiohttp_overrides import send_whole
+
+Build = Callable[[], web.Response]
+
+RESPONSES: dict[str, Build] = {
+    "json_401": lambda: web.Response(
+        status=401,
+        body=b'{"error":"unauthorized"}',
+        content_type="application/json",
+        headers={"WWW-Authenticate": 'Bearer realm="x"', "Cache-Control": "no-store"},
+    ),
+    "plain_200": lambda: web.Response(body=b"hello", headers={"X-Upstream": "a"}),
+    "empty_200": lambda: web.Response(body=b""),
+    "no_body_200": lambda: web.Response(),
+    "no_content_204": lambda: web.Response(status=204, headers={"Access-Control-Max-Age": "5"}),
+    "not_modified_304": lambda: web.Response(status=304, headers={"ETag": '"v1"'}),
+    "reason_502": lambda: web.Response(status=502, reason="Bad Gateway", body=b"{}"),
+    "own_connection_field": lambda: web.Response(body=b"x", headers={"Connection": "close"}),
+    "forced_close": lambda: _forced(web.Response(status=413, body=b"too big")),
+}
+
+
+def _forced(response: web.Response) -> web.Response:
+    response.force_close()
+    return response
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[int, dict[str, str]]]:
+    """A low-level aiohttp server; ``/{response}/{aiohttp|whole}`` picks the answer and who
+    writes it."""
+    state: dict[str, str] = {}
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        _, name, writer = request.path.split("/")
+        response = RESPONSES[name]() if name in RESPONSES else web.Response(text="end")
+        if writer == "whole":
+            await send_whole(request, response)
+            assert response.prepared
+        return response
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(web.Server(handler, access_log=None), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield port, state
+    server.close()
+    await server.wait_closed()
+
+
+async def _exchange(port: int, first: bytes, *, then_close: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    closing = b"GET /end/aiohttp HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    writer.write(first + closing if then_close else first)
+    try:
+        return await asyncio.wait_for(reader.read(-1), 5)
+    finally:
+        writer.close()
+
+
+def _blank_dates(data: bytes) -> bytes:
+    return re.sub(rb"(?im)^Date: [^\r\n]*", b"Date: -", data)
+
+
+@pytest.mark.parametrize("name", sorted(RESPONSES))
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("connection", [None, "close", "keep-alive"])
+async def test_the_same_bytes_and_connection_as_aiohttp(
+    server: tuple[int, dict[str, str]],
+    name: str,
+    method: str,
+    version: str,
+    connection: str | None,
+) -> None:
+    port, _ = server
+    field = f"Connection: {connection}\r\n" if connection else ""
+
+    def request(writer: str) -> bytes:
+        return f"{method} /{name}/{writer} HTTP/{version}\r\nHost: t\r\n{field}\r\n".encode()
+
+    # Nothing may follow a request that says close (llhttp refuses it).
+    then_close = connection != "close"
+    by_aiohttp = await _exchange(port, request("aiohttp"), then_close=then_close)
+    by_door = await _exchange(port, request("whole"), then_close=then_close)
+    assert by_aiohttp.startswith(f"HTTP/{version} ".encode())
+    assert _blank_dates(by_door) == _blank_dates(by_aiohttp)
+
+
+async def test_a_control_character_in_a_field_is_refused_like_aiohttp(
+    server: tuple[int, dict[str, str]],
+) -> None:
+    """aiohttp's own head serializer is used, so a CR or LF smuggled into a value raises
+    before a byte is written."""
+    response = web.Response(body=b"x", headers={"X-Bad": "a\r\nSet-Cookie: b=c"})
+    port, _ = server
+    RESPONSES["bad_field"] = lambda: response
+    try:
+        received = await _exchange(port, b"GET /bad_field/whole HTTP/1.1\r\nHost: t\r\n\r\n")
+    finally:
+        del RESPONSES["bad_field"]
+    assert b"Set-Cookie" not in received
+    assert received.startswith(b"HTTP/1.1 500 ")
