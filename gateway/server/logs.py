@@ -68,11 +68,14 @@ def _dumps(value: Any, **_: Any) -> str:
     """orjson; a value holding lone surrogates (bytes of a header that are not UTF-8, which
     Python keeps as U+DC80..U+DCFF) is written with them spelled out as text first."""
     try:
-        text = orjson.dumps(value, default=str).decode()
+        data = orjson.dumps(value, default=str)
     except TypeError:
-        text = orjson.dumps(_spelled_out(value), default=str).decode()
-    if _LINE_BREAKERS.search(text):
-        # Unicode line separators are valid JSON but split the line for `splitlines` readers.
+        data = orjson.dumps(_spelled_out(value), default=str)
+    text = data.decode()
+    # Unicode line separators are valid JSON but split the line for `splitlines` readers. They
+    # are never ASCII (JSON escapes the control characters among them), and an ASCII test is
+    # far cheaper than the search over every line.
+    if not data.isascii() and _LINE_BREAKERS.search(text):
         text = _LINE_BREAKERS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
     return text
 
