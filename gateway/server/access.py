@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from prometheus_client.metrics import Counter, Histogram
 
 from gateway.core.methods import COMMON_METHODS
 from gateway.core.outcomes import AuthResult, Decision
 from gateway.core.refusals import Refusal
+from gateway.server.hot_metrics import Add, adder, check_shape, observer
 from gateway.server.log_fields import ECS_VERSION
 from gateway.server.logs import process_id, rfc3339, rfc3339_ns, write_line
 from gateway.server.metrics import Metrics, status_class
@@ -163,11 +163,12 @@ class Accounting:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._by_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._by_reason: dict[tuple[str, str], Counter] = {}
-        self._would_deny: dict[tuple[str, str], Counter] = {}
-        self._by_upstream: dict[str, Histogram] = {}
-        self._failures: dict[tuple[str, str], Counter] = {}
+        # What `gateway.server.hot_metrics` returns for each child: one call per update.
+        self._by_request: dict[tuple[str, str, int], tuple[Add, Add]] = {}
+        self._by_reason: dict[tuple[str, str], Add] = {}
+        self._would_deny: dict[tuple[str, str], Add] = {}
+        self._by_upstream: dict[str, Add] = {}
+        self._failures: dict[tuple[str, str], Add] = {}
 
     def finish(
         self,
@@ -193,41 +194,41 @@ class Accounting:
         children = self._by_request.get(key)
         if children is None:
             children = self._children(route, method, status)
-        children[0].inc()
-        children[1].observe(duration_ns / 1e9)
+        children[0](1)
+        children[1](duration_ns / 1e9)
         reason = record.auth_reason
         if reason is not None:
             if record.auth_result == _DENIED:
-                counter = self._by_reason.get((route, reason))
-                if counter is None:
-                    counter = self.metrics.auth_refusals.labels(route, reason)
-                    self._by_reason[(route, reason)] = counter
-                counter.inc()
+                refused = self._by_reason.get((route, reason))
+                if refused is None:
+                    refused = adder(self.metrics.auth_refusals.labels(route, reason))
+                    self._by_reason[(route, reason)] = refused
+                refused(1)
                 if reason in RATE_LIMIT_REASONS:  # rare: no cached child
                     self.metrics.rate_limited.labels(route, reason).inc()
             elif record.auth_result == _WOULD_DENY:
                 would = self._would_deny.get((route, reason))
                 if would is None:
-                    would = self.metrics.auth_would_deny.labels(route, reason)
+                    would = adder(self.metrics.auth_would_deny.labels(route, reason))
                     self._would_deny[(route, reason)] = would
-                would.inc()
+                would(1)
         if record.websocket_close_reason is not None:
             self.metrics.websocket_tunnels.labels(route, record.websocket_close_reason).inc()
         upstream = record.upstream
         if upstream is not None:
             if record.upstream_ns is not None:
-                histogram = self._by_upstream.get(upstream)
-                if histogram is None:
-                    histogram = self.metrics.upstream_duration.labels(upstream)
-                    self._by_upstream[upstream] = histogram
-                histogram.observe(record.upstream_ns / 1e9)
+                upstream_took = self._by_upstream.get(upstream)
+                if upstream_took is None:
+                    upstream_took = observer(self.metrics.upstream_duration.labels(upstream))
+                    self._by_upstream[upstream] = upstream_took
+                upstream_took(record.upstream_ns / 1e9)
             kind = record.upstream_failure
             if kind is not None:
                 failures = self._failures.get((upstream, kind))
                 if failures is None:
-                    failures = self.metrics.upstream_failures.labels(upstream, kind)
+                    failures = adder(self.metrics.upstream_failures.labels(upstream, kind))
                     self._failures[(upstream, kind)] = failures
-                failures.inc()
+                failures(1)
 
     def count_unparsed(self, status: int, reason: str) -> None:
         """Count a request answered below the door (aiohttp's parser refused it; its access line
@@ -239,12 +240,12 @@ class Accounting:
         metrics.request_duration.labels("none").observe(0.0)
         metrics.auth_refusals.labels("none", reason).inc()
 
-    def _children(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    def _children(self, route: str, method: str, status: int) -> tuple[Add, Add]:
         label_method = method if method in COMMON_METHODS else "other"
-        children = (
-            self.metrics.requests.labels(route, label_method, status_class(status)),
-            self.metrics.request_duration.labels(route),
-        )
+        requests = self.metrics.requests.labels(route, label_method, status_class(status))
+        duration = self.metrics.request_duration.labels(route)
+        check_shape(requests, duration)
+        children = (adder(requests), observer(duration))
         if label_method != "other":  # other methods are one label: their names are not kept
             self._by_request[(route, method, status // 100)] = children
         return children

@@ -32,6 +32,7 @@ from gateway.jwks.remote import RemoteKeys
 from gateway.server.access import Accounting, RequestRecord
 from gateway.server.aiohttp_overrides import send_continue, send_whole
 from gateway.server.drain import InFlight
+from gateway.server.hot_metrics import adder
 from gateway.server.logs import get_logger
 from gateway.server.metadata import MetadataEndpoint
 from gateway.server.upstream import BodyTooLarge, UpstreamClient, UpstreamFailure
@@ -101,7 +102,7 @@ class Door:
         self._client = client
         self._accounting = accounting
         self._tracked = in_flight
-        self._in_flight = accounting.metrics.in_flight
+        self._in_flight = adder(accounting.metrics.in_flight)
         # Open WebSocket tunnels: a shutdown closes them (1001) instead of waiting them out.
         self.tunnels = Tunnels()
         in_flight.on_drain(self.tunnels.shut_down)
@@ -113,7 +114,7 @@ class Door:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Handle one request (aiohttp low-level handler): decide, forward, log, count."""
         in_flight = self._in_flight
-        in_flight.inc()
+        in_flight(1)
         started_ns = time.time_ns()
         started = time.perf_counter_ns()
         headers = request.headers
@@ -134,7 +135,7 @@ class Door:
             _log.exception("request_failed", **{"http.request.id": record.request_id})
             response = record.refuse(INTERNAL_ERROR)
         finally:
-            in_flight.dec()
+            in_flight(-1)
         whole = isinstance(response, web.Response) and not response.prepared
         if whole:
             if request.body_exists and not request.content.at_eof():
