@@ -40,6 +40,7 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
     "proxy-authorization", "proxy-authenticate", "proxy-connection", "http2-settings",
 })  # fmt: skip
+_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 # Set (or recomputed) by the gateway or by the client library, never copied from the client.
 _REPLACED = frozenset({"host", "content-length", "expect", "authorization", "x-request-id"})
 # Client headers that upstreams trust from a proxy in front of them: never from the client.
@@ -179,13 +180,19 @@ def upstream_headers(
     return outgoing
 
 
-def response_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The upstream's response headers the client may see (hop-by-hop removed)."""
-    dropped = _connection_named(incoming.getall("Connection", []))
+def response_headers(raw: Sequence[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    """The upstream's response headers the client may see (hop-by-hop and Connection-named ones
+    removed), from the parser's raw fields, decoded once: names as latin-1 (llhttp admits only
+    token characters), values as UTF-8 with surrogateescape, so bytes that are not UTF-8 are
+    written back unchanged."""
+    skipped = _HOP_BY_HOP_BYTES
+    for name, value in raw:
+        if name.lower() == b"connection":  # rare: the fields it names are dropped too
+            skipped = skipped | {token.strip().lower() for token in value.split(b",")}
     return CIMultiDict(
-        (name, value)
-        for name, value in incoming.items()
-        if name.lower() not in HOP_BY_HOP and name.lower() not in dropped
+        (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+        for name, value in raw
+        if name.lower() not in skipped
     )
 
 

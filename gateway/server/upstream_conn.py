@@ -95,6 +95,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_ready = False
         self._interim = False
         self._framing = "close"
+        self.content_length: int | None = None  # the answer's, when its framing is "length"
         self._complete = False
         self._keep_alive = False
         self._stray = False
@@ -366,6 +367,7 @@ class UpstreamConnection(asyncio.Protocol):
             lower = name.lower()
             if lower == b"content-length":
                 length = True
+                self.content_length = int(value)  # llhttp has checked: one value, all digits
             elif lower == b"transfer-encoding":
                 # llhttp refuses chunked anywhere but last; a coding after it is read to close.
                 chunked = value.rstrip().lower().endswith(b"chunked")

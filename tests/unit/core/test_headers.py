@@ -424,14 +424,17 @@ RESPONSE = [
 @pytest.mark.parametrize("hop", RESPONSE)
 def test_response_headers_strip_hop_by_hop(hop: list[tuple[str, str]]) -> None:
     """The client never sees hop-by-hop or Connection-named response headers; the rest pass."""
-    headers = incoming(
-        ("Content-Type", "application/json"),
-        *hop,
-        ("Set-Cookie", "a=1"),
-        ("Content-Length", "2"),
-        ("Set-Cookie", "b=2"),
-    )
-    assert list(response_headers(headers).items()) == [
+    raw = [
+        (name.encode("latin-1"), value.encode())
+        for name, value in [
+            ("Content-Type", "application/json"),
+            *hop,
+            ("Set-Cookie", "a=1"),
+            ("Content-Length", "2"),
+            ("Set-Cookie", "b=2"),
+        ]
+    ]
+    assert list(response_headers(raw).items()) == [
         ("Content-Type", "application/json"),
         ("Set-Cookie", "a=1"),
         ("Content-Length", "2"),
@@ -483,3 +486,19 @@ def test_forwarding_context_follows_the_route(
         peer=PEER, proto="https", host="h", request_id=RID, claims=CLAIMS,
         authorization=expected, claims_to_headers=(("X-Auth-Tenant", "tenant_id"),),
     )  # fmt: skip
+
+
+def test_response_header_bytes_that_are_not_utf8_are_kept_byte_for_byte() -> None:
+    """Values are decoded with surrogateescape, so what the client gets is what was sent."""
+    raw = [(b"X-Name", b"caf\xe9"), (b"X-Utf8", "café".encode()), (b"ETag", b'W/"\x80"')]
+    relayed = response_headers(raw)
+    assert [value.encode("utf-8", "surrogateescape") for value in relayed.values()] == [
+        value for _, value in raw
+    ]
+    assert relayed["X-Utf8"] == "café"
+
+
+def test_connection_tokens_are_matched_without_case_or_spaces() -> None:
+    raw = [(b"connection", b" X-Debug ,KEEP-ALIVE,, "), (b"x-debug", b"1"), (b"X-Kept", b"2"),
+           (b"Keep-Alive", b"timeout=5")]  # fmt: skip
+    assert list(response_headers(raw).items()) == [("X-Kept", "2")]
