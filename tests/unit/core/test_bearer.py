@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from gateway.core.bearer import extract_bearer, query_has_access_token
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.core.bearer import extract_bearer, is_b64token, query_has_access_token
 from gateway.core.errors import MalformedCredentials, MissingCredentials
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
@@ -123,3 +127,21 @@ QUERIES = [
 def test_query_has_access_token(query: str | None, expected: bool) -> None:
     """An ``access_token`` query parameter is found in any spelling an upstream would decode."""
     assert query_has_access_token(query) is expected
+
+
+# The RFC 6750 b64token grammar as a regex: the oracle `is_b64token` must agree with.
+_B64TOKEN_GRAMMAR = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+@given(st.text(alphabet=st.sampled_from("aZ09-._~+/=é \t\n\x00%,;:\"'*\\\udce9"), max_size=12))
+def test_b64token_check_agrees_with_the_grammar(candidate: str) -> None:
+    assert is_b64token(candidate) == bool(_B64TOKEN_GRAMMAR.fullmatch(candidate))
+
+
+@pytest.mark.parametrize(
+    ("candidate", "valid"),
+    [("abc", True), ("a.b-c_d~e+f/g==", True), ("==", False), ("", False), ("a=b", False),
+     ("a b", False), ("é", False), ("a\n", False), ("a==\n", False), ("=a", False)],
+)  # fmt: skip
+def test_b64token_edges(candidate: str, valid: bool) -> None:
+    assert is_b64token(candidate) is valid
