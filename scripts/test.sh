@@ -14,6 +14,11 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing_bench_tools=yes
 if [ "$missing_bench_tools" = yes ] && [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
 fi
+# bench/cost.py (instructions per request) runs the gateway under valgrind's callgrind; its smoke
+# test skips without valgrind locally and fails under CI=true, so CI installs it.
+if ! command -v callgrind_control >/dev/null && [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+fi
 # tests/deploy: promtool (package `prometheus`) checks and unit-tests the alerting rules and a
 # real /metrics scrape; syslog-ng (`syslog-ng-core`) ships the gateway's log lines end to end.
 missing_deploy_tools=no
