@@ -102,10 +102,10 @@ def instructions_per_request(
         client = KeepAliveClient(port, request_bytes(case, token))
         for _ in range(args.warmup):
             client.status()
-        control = ["callgrind_control", str(gateway.pid)]
-        subprocess.run([*control[:1], "--zero", *control[1:]], check=True, capture_output=True)
+        pid = str(gateway.pid)
+        subprocess.run(["callgrind_control", "--zero", pid], check=True, capture_output=True)
         statuses = {client.status() for _ in range(args.requests)}
-        subprocess.run([*control[:1], "--dump", *control[1:]], check=True, capture_output=True)
+        subprocess.run(["callgrind_control", "--dump", pid], check=True, capture_output=True)
         client.close()
         if statuses != {case.expected}:
             raise RuntimeError(f"{case.name}: expected {case.expected}, got {sorted(statuses)}")

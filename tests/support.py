@@ -380,3 +380,14 @@ def log_line_problems(line: Mapping[str, Any]) -> list[str]:
     if not isinstance(line.get("process.pid"), int):
         problems.append("process.pid missing")
     return problems
+
+
+def resolve_now(app: web.Application, request: web.Request) -> web.UrlMappingMatchInfo:
+    """aiohttp's router resolution of ``request``, driven by hand (``resolve`` never awaits
+    anything), for the differential tests that ask real routers how they read a path."""
+    coroutine = app.router.resolve(request)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise AssertionError("resolve suspended")  # pragma: no cover

@@ -136,8 +136,9 @@ class Door:
             response = record.refuse(INTERNAL_ERROR)
         finally:
             in_flight(-1)
-        whole = isinstance(response, web.Response) and not response.prepared
-        if whole:
+        # A whole response not yet sent: the door writes it itself (`send_whole`).
+        whole = response if isinstance(response, web.Response) and not response.prepared else None
+        if whole is not None:
             if request.body_exists and not request.content.at_eof():
                 # A refused request's body is never read: close rather than drain it.
                 response.force_close()
@@ -153,8 +154,8 @@ class Door:
         )  # fmt: skip
         if trace is not None:
             trace.finish(record, response.status)
-        if whole:
-            await send_whole(request, response)  # type: ignore[arg-type]
+        if whole is not None:
+            await send_whole(request, whole)
         return response
 
     async def _answer(

@@ -29,6 +29,7 @@ from gateway.core.models import Route
 from gateway.core.params import Binding, bindings_hold
 from gateway.core.routes import RouteTable
 from gateway.core.target import TargetError, canonicalize
+from tests.support import resolve_now
 
 BOUND = Route(path="/tenants/{tenant}/orders", upstream="app", bind=(Binding("tenant", "t"),))
 ME = Route(path="/tenants/me", upstream="app")
@@ -120,20 +121,11 @@ def _aiohttp() -> Callable[[str], str | None]:
 
     def tenant(forwarded: str) -> str | None:
         request = make_mocked_request("GET", forwarded, app=app)
-        info = _run(app.router.resolve(request))
+        info = resolve_now(app, request)
         value = info.get("tenant")
         return None if value is None else str(value)
 
     return tenant
-
-
-def _run(coroutine: object) -> web.UrlMappingMatchInfo:
-    # The router's resolve never awaits anything: drive the coroutine by hand.
-    try:
-        coroutine.send(None)  # type: ignore[attr-defined]
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    raise AssertionError("resolve suspended")  # pragma: no cover
 
 
 FRAMEWORKS: dict[str, Callable[[str], str | None]] = {

@@ -28,6 +28,7 @@ from werkzeug.routing import Map, Rule
 from gateway.core.models import AuthMode, Route, ScopeRule
 from gateway.core.routes import RouteTable
 from gateway.core.target import TargetError, canonicalize
+from tests.support import resolve_now
 
 # (path, scopes; None = public). Literal reserved characters a framework decodes (':', '@',
 # '+', '!', '(', ')') sit next to their prefixes with weaker rules.
@@ -115,19 +116,10 @@ def _aiohttp() -> Callable[[str], str | None]:
 
     def route(forwarded: str) -> str | None:
         request = make_mocked_request("GET", forwarded, app=app)
-        resolved = _run(app.router.resolve(request))
+        resolved = resolve_now(app, request)
         return owners.get(resolved.route)
 
     return route
-
-
-def _run(coroutine: object) -> web.UrlMappingMatchInfo:
-    # The router's resolve never awaits anything: drive the coroutine by hand.
-    try:
-        coroutine.send(None)  # type: ignore[attr-defined]
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    raise AssertionError("resolve suspended")  # pragma: no cover
 
 
 FRAMEWORKS: dict[str, Callable[[str], str | None]] = {
