@@ -59,6 +59,9 @@ class FrameError(Exception):
         self.code = code
         self.problem = problem
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return type(self), (self.code, self.problem)
+
 
 @dataclass(frozen=True, slots=True)
 class Message:

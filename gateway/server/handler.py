@@ -35,7 +35,12 @@ from gateway.server.drain import InFlight
 from gateway.server.hot_metrics import adder
 from gateway.server.logs import get_logger
 from gateway.server.metadata import MetadataEndpoint
-from gateway.server.upstream import BodyTooLarge, UpstreamClient, UpstreamFailure
+from gateway.server.upstream import (
+    RESPONSE_STARTED,
+    BodyTooLarge,
+    UpstreamClient,
+    UpstreamFailure,
+)
 from gateway.server.websocket import TunnelOutcome, Tunnels, TunnelSettings, open_tunnel
 
 if TYPE_CHECKING:  # imported by the app only when tracing is configured
@@ -156,6 +161,9 @@ class Door:
             trace.finish(record, response.status)
         if whole is not None:
             await send_whole(request, whole)
+        else:
+            # A streamed response holds the request: the pair would wait for the collector.
+            request.pop(RESPONSE_STARTED, None)
         return response
 
     async def _answer(

@@ -38,6 +38,7 @@ from gateway.server.upstream_errors import (
     BodyTooLarge,
     ConnectionGone,
     UpstreamFailure,
+    fresh,
 )
 from gateway.server.upstream_pool import ConnectionPool, PoolKey
 
@@ -281,7 +282,8 @@ class _Exchange:
             fully_sent_first = self.body_sent
             response, sent = await self._respond(status, reason, raw, step)
         finally:
-            sender = self._sender
+            # Dropped: a failed sender keeps its exception, whose traceback holds this exchange.
+            sender, self._sender = self._sender, None
             if sender is not None:
                 if not sender.done():
                     sender.cancel()  # the answer is whole (or failed): the rest is not needed
@@ -302,7 +304,7 @@ class _Exchange:
                 elif not sender.cancelled():
                     error = sender.exception()
                     if isinstance(error, (BodyTooLarge, UpstreamFailure)):
-                        raise error from None
+                        raise fresh(error) from None
             if isinstance(exc, TimeoutError):
                 raise self._failure("timeout", "HeadTimeout") from None
             if isinstance(exc, BadResponse):
@@ -389,12 +391,18 @@ class _Exchange:
     async def _relay(self, sink: web.StreamResponse, step: float) -> int:
         connection = self._connection
         sent = 0
+        loop = asyncio.get_running_loop()
         try:
-            # Whatever has arrived, up to the read buffer: fewer, larger writes than fixed chunks.
-            while chunk := await connection.next_chunk(step):
-                await asyncio.wait_for(sink.write(chunk), step)
-                sent += len(chunk)
-            await asyncio.wait_for(sink.write_eof(), step)
+            # One deadline for the whole relay, moved per write (not a task per chunk); a write
+            # that waits for a slow client still ends within `step`.
+            async with asyncio.timeout(None) as deadline:
+                # Whatever has arrived, up to the read buffer: fewer, larger writes.
+                while chunk := await connection.next_chunk(step):
+                    deadline.reschedule(loop.time() + step)
+                    await sink.write(chunk)
+                    sent += len(chunk)
+                deadline.reschedule(loop.time() + step)
+                await sink.write_eof()
         except (TimeoutError, BadResponse, ConnectionGone, *_CLIENT_GONE):
             # Headers are gone already: the only honest signal left is to cut the connection,
             # never to finish a body that would look complete.

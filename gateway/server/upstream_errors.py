@@ -10,7 +10,12 @@ The tree is shallow and its leaves carry data::
 
 from __future__ import annotations
 
-__all__ = ["BadResponse", "BodyTooLarge", "ConnectionGone", "UpstreamFailure"]
+import copy
+from typing import TypeVar
+
+__all__ = ["BadResponse", "BodyTooLarge", "ConnectionGone", "UpstreamFailure", "fresh"]
+
+_E = TypeVar("_E", bound=BaseException)
 
 # The kinds of UpstreamFailure, and the status each one is answered with:
 #   timeout         504  connect, response head, next body chunk or request body write too slow
@@ -32,6 +37,9 @@ class UpstreamFailure(Exception):
         self.upstream = upstream
         self.kind = kind
         self.detail = detail
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _upstream_failure, (self.upstream, self.kind, self.detail)
 
     @property
     def timed_out(self) -> bool:
@@ -61,3 +69,19 @@ class BadResponse(Exception):
 
 class ConnectionGone(Exception):
     """The upstream connection closed or was reset before the exchange on it was complete."""
+
+
+def _upstream_failure(upstream: str, kind: str, detail: str) -> UpstreamFailure:
+    return UpstreamFailure(upstream, kind=kind, detail=detail)
+
+
+def fresh(error: _E) -> _E:
+    """A new exception equal to ``error``, to raise in its place.
+
+    An exception that is kept (by a connection, a finished task) and raised again collects the
+    raising frames in its traceback; those frames hold whatever holds the exception, and through
+    it the request and its buffered body: a reference cycle only the collector frees, which
+    under the gateway's rare collections (`settle_heap`) piles up by the megabyte. A copy has no
+    traceback and nothing keeps it.
+    """
+    return copy.copy(error)

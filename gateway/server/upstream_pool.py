@@ -138,23 +138,13 @@ class ConnectionPool:
                     ssl=tls,
                     server_hostname=host if tls is not None else None,
                 )
-        # The ``error.type`` names are those the logs carried under aiohttp's client, so that
-        # alerts written against them keep matching.
-        except TimeoutError:
-            failure = UpstreamFailure(upstream, kind="timeout", detail="ConnectionTimeoutError")
-        except ssl.SSLCertVerificationError:
-            failure = UpstreamFailure(
-                upstream, kind="tls", detail="ClientConnectorCertificateError"
-            )
-        except ssl.SSLError:
-            failure = UpstreamFailure(upstream, kind="tls", detail="ClientConnectorSSLError")
-        except OSError:
-            failure = UpstreamFailure(upstream, kind="unreachable", detail="ClientConnectorError")
-        else:
-            return connection
-        connection.reset()
-        self._forget(connection)
-        raise failure
+        except OSError as exc:  # timeouts and TLS failures are OSErrors too
+            connection.reset()
+            self._forget(connection)
+            # Raised from here, not kept in a local: a local would hold the failure whose
+            # traceback holds this frame, a cycle only the collector frees.
+            raise _connect_failure(upstream, exc) from None
+        return connection
 
     def _forget(self, connection: UpstreamConnection) -> None:
         """Free the slot a connection held (once), and tell a waiter: first one for the same
@@ -177,3 +167,15 @@ class ConnectionPool:
                 waiter.set_result(None)
                 return True
         return False
+
+
+def _connect_failure(upstream: str, error: OSError) -> UpstreamFailure:
+    # The ``error.type`` names are those the logs carried under aiohttp's client, so that
+    # alerts written against them keep matching.
+    if isinstance(error, TimeoutError):
+        return UpstreamFailure(upstream, kind="timeout", detail="ConnectionTimeoutError")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return UpstreamFailure(upstream, kind="tls", detail="ClientConnectorCertificateError")
+    if isinstance(error, ssl.SSLError):
+        return UpstreamFailure(upstream, kind="tls", detail="ClientConnectorSSLError")
+    return UpstreamFailure(upstream, kind="unreachable", detail="ClientConnectorError")

@@ -155,6 +155,9 @@ class Tunnel:
             pass
         finally:
             self._upstream.close()
+            # aiohttp keeps the error a close ran into, and its traceback holds the response
+            # (and the request): dropped here, the tunnel is freed without the cyclic collector.
+            _drop_tracebacks(self._client.exception())
         return end
 
     def _touch(self) -> None:
@@ -330,6 +333,15 @@ class TunnelOutcome:
     upstream_ns: int  # the handshake with the upstream
     client_bytes: int
     upstream_bytes: int
+
+
+def _drop_tracebacks(error: BaseException | None) -> None:
+    """Clear the tracebacks of ``error`` and of the exceptions it chains to."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.with_traceback(None)
+        error = error.__cause__ or error.__context__
 
 
 async def open_tunnel(

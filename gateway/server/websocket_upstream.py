@@ -13,6 +13,7 @@ from typing import cast
 
 from gateway.core.websocket_frames import FrameError, Message, MessageReader, Opcode, encode_frame
 from gateway.server.upstream_conn import reset_transport
+from gateway.server.upstream_errors import fresh
 
 __all__ = ["UpstreamSocket"]
 
@@ -49,7 +50,7 @@ class UpstreamSocket(asyncio.Protocol):
         `FrameError` when it broke the protocol)."""
         while not self._messages:
             if self._error is not None:
-                raise self._error
+                raise fresh(self._error)
             if self._gone:
                 return None
             waiter = asyncio.get_running_loop().create_future()
@@ -104,7 +105,8 @@ class UpstreamSocket(asyncio.Protocol):
         try:
             messages = self._reader.feed(data)
         except FrameError as exc:
-            self._error = exc
+            # Kept without its traceback: that holds this frame, and so this protocol.
+            self._error = exc.with_traceback(None)
             self._wake()
             return
         for message in messages:

@@ -13,6 +13,9 @@ from tests.conftest import GatewayFactory, LogCapture
 from tests.raw import Client, http_request, send_raw, trickle_headers
 from tests.support import DEFAULT_GATEWAY, DEFAULT_ROUTES, RecordingUpstream, TokenFactory
 
+# Every request here, refused or failed, is freed without the cyclic collector.
+pytestmark = pytest.mark.usefixtures("no_request_cycles")
+
 SMALL_BODY_ROUTES = DEFAULT_ROUTES.replace(
     "    methods: [POST, PUT, PATCH, DELETE]\n",
     "    methods: [POST, PUT, PATCH, DELETE]\n    max_body_size: 1KiB\n",

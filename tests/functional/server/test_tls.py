@@ -27,6 +27,9 @@ from tests.support import (
     write_config,
 )
 
+# Every request here, refused or failed, is freed without the cyclic collector.
+pytestmark = pytest.mark.usefixtures("no_request_cycles")
+
 TLS_GATEWAY = gateway_config(
     local_issuer(),
     extra="""\

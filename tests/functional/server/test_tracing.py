@@ -31,6 +31,9 @@ from tests.support import (
     side_upstream_routes,
 )
 
+# Every request here, refused or failed, is freed without the cyclic collector.
+pytestmark = pytest.mark.usefixtures("no_request_cycles")
+
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 SAMPLED_PARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"

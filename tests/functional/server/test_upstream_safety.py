@@ -23,6 +23,9 @@ from tests.conftest import GatewayFactory, LogCapture
 from tests.raw import Client, http_request
 from tests.support import DEFAULT_GATEWAY, TokenFactory
 
+# Every request here, refused or failed, is freed without the cyclic collector.
+pytestmark = pytest.mark.usefixtures("no_request_cycles")
+
 ROUTES = """\
 upstreams:
   orders: {{url: "{upstream}", timeout: 2s}}
@@ -460,6 +463,44 @@ async def test_request_to_an_upstream_that_dies_is_sent_once(
         await asyncio.sleep(0.1)
         assert len(upstream.heads) == 2
         assert upstream.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("upstream_does", "status"),
+    [("refuse", 502), ("reset", 502), ("garbage", 502), ("stall", 504), ("answer-early", 200)],
+)
+async def test_an_upload_that_fails_upstream_is_freed_at_once(
+    gateway: GatewayFactory, tokens: TokenFactory, upstream_does: str, status: int
+) -> None:
+    """A 1 MiB upload whose upstream refuses the connection, resets it, answers garbage, never
+    answers, or answers before reading the body: the request (with what the gateway buffered
+    of its body) is freed when it ends, not left in a reference cycle for the collector. (Such
+    cycles once held ~0.5 MiB per refused upload: 8 clients uploading to a down upstream took
+    the gateway from 62 to 230 MiB.) The module's ``no_request_cycles`` is the check."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        await up.read_head(reader)
+        if upstream_does == "garbage":
+            writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        elif upstream_does == "answer-early":
+            writer.write(_ok(b"early"))
+        elif upstream_does == "stall":
+            await asyncio.sleep(2)
+        await writer.drain()
+
+    async with raw_upstream(serve) as upstream:
+        url = upstream.url
+        if upstream_does == "refuse":
+            with socket.socket() as unused:
+                unused.bind(("127.0.0.1", 0))
+                url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+        client = await gateway(routes=ROUTES.replace("RAW_URL", url))
+        auth = {"Authorization": f"Bearer {tokens.good()}"}
+        answer = await client.post("/raw/upload", data=b"x" * (1 << 20), headers=auth)
+        assert answer.status == status
+        await answer.read()
 
 
 # -- 7. the client adds nothing ---------------------------------------------------------------

@@ -17,6 +17,9 @@ from tests.conftest import GatewayFactory, LogCapture
 from tests.functional.server.ws_support import WebSocketUpstream, bearer_protocol, websocket_routes
 from tests.support import TokenFactory, metric_sample
 
+# Every request here, refused or failed, is freed without the cyclic collector.
+pytestmark = pytest.mark.usefixtures("no_request_cycles")
+
 Client = TestClient[web.Request, web.Application]
 
 

@@ -18,6 +18,9 @@ from tests.functional.server.ws_support import WebSocketUpstream
 from tests.raw import close, open_connection, read_answer, socket_upstream
 from tests.support import ORDERS_HEALTH, TokenFactory, route_table, upstream_line
 
+# Every request here, refused or failed, is freed without the cyclic collector.
+pytestmark = pytest.mark.usefixtures("no_request_cycles")
+
 Client = TestClient[web.Request, web.Application]
 APP = "https://app.example.com"
 
