@@ -37,6 +37,7 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 # Every upstream socket is read into this one buffer (the size of the loops' own read buffers):
 # the loop calls `get_buffer` and `buffer_updated` back to back, and the parser copies out what
 # it keeps before returning. One copy per read instead of two (the loop's bytes, then llhttp's).
+# Shared by every connection of the process: a worker serves from one loop in one thread.
 _READ_BUFFER = memoryview(bytearray(256 * 1024))
 
 Head = tuple[int, bytes, list[tuple[bytes, bytes]]]
