@@ -49,9 +49,8 @@ class _Inert:
     """Callbacks for the parser a finished connection keeps (it never parses again)."""
 
 
-# A connection's own parser holds the connection's bound methods; it is swapped for this one
-# when the connection ends, so that the pair is freed by reference counting, not left to the
-# (rare, `settle_heap`) cyclic collector.
+# The parser of every connection that has ended (`UpstreamConnection._retire`): its own parser
+# holds its bound methods, a pair otherwise left to the (rare, `settle_heap`) cyclic collector.
 _NO_PARSER = httptools.HttpResponseParser(_Inert())
 
 
@@ -130,9 +129,8 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         transport = self._transport
         if transport is None or self._framing != "upgrade":
             raise ConnectionGone
-        self.dead = True
+        self._retire()
         self._transport = None
-        self._parser = _NO_PARSER
         tail = bytes(self._tail)
         self._tail.clear()
         return transport, tail
@@ -218,14 +216,12 @@ class UpstreamConnection(asyncio.BufferedProtocol):
 
     def reset(self) -> None:
         """Drop the connection with a TCP reset (the upstream sees an aborted exchange)."""
-        self.dead = True
-        self._parser = _NO_PARSER
+        self._retire()
         reset_transport(self._transport)
 
     def close(self) -> None:
         """Close the connection cleanly (an idle connection that is no longer wanted)."""
-        self.dead = True
-        self._parser = _NO_PARSER
+        self._retire()
         if self._transport is not None:
             self._transport.close()
 
@@ -244,6 +240,12 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             # Raised here, not set on the future: the future would keep the exception, whose
             # traceback holds this frame, which holds the future (a cycle through the request).
             raise TimeoutError
+
+    def _retire(self) -> None:
+        """The connection carries nothing more: its parser (which holds this connection's bound
+        methods) is let go, so the pair is freed by reference counting."""
+        self.dead = True
+        self._parser = _NO_PARSER
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -316,7 +318,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             self._complete = True
         self._fail(ConnectionGone())
         self._transport = None
-        self._parser = _NO_PARSER
+        self._retire()
 
     def pause_writing(self) -> None:
         """The upstream reads slower than we write."""
@@ -332,8 +334,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 waiter.set_result(True)
 
     def _bad(self, reason: str) -> None:
-        self.dead = True
-        self._parser = _NO_PARSER
+        self._retire()
         self._fail(BadResponse(reason))
         reset_transport(self._transport)
 
