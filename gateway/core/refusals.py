@@ -7,6 +7,7 @@ job (`gateway.server.render`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -59,9 +60,10 @@ def from_target_error(exc: TargetError) -> Refusal:
 
 def not_found() -> Refusal:
     """404: no route matches the path."""
-    return Refusal(404, "not_found", "No route matches this path", "no_route")
+    return _NOT_FOUND
 
 
+@functools.lru_cache(maxsize=256)  # the routes' method sets: bounded by the config
 def method_not_allowed(allowed: tuple[str, ...]) -> Refusal:
     """405 with ``Allow``: the path matched, the method did not."""
     return Refusal(
@@ -75,7 +77,7 @@ def method_not_allowed(allowed: tuple[str, ...]) -> Refusal:
 
 def payload_too_large() -> Refusal:
     """413: the body is larger than the route allows (refused before it is read)."""
-    return Refusal(413, "payload_too_large", "The request body is too large", "body_too_large")
+    return _PAYLOAD_TOO_LARGE
 
 
 def too_many_requests(headers: dict[str, str]) -> Refusal:
@@ -122,10 +124,7 @@ def claim_mismatch() -> Refusal:
     (``bind: {tenant: tenant_id}``) names something the claim does not (another tenant). No
     challenge: another token of the same client would not help, and the body names neither the
     claim nor the segment."""
-    return Refusal(
-        403, "forbidden", "The access token does not grant access to this resource",
-        "claim_mismatch",
-    )  # fmt: skip
+    return _CLAIM_MISMATCH
 
 
 def from_auth_error(exc: AuthError, resource_metadata: str | None = None) -> Refusal:
@@ -139,6 +138,23 @@ def from_auth_error(exc: AuthError, resource_metadata: str | None = None) -> Ref
             exc.reason,
             {"Retry-After": str(exc.retry_after)},
         )
+    # The same challenge for the same error (the texts are the catalogue's, the scopes the
+    # config's): made once, so that its response is made once too (gateway.server.refusal_wire).
+    scopes = exc.needed.scopes if isinstance(exc, InsufficientScope) else None
+    key = (exc.status, exc.bearer_error, exc.description, exc.reason, scopes, resource_metadata)
+    refusal = _challenges.get(key)
+    if refusal is None:
+        if len(_challenges) >= _MAX_CHALLENGES:
+            _challenges.clear()
+        refusal = _challenges[key] = _challenge(exc, resource_metadata)
+    return refusal
+
+
+_challenges: dict[tuple[object, ...], Refusal] = {}
+_MAX_CHALLENGES = 1024
+
+
+def _challenge(exc: AuthError, resource_metadata: str | None) -> Refusal:
     params = [REALM]
     if exc.bearer_error is not None:
         params.append(f'error="{exc.bearer_error}"')
@@ -173,6 +189,18 @@ def upstream_failed(*, timed_out: bool, busy: bool = False) -> Refusal:
     return Refusal(502, "bad_gateway", "The upstream service could not be reached", None)
 
 
+# The refusals that never vary: one value each (`gateway.server.refusal_wire` keeps its bytes).
+_NOT_FOUND = Refusal(404, "not_found", "No route matches this path", "no_route")
+_PAYLOAD_TOO_LARGE = Refusal(
+    413, "payload_too_large", "The request body is too large", "body_too_large"
+)
+_CLAIM_MISMATCH = Refusal(
+    403, "forbidden", "The access token does not grant access to this resource", "claim_mismatch"
+)
+_BAD_HANDSHAKE = Refusal(
+    400, "bad_request", "The WebSocket handshake is not acceptable", "bad_websocket_handshake",
+    {"Sec-WebSocket-Version": "13"},
+)  # fmt: skip
 # A target that is not origin-form (CONNECT's authority form, ``OPTIONS *``).
 NOT_ORIGIN_FORM = Refusal(
     400, "bad_request", "The request target is not acceptable", "not_origin_form"
@@ -203,13 +231,7 @@ BAD_HOST_REDIRECT = Refusal(400, "bad_request", "The Host header is not acceptab
 def websocket_handshake_refused() -> Refusal:
     """400: a request for a WebSocket upgrade that is not exactly a valid handshake (RFC 6455
     section 4.2.2 names the version the gateway speaks)."""
-    return Refusal(
-        400,
-        "bad_request",
-        "The WebSocket handshake is not acceptable",
-        "bad_websocket_handshake",
-        {"Sec-WebSocket-Version": "13"},
-    )
+    return _BAD_HANDSHAKE
 
 
 def parser_refusal(status: int) -> Refusal:

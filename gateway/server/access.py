@@ -66,11 +66,16 @@ class RequestRecord:
     trace_id: str | None = None  # the server span's, with tracing on (gateway.server.tracing)
     span_id: str | None = None
 
-    def refuse(self, refusal: Refusal, *, keep_auth: bool = False) -> web.Response:
-        """Render a refusal, and note it (``keep_auth`` for failures after the door let it in)."""
+    def refused(self, refusal: Refusal, *, keep_auth: bool = False) -> Refusal:
+        """Note a refusal (``keep_auth`` for failures after the door let it in)."""
         if not keep_auth:
             self.auth_result = "denied"
             self.auth_reason = refusal.reason
+        return refusal
+
+    def refuse(self, refusal: Refusal, *, keep_auth: bool = False) -> web.Response:
+        """Note a refusal, and render it."""
+        self.refused(refusal, keep_auth=keep_auth)
         response = render(refusal, self.request_id)
         self.response_bytes = len(response.body or b"")  # type: ignore[arg-type]
         return response

@@ -76,8 +76,8 @@ class InFlight:
         self,
         request: web.BaseRequest,
         record: RequestRecord,
-        answer: Callable[[], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
+        answer: Callable[[], Awaitable[web.StreamResponse | Refusal]],
+    ) -> web.StreamResponse | Refusal:
         """``answer()``, tracked; a request cut at the drain deadline is answered here."""
         task = asyncio.current_task()
         assert task is not None  # a handler always runs in a task

@@ -35,6 +35,7 @@ from gateway.server.drain import InFlight
 from gateway.server.hot_metrics import adder
 from gateway.server.logs import get_logger
 from gateway.server.metadata import MetadataEndpoint
+from gateway.server.refusal_wire import added_fields, send_refusal, wire_for
 from gateway.server.upstream import (
     RESPONSE_STARTED,
     BodyTooLarge,
@@ -115,6 +116,7 @@ class Door:
         self._added: tuple[tuple[str, str], ...] = (
             (("Strict-Transport-Security", hsts),) if hsts else ()
         )
+        self._added_fields = added_fields(self._added)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Handle one request (aiohttp low-level handler): decide, forward, log, count."""
@@ -133,32 +135,38 @@ class Door:
         tracing = self._tracing
         trace = None if tracing is None else tracing.start(request, started_ns, record, address)
         try:
-            response = await self._tracked.run(
+            answer = await self._tracked.run(
                 request, record, lambda: self._answer(request, record, address, trace)
             )
         except Exception:
             _log.exception("request_failed", **{"http.request.id": record.request_id})
-            response = record.refuse(INTERNAL_ERROR)
+            answer = record.refused(INTERNAL_ERROR)
         finally:
             in_flight(-1)
+        if isinstance(answer, Refusal):
+            # Written from bytes made once (`gateway.server.refusal_wire`), or else rendered.
+            status = answer.status
+            parts = wire_for(answer).parts(request, record.request_id)
+            if parts is not None:
+                record.response_bytes = len(parts[1])
+                self._account(request, record, address, trace, started_ns, started, status)
+                close = _unread_body(request) or "Upgrade" in headers
+                return await send_refusal(
+                    request, status, parts, added=self._added_fields, close=close
+                )
+            answer = record.refuse(answer, keep_auth=True)
+        response = answer
         # A whole response not yet sent: the door writes it itself (`send_whole`).
         whole = response if isinstance(response, web.Response) and not response.prepared else None
         if whole is not None:
-            if request.body_exists and not request.content.at_eof():
-                # A refused request's body is never read: close rather than drain it.
+            if _unread_body(request):
                 response.force_close()
             for name, value in self._added:
                 response.headers[name] = value
         if "Upgrade" in headers and not response.prepared:
             # aiohttp treats the connection as upgraded; nothing after it may be read as a request.
             response.force_close()
-        self._accounting.finish(
-            record, started_ns=started_ns, duration_ns=time.perf_counter_ns() - started,
-            client_ip=address or None, method=request.method, status=response.status,
-            user_agent=headers.get("User-Agent"),
-        )  # fmt: skip
-        if trace is not None:
-            trace.finish(record, response.status)
+        self._account(request, record, address, trace, started_ns, started, response.status)
         if whole is not None:
             await send_whole(request, whole)
         else:
@@ -166,13 +174,32 @@ class Door:
             request.pop(RESPONSE_STARTED, None)
         return response
 
+    def _account(
+        self,
+        request: web.BaseRequest,
+        record: RequestRecord,
+        address: str,
+        trace: RequestTrace | None,
+        started_ns: int,
+        started: int,
+        status: int,
+    ) -> None:
+        """The access line and the metrics (and the trace's end) of an answered request."""
+        self._accounting.finish(
+            record, started_ns=started_ns, duration_ns=time.perf_counter_ns() - started,
+            client_ip=address or None, method=request.method, status=status,
+            user_agent=request.headers.get("User-Agent"),
+        )  # fmt: skip
+        if trace is not None:
+            trace.finish(record, status)
+
     async def _answer(
         self,
         request: web.BaseRequest,
         record: RequestRecord,
         address: str,
         trace: RequestTrace | None,
-    ) -> web.StreamResponse:
+    ) -> web.StreamResponse | Refusal:
         policy = self.policy  # one snapshot for the whole request, whatever a reload does
         metadata = policy.metadata
         if metadata is not None:
@@ -180,7 +207,7 @@ class Door:
             if served is not None:  # the gateway's own, under /.well-known/oauth-protected-...
                 record.path, answer = served
                 if isinstance(answer, Refusal):
-                    return record.refuse(answer)
+                    return record.refused(answer)
                 record.auth_result = "public"
                 record.response_bytes = 0 if request.method == "HEAD" else len(metadata.body)
                 return answer
@@ -208,7 +235,7 @@ class Door:
             if origin is not None:  # a browser's request: logged whether its page may read it
                 record.cors_origin_allowed = cors is not None and bool(cors.fields)
         if isinstance(decision, Refuse):
-            return _with_cors(record.refuse(decision.refusal), cors)  # never after a 100 Continue
+            return _refused(record, decision.refusal, cors)  # never after a 100 Continue
         added = self._added
         if decision.limit_headers:  # the RateLimit fields of a limited route, on the answer too
             added = (*added, *decision.limit_headers.items())
@@ -243,7 +270,7 @@ class Door:
                     body_limit=body_limit, added=added, cors=cors,
                 )  # fmt: skip
         except BodyTooLarge:
-            return _with_cors(record.refuse(payload_too_large()), cors)
+            return _refused(record, payload_too_large(), cors)
         except UpstreamFailure as exc:
             record.upstream_failure = exc.kind
             _log.warning(
@@ -255,12 +282,18 @@ class Door:
                 },
             )
             refusal = upstream_failed(timed_out=exc.timed_out, busy=exc.busy)
-            return _with_cors(record.refuse(refusal, keep_auth=True), cors)
+            return _refused(record, refusal, cors, keep_auth=True)
         if isinstance(outcome, TunnelOutcome):
             record.finish_tunnel(outcome)
             return outcome.response
         record.finish_proxy(outcome)
         return outcome.response
+
+
+def _unread_body(request: web.BaseRequest) -> bool:
+    """Whether the request has a body not read to its end: a refused request's body is never
+    read, so its connection is closed rather than drained."""
+    return request.body_exists and not request.content.at_eof()
 
 
 def _tunnel_settings(route: Route, config: Config) -> TunnelSettings:
@@ -274,14 +307,19 @@ def _tunnel_settings(route: Route, config: Config) -> TunnelSettings:
     )
 
 
-def _preflight_answer(decision: Preflight, record: RequestRecord) -> web.Response:
+def _preflight_answer(decision: Preflight, record: RequestRecord) -> web.Response | Refusal:
     """A CORS preflight's answer: 204 with the route's CORS fields, or its refusal (403, none)."""
     if decision.refusal is not None:
-        return record.refuse(decision.refusal)
+        return record.refused(decision.refusal)
     return web.Response(status=204, headers=decision.fields)
 
 
-def _with_cors(response: web.Response, cors: CorsHeaders | None) -> web.Response:
-    if cors is not None:
-        apply_cors(response.headers, cors)
+def _refused(
+    record: RequestRecord, refusal: Refusal, cors: CorsHeaders | None, *, keep_auth: bool = False
+) -> web.Response | Refusal:
+    """The refusal, noted; rendered here when a CORS route's fields go on it."""
+    if cors is None:
+        return record.refused(refusal, keep_auth=keep_auth)
+    response = record.refuse(refusal, keep_auth=keep_auth)
+    apply_cors(response.headers, cors)
     return response

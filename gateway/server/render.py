@@ -10,10 +10,10 @@ from aiohttp import web
 
 from gateway.core.refusals import Refusal
 
-__all__ = ["render"]
+__all__ = ["PLAIN_ID", "render"]
 
 # Request ids the gateway hands out or keeps (`gateway.core.headers.request_id`) need no escaping.
-_PLAIN_ID = re.compile(r"[A-Za-z0-9._-]*")
+PLAIN_ID = re.compile(r"[A-Za-z0-9._-]*")
 
 
 @functools.lru_cache(maxsize=256)
@@ -27,7 +27,7 @@ def _body_head(error: str, description: str) -> bytes:
 def render(refusal: Refusal, request_id: str) -> web.Response:
     """The JSON response for a refusal (never cached): ``json.dumps`` of error,
     error_description and request_id, byte for byte."""
-    if _PLAIN_ID.fullmatch(request_id):
+    if PLAIN_ID.fullmatch(request_id):
         body = _body_head(refusal.error, refusal.description) + request_id.encode() + b'"}'
     else:
         body = json.dumps(
