@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway.core.methods import COMMON_METHODS
 from gateway.core.outcomes import AuthResult, Decision
 from gateway.core.refusals import Refusal
-from gateway.server.hot_metrics import Add, adder, check_shape, observer
+from gateway.server.hot_metrics import Observed, check_shape, observe
 from gateway.server.log_fields import ECS_VERSION
 from gateway.server.logs import process_id, rfc3339, rfc3339_ns, write_line
 from gateway.server.metrics import Metrics, status_class
@@ -158,22 +158,25 @@ class RequestRecord:
 class Accounting:
     """Writes each request's access line and counts it in the request metrics.
 
-    The labelled children of the per-request metrics are looked up once per label set and kept
-    (the label values are bounded: route patterns from the config, common methods, status
-    classes, refusal reasons, upstream names), so a request costs dict lookups, not
-    ``.labels()`` calls.
+    The labelled children of the per-request metrics get their slots in the metrics' `Tally`
+    once per label set (the label values are bounded: route patterns from the config, common
+    methods, status classes, refusal reasons, upstream names), so a request costs dict lookups
+    and additions, not ``.labels()`` and ``inc`` calls.
     """
 
-    __slots__ = ("_by_reason", "_by_request", "_by_upstream", "_failures", "_would_deny", "metrics")
+    __slots__ = (
+        "_by_reason", "_by_request", "_by_upstream", "_failures", "_tally", "_would_deny",
+        "metrics",
+    )  # fmt: skip
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        # What `gateway.server.hot_metrics` returns for each child: one call per update.
-        self._by_request: dict[tuple[str, str, int], tuple[Add, Add]] = {}
-        self._by_reason: dict[tuple[str, str], Add] = {}
-        self._would_deny: dict[tuple[str, str], Add] = {}
-        self._by_upstream: dict[str, Add] = {}
-        self._failures: dict[tuple[str, str], Add] = {}
+        self._tally = metrics.tally
+        self._by_request: dict[tuple[str, str, int], tuple[int, Observed]] = {}
+        self._by_reason: dict[tuple[str, str], int] = {}
+        self._would_deny: dict[tuple[str, str], int] = {}
+        self._by_upstream: dict[str, Observed] = {}
+        self._failures: dict[tuple[str, str], int] = {}
 
     def finish(
         self,
@@ -194,29 +197,31 @@ class Accounting:
                 method=method, status=status, user_agent=user_agent,
             )
         )  # fmt: skip
+        tally = self._tally
+        pending = tally.pending
         route = record.route or "none"
         key = (route, method, status // 100)
-        children = self._by_request.get(key)
-        if children is None:
-            children = self._children(route, method, status)
-        children[0](1)
-        children[1](duration_ns / 1e9)
+        slots = self._by_request.get(key)
+        if slots is None:
+            slots = self._request_slots(route, method, status)
+        pending[slots[0]] += 1
+        observe(pending, slots[1], duration_ns / 1e9)
         reason = record.auth_reason
         if reason is not None:
             if record.auth_result == _DENIED:
                 refused = self._by_reason.get((route, reason))
                 if refused is None:
-                    refused = adder(self.metrics.auth_refusals.labels(route, reason))
+                    refused = tally.counter(self.metrics.auth_refusals.labels(route, reason))
                     self._by_reason[(route, reason)] = refused
-                refused(1)
-                if reason in RATE_LIMIT_REASONS:  # rare: no cached child
+                pending[refused] += 1
+                if reason in RATE_LIMIT_REASONS:  # rare: no slot of its own
                     self.metrics.rate_limited.labels(route, reason).inc()
             elif record.auth_result == _WOULD_DENY:
                 would = self._would_deny.get((route, reason))
                 if would is None:
-                    would = adder(self.metrics.auth_would_deny.labels(route, reason))
+                    would = tally.counter(self.metrics.auth_would_deny.labels(route, reason))
                     self._would_deny[(route, reason)] = would
-                would(1)
+                pending[would] += 1
         if record.websocket_close_reason is not None:
             self.metrics.websocket_tunnels.labels(route, record.websocket_close_reason).inc()
         upstream = record.upstream
@@ -224,16 +229,18 @@ class Accounting:
             if record.upstream_ns is not None:
                 upstream_took = self._by_upstream.get(upstream)
                 if upstream_took is None:
-                    upstream_took = observer(self.metrics.upstream_duration.labels(upstream))
+                    upstream_took = tally.histogram(self.metrics.upstream_duration.labels(upstream))
                     self._by_upstream[upstream] = upstream_took
-                upstream_took(record.upstream_ns / 1e9)
+                observe(pending, upstream_took, record.upstream_ns / 1e9)
             kind = record.upstream_failure
             if kind is not None:
                 failures = self._failures.get((upstream, kind))
                 if failures is None:
-                    failures = adder(self.metrics.upstream_failures.labels(upstream, kind))
+                    failures = tally.counter(self.metrics.upstream_failures.labels(upstream, kind))
                     self._failures[(upstream, kind)] = failures
-                failures(1)
+                pending[failures] += 1
+        if tally.eager:
+            tally.changed()
 
     def count_unparsed(self, status: int, reason: str) -> None:
         """Count a request answered below the door (aiohttp's parser refused it; its access line
@@ -245,15 +252,18 @@ class Accounting:
         metrics.request_duration.labels("none").observe(0.0)
         metrics.auth_refusals.labels("none", reason).inc()
 
-    def _children(self, route: str, method: str, status: int) -> tuple[Add, Add]:
+    def _request_slots(self, route: str, method: str, status: int) -> tuple[int, Observed]:
+        # Other methods share one label (their names are not kept) and so one key.
         label_method = method if method in COMMON_METHODS else "other"
-        requests = self.metrics.requests.labels(route, label_method, status_class(status))
-        duration = self.metrics.request_duration.labels(route)
-        check_shape(requests, duration)
-        children = (adder(requests), observer(duration))
-        if label_method != "other":  # other methods are one label: their names are not kept
-            self._by_request[(route, method, status // 100)] = children
-        return children
+        key = (route, label_method, status // 100)
+        slots = self._by_request.get(key)
+        if slots is None:
+            requests = self.metrics.requests.labels(route, label_method, status_class(status))
+            duration = self.metrics.request_duration.labels(route)
+            check_shape(requests, duration)
+            slots = (self._tally.counter(requests), self._tally.histogram(duration))
+            self._by_request[key] = slots
+        return slots
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,7 +32,6 @@ from gateway.jwks.remote import RemoteKeys
 from gateway.server.access import Accounting, RequestRecord
 from gateway.server.aiohttp_overrides import send_continue, send_whole
 from gateway.server.drain import InFlight
-from gateway.server.hot_metrics import adder
 from gateway.server.logs import get_logger
 from gateway.server.metadata import MetadataEndpoint
 from gateway.server.refusal_wire import added_fields, send_refusal, wire_for
@@ -108,7 +107,8 @@ class Door:
         self._client = client
         self._accounting = accounting
         self._tracked = in_flight
-        self._in_flight = adder(accounting.metrics.in_flight)
+        self._tally = accounting.metrics.tally
+        self._in_flight = self._tally.counter(accounting.metrics.in_flight)
         # Open WebSocket tunnels: a shutdown closes them (1001) instead of waiting them out.
         self.tunnels = Tunnels()
         in_flight.on_drain(self.tunnels.shut_down)
@@ -120,8 +120,11 @@ class Door:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Handle one request (aiohttp low-level handler): decide, forward, log, count."""
-        in_flight = self._in_flight
-        in_flight(1)
+        # The in-flight gauge, as additions to its slot (gateway.server.hot_metrics).
+        tally, in_flight = self._tally, self._in_flight
+        tally.pending[in_flight] += 1
+        if tally.eager:
+            tally.changed()
         started_ns = time.time_ns()
         started = time.perf_counter_ns()
         headers = request.headers
@@ -142,7 +145,7 @@ class Door:
             _log.exception("request_failed", **{"http.request.id": record.request_id})
             answer = record.refused(INTERNAL_ERROR)
         finally:
-            in_flight(-1)
+            tally.pending[in_flight] -= 1
         if isinstance(answer, Refusal):
             # Written from bytes made once (`gateway.server.refusal_wire`), or else rendered.
             status = answer.status

@@ -35,6 +35,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from gateway import __version__
+from gateway.server.hot_metrics import Tally
 
 __all__ = ["CONTENT_TYPE", "MULTIPROC_ENV", "Metrics", "multiprocess_dir", "status_class"]
 
@@ -82,6 +83,8 @@ class Metrics:
         registry = self.registry
         self.multiprocess_dir = multiprocess_dir()
         self.state = _ProcessState()
+        # The per-request updates (gateway.server.access), flushed before they are read.
+        self.tally = Tally(eager=self.multiprocess_dir is not None)
         self.requests = Counter(
             "gateway_requests", "Requests answered, by route pattern, method and status class.",
             ["route", "method", "status_class"], registry=registry,
@@ -188,6 +191,7 @@ class Metrics:
 
     def render(self) -> bytes:
         """The text exposition format: this process's metrics, or every worker's."""
+        self.tally.flush()
         return generate_latest(self._exposed)
 
 
