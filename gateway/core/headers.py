@@ -27,6 +27,7 @@ from gateway.core.tokens import Claims
 from gateway.core.websocket import bearer_subprotocol
 
 __all__ = [
+    "HOP_BY_HOP_BYTES",
     "STRIPPED_HEADERS",
     "STRIPPED_PREFIXES",
     "ForwardingContext",
@@ -41,7 +42,7 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
     "proxy-authorization", "proxy-authenticate", "proxy-connection", "http2-settings",
 })  # fmt: skip
-_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 # Set (or recomputed) by the gateway or by the client library, never copied from the client.
 _REPLACED = frozenset({"host", "content-length", "expect", "authorization", "x-request-id"})
 # Client headers that upstreams trust from a proxy in front of them: never from the client.
@@ -193,7 +194,7 @@ def response_headers(raw: Sequence[tuple[bytes, bytes]]) -> CIMultiDict[str]:
     removed), from the parser's raw fields, decoded once: names as latin-1 (llhttp admits only
     token characters), values as UTF-8 with surrogateescape, so bytes that are not UTF-8 are
     written back unchanged."""
-    skipped = _HOP_BY_HOP_BYTES
+    skipped = HOP_BY_HOP_BYTES
     for name, value in raw:
         if name.lower() == b"connection":  # rare: the fields it names are dropped too
             skipped = skipped | {token.strip().lower() for token in value.split(b",")}

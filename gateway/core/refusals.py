@@ -139,7 +139,7 @@ def from_auth_error(exc: AuthError, resource_metadata: str | None = None) -> Ref
             {"Retry-After": str(exc.retry_after)},
         )
     # The same challenge for the same error (the texts are the catalogue's, the scopes the
-    # config's): made once, so that its response is made once too (gateway.server.refusal_wire).
+    # config's): made once, so that its response is made once too (gateway.server.wire).
     scopes = exc.needed.scopes if isinstance(exc, InsufficientScope) else None
     key = (exc.status, exc.bearer_error, exc.description, exc.reason, scopes, resource_metadata)
     refusal = _challenges.get(key)
@@ -189,7 +189,7 @@ def upstream_failed(*, timed_out: bool, busy: bool = False) -> Refusal:
     return Refusal(502, "bad_gateway", "The upstream service could not be reached", None)
 
 
-# The refusals that never vary: one value each (`gateway.server.refusal_wire` keeps its bytes).
+# The refusals that never vary: one value each (`gateway.server.wire` keeps its bytes).
 _NOT_FOUND = Refusal(404, "not_found", "No route matches this path", "no_route")
 _PAYLOAD_TOO_LARGE = Refusal(
     413, "payload_too_large", "The request body is too large", "body_too_large"

@@ -20,6 +20,7 @@ from aiohttp import web
 from gateway.core.refusals import Refusal
 from gateway.server.access import RequestRecord
 from gateway.server.upstream import RESPONSE_STARTED
+from gateway.server.wire import Whole
 
 __all__ = ["CUT_GRACE", "SHUTDOWN_REASON", "SHUTTING_DOWN", "InFlight"]
 
@@ -76,8 +77,8 @@ class InFlight:
         self,
         request: web.BaseRequest,
         record: RequestRecord,
-        answer: Callable[[], Awaitable[web.StreamResponse | Refusal]],
-    ) -> web.StreamResponse | Refusal:
+        answer: Callable[[], Awaitable[web.StreamResponse | Whole | Refusal]],
+    ) -> web.StreamResponse | Whole | Refusal:
         """``answer()``, tracked; a request cut at the drain deadline is answered here."""
         task = asyncio.current_task()
         assert task is not None  # a handler always runs in a task

@@ -34,7 +34,6 @@ from gateway.server.aiohttp_overrides import send_continue, send_whole
 from gateway.server.drain import InFlight
 from gateway.server.logs import get_logger
 from gateway.server.metadata import MetadataEndpoint
-from gateway.server.refusal_wire import added_fields, send_refusal, wire_for
 from gateway.server.upstream import (
     RESPONSE_STARTED,
     BodyTooLarge,
@@ -42,6 +41,7 @@ from gateway.server.upstream import (
     UpstreamFailure,
 )
 from gateway.server.websocket import TunnelOutcome, Tunnels, TunnelSettings, open_tunnel
+from gateway.server.wire import Whole, added_fields, send, wire_for
 
 if TYPE_CHECKING:  # imported by the app only when tracing is configured
     from gateway.server.tracing import RequestTrace, Tracing
@@ -147,17 +147,18 @@ class Door:
         finally:
             tally.pending[in_flight] -= 1
         if isinstance(answer, Refusal):
-            # Written from bytes made once (`gateway.server.refusal_wire`), or else rendered.
-            status = answer.status
-            parts = wire_for(answer).parts(request, record.request_id)
-            if parts is not None:
-                record.response_bytes = len(parts[1])
-                self._account(request, record, address, trace, started_ns, started, status)
-                close = _unread_body(request) or "Upgrade" in headers
-                return await send_refusal(
-                    request, status, parts, added=self._added_fields, close=close
-                )
-            answer = record.refuse(answer, keep_auth=True)
+            # From bytes made once (`gateway.server.wire`), or else rendered as a web.Response.
+            refused = wire_for(answer).whole(request.version, record.request_id, self._added_fields)
+            if refused is None:
+                answer = record.refuse(answer, keep_auth=True)
+            else:
+                record.response_bytes = len(refused.body)
+                answer = refused
+        if isinstance(answer, Whole):  # a refusal, or an upstream's answer read whole
+            self._account(request, record, address, trace, started_ns, started, answer.status)
+            # A refused request's body is never read: close rather than drain it. After a
+            # request for an Upgrade, aiohttp reads nothing more from the connection.
+            return await send(request, answer, close=_unread_body(request) or "Upgrade" in headers)
         response = answer
         # A whole response not yet sent: the door writes it itself (`send_whole`).
         whole = response if isinstance(response, web.Response) and not response.prepared else None
@@ -202,7 +203,7 @@ class Door:
         record: RequestRecord,
         address: str,
         trace: RequestTrace | None,
-    ) -> web.StreamResponse | Refusal:
+    ) -> web.StreamResponse | Whole | Refusal:
         policy = self.policy  # one snapshot for the whole request, whatever a reload does
         metadata = policy.metadata
         if metadata is not None:

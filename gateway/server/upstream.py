@@ -41,6 +41,7 @@ from gateway.server.upstream_errors import (
     fresh,
 )
 from gateway.server.upstream_pool import ConnectionPool, PoolKey
+from gateway.server.wire import Whole, whole_answer
 
 __all__ = [
     "RESPONSE_STARTED",
@@ -68,7 +69,7 @@ _CLIENT_GONE = (ConnectionError, aiohttp.ClientConnectionError)
 class ProxyOutcome:
     """What the forwarder did, for the access log."""
 
-    response: web.StreamResponse
+    response: web.StreamResponse | Whole  # a Whole is for the door to write
     upstream_ns: int
     request_bytes: int
     response_bytes: int
@@ -254,9 +255,9 @@ class _Exchange:
 
     async def run(
         self, url: yarl.URL, headers: CIMultiDict[str], step: float
-    ) -> tuple[web.StreamResponse | None, int]:
-        """The relayed answer and the body bytes sent; ``(None, 0)`` when a handshake switched
-        protocols (its head in ``switched_headers``)."""
+    ) -> tuple[web.StreamResponse | Whole | None, int]:
+        """The relayed answer (a `Whole` for the door to write) and the body bytes sent;
+        ``(None, 0)`` when a handshake switched protocols (its head in ``switched_headers``)."""
         request, connection = self._request, self._connection
         method = request.method
         has_body = request.body_exists
@@ -349,19 +350,25 @@ class _Exchange:
 
     async def _respond(
         self, status: int, raw_reason: bytes, raw: list[tuple[bytes, bytes]], step: float
-    ) -> tuple[web.StreamResponse, int]:
+    ) -> tuple[web.StreamResponse | Whole, int]:
         request, connection = self._request, self._connection
+        length = connection.content_length if connection.framing == "length" else None
+        whole = length is not None and length <= _BUFFERED_MAX and request.method != "HEAD"
+        if whole:
+            body = await self._read_whole(step)
+            if self._cors is None:  # the fields as they came (`gateway.server.wire`)
+                answer = whole_answer(request.version, status, raw_reason, raw, body, self._added)
+                if answer is not None:
+                    return answer, len(body)
         headers = response_headers(raw)
         for name, value in self._added:
             headers[name] = value
         if self._cors is not None:
             apply_cors(headers, self._cors)
         reason = raw_reason.decode("utf-8", "surrogateescape") or None
-        length = connection.content_length if connection.framing == "length" else None
-        if length is not None and length <= _BUFFERED_MAX and request.method != "HEAD":
-            body = await self._read_whole(step)
+        if whole:
             headers.popall("Content-Length", None)
-            return web.Response(status=status, reason=reason, headers=headers, body=body), length
+            return web.Response(status=status, reason=reason, headers=headers, body=body), len(body)
         response = web.StreamResponse(status=status, reason=reason, headers=headers)
         if "Upgrade" in request.headers:
             response.force_close()  # the protocol is never switched: no tunnel

@@ -26,6 +26,7 @@ from tests.raw import (
     RawRequest,
     close,
     http_request,
+    open_connection,
     read_request,
     send_raw,
     socket_upstream,
@@ -502,6 +503,35 @@ async def test_hop_by_hop_response_headers_never_reach_client(
         assert name not in answer.headers, name
     assert "x-secret" not in answer.headers.get("Connection", "").lower()
     assert answer.headers["X-Kept"] == "yes"
+
+
+async def test_response_bytes_that_are_not_utf8_reach_the_client_as_sent(
+    client: Client, raw: RawUpstream
+) -> None:
+    """obs-text (RFC 9110 section 5.5: bytes 0x80-0xFF, legacy latin-1 values) in a small
+    answer's fields and reason phrase reaches the client byte for byte, as nginx passes it on;
+    none is dropped (aiohttp's own serializer drops them from a decoded value)."""
+    raw.response = (
+        b"HTTP/1.1 200 Tr\xe8s Bien\r\n"
+        b"Content-Length: 2\r\n"
+        b"X-Legacy: caf\xe9 cr\xe8me\r\n"
+        b'Content-Disposition: attachment; filename="r\xe9sum\xe9.txt"\r\n'
+        b"X-Utf8: caf\xc3\xa9\r\n"
+        b"\r\n"
+        b"ok"
+    )
+    reader, writer = await open_connection(client)
+    try:
+        writer.write(http_request("GET", "/raw/x", [("Connection", "close")], host=HOST))
+        received = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        await close(writer)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 Tr\xe8s Bien\r\n")
+    assert b"\r\nX-Legacy: caf\xe9 cr\xe8me\r\n" in head + b"\r\n"
+    assert b'\r\nContent-Disposition: attachment; filename="r\xe9sum\xe9.txt"' in head
+    assert b"\r\nX-Utf8: caf\xc3\xa9" in head
+    assert body == b"ok"
 
 
 # -- request bodies -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""A refusal written from its bytes made once (`send_refusal`) is byte for byte the refusal the
-door renders and writes whole (`render`, the door's own fields, `send_whole`), and leaves the
-connection open or closed the same way.
+"""A refusal written from its bytes made once (`gateway.server.wire`) is byte for byte the
+refusal the door renders and writes whole (`render`, the door's own fields, `send_whole`), and
+leaves the connection open or closed the same way.
 
 Differential, as in ``test_send_whole``: one aiohttp low-level server answers each request
 both ways; a raw socket sends the case's request, then a closing one on the same connection,
@@ -32,8 +32,8 @@ from gateway.core.refusals import (
     websocket_handshake_refused,
 )
 from gateway.server.aiohttp_overrides import send_whole
-from gateway.server.refusal_wire import added_fields, send_refusal, wire_for
 from gateway.server.render import render
+from gateway.server.wire import added_fields, send, wire_for
 
 METADATA = "https://api.example.com/.well-known/oauth-protected-resource"
 REFUSALS: dict[str, Refusal] = {
@@ -67,12 +67,9 @@ async def port() -> AsyncIterator[int]:
         _, name, writer, fields, close = parts
         refusal, added = REFUSALS[name], HSTS if fields == "hsts" else ()
         if writer == "wire":
-            wire_parts = wire_for(refusal).parts(request, "id-1.2_3")
-            assert wire_parts is not None
-            return await send_refusal(
-                request, refusal.status, wire_parts, added=added_fields(added),
-                close=close == "close",
-            )  # fmt: skip
+            whole = wire_for(refusal).whole(request.version, "id-1.2_3", added_fields(added))
+            assert whole is not None
+            return await send(request, whole, close=close == "close")
         response = render(refusal, "id-1.2_3")
         if close == "close":
             response.force_close()
@@ -128,19 +125,13 @@ async def test_the_same_bytes_and_connection_as_the_rendered_refusal(
 
 @pytest.mark.parametrize("request_id", ['a"b', "a\\b", "é", "a b", "a\x7fb"])
 async def test_an_id_that_json_escapes_is_left_to_the_renderer(request_id: str) -> None:
-    request = _FakeRequest()
-    assert wire_for(not_found()).parts(request, request_id) is None  # type: ignore[arg-type]
-    assert wire_for(not_found()).parts(request, "plain-id") is not None  # type: ignore[arg-type]
+    assert wire_for(not_found()).whole((1, 1), request_id, b"") is None
+    assert wire_for(not_found()).whole((1, 1), "plain-id", b"") is not None
 
 
-class _Transport:
-    def is_closing(self) -> bool:
-        return False
-
-
-class _FakeRequest:
-    version = (1, 1)
-    transport = _Transport()
+@pytest.mark.parametrize("version", [(0, 9), (2, 0), (1, 2)])
+def test_another_version_is_left_to_the_renderer(version: tuple[int, int]) -> None:
+    assert wire_for(not_found()).whole(version, "plain-id", b"") is None
 
 
 def test_a_catalogue_refusal_keeps_one_wire() -> None:

@@ -1,0 +1,223 @@
+"""Whole responses as bytes: the door's refusals, and the upstream's small answers.
+
+aiohttp's way to send a whole response is a `web.Response`, its header multidict, and the
+serialization of both; `send_whole` already cut that to one write, and was still most of a
+refusal's cost. Here a response the door writes whole is a `Whole`: its status line and fields
+as bytes, and its body. Only what depends on the moment of writing is added then:
+Content-Length, the defaults aiohttp would add (Content-Type, Date, Server) and the Connection
+field, in `send_whole`'s order and by its rules, so the bytes are those `send_whole` writes for
+the same response (``tests/unit/server/test_wire_*.py`` compare them).
+
+- A refusal's `Whole` comes from its `RefusalWire`, made once per refusal from the same
+  `render` and aiohttp head serializer: a request adds its id to the body.
+- An upstream's answer read whole (`whole_answer`) keeps the upstream's fields as the bytes
+  that came, less the hop-by-hop ones and Content-Length. (aiohttp's serializer drops the
+  bytes of a value that are not UTF-8; these are written as they came.)
+
+What cannot be written exactly that way is left to `render` and `send_whole` (`None` from
+`RefusalWire.whole` and `whole_answer`). The aiohttp internals used are listed in
+`gateway.server.aiohttp_overrides.PRIVATE_SHAPES` (the head serializer, the Date value,
+``_eof_sent``, ``_keep_alive`` and the writer's ``output_size``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import helpers, http_writer, web
+from aiohttp.http import SERVER_SOFTWARE
+from aiohttp.web_response import REASON_PHRASES
+from multidict import CIMultiDict
+
+from gateway.core.headers import HOP_BY_HOP_BYTES
+from gateway.core.refusals import Refusal
+from gateway.server.render import PLAIN_ID, render
+
+__all__ = ["RefusalWire", "Whole", "added_fields", "send", "whole_answer", "wire_for"]
+
+_SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
+_DEFAULT_TYPE = b"Content-Type: application/octet-stream\r\n"
+_KEEP_ALIVE_10 = b"Connection: keep-alive\r\n\r\n"
+_CLOSE_11 = b"Connection: close\r\n\r\n"
+_END = b"\r\n"
+# Beyond this many distinct refusals (fresh ones: a 429's RateLimit fields, a 503's Retry-After)
+# the cache starts again rather than grow.
+_MAX_WIRES = 256
+
+
+class Whole:
+    """A response to write whole: its status line and fields up to Content-Length (``head``),
+    its body, and which of aiohttp's defaults it still needs."""
+
+    __slots__ = ("body", "date", "head", "server", "status", "typed")
+
+    def __init__(
+        self,
+        status: int,
+        head: bytes,
+        body: bytes,
+        *,
+        typed: bool = True,
+        date: bool = True,
+        server: bool = True,
+    ) -> None:
+        self.status = status
+        self.head = head
+        self.body = body
+        self.typed = typed  # False: Content-Type application/octet-stream is added
+        self.date = date  # True: a Date field is added
+        self.server = server  # True: aiohttp's Server field is added
+
+
+class RefusalWire:
+    """One refusal's status lines, fixed fields and the JSON body up to the request id."""
+
+    __slots__ = ("_body_head", "_head_10", "_head_11", "refusal")
+
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+        # What `render` makes for this refusal, its fields serialized as aiohttp would.
+        rendered = render(refusal, "")
+        body = rendered.body
+        assert isinstance(body, bytes)
+        self._body_head = body[: -len(b'"}')]  # the id is the last value, and empty here
+        status = f"{refusal.status} {rendered.reason}"
+        fields = _fields(rendered.headers)
+        self._head_11 = f"HTTP/1.1 {status}\r\n".encode() + fields
+        self._head_10 = f"HTTP/1.0 {status}\r\n".encode() + fields
+
+    def whole(self, version: tuple[int, int], request_id: str, added: bytes) -> Whole | None:
+        """The refusal for a request of this HTTP version and id, with the door's ``added``
+        fields (`added_fields`); None when the version is neither 1.0 nor 1.1 or the id would
+        need escaping (the caller renders the refusal instead)."""
+        if version == (1, 1):
+            head = self._head_11
+        elif version == (1, 0):
+            head = self._head_10
+        else:
+            return None
+        if PLAIN_ID.fullmatch(request_id) is None:
+            return None
+        body = self._body_head + request_id.encode() + b'"}'
+        return Whole(self.refusal.status, head + added if added else head, body)
+
+
+_wires: dict[int, RefusalWire] = {}
+
+
+def wire_for(refusal: Refusal) -> RefusalWire:
+    """The refusal's wire, made on first use. Keyed by identity (a refusal holds a dict, so it
+    has no hash): the catalogue's constants and cached challenges hit, and the wire keeps its
+    refusal alive so that its id cannot be reused while the entry lasts."""
+    wire = _wires.get(id(refusal))
+    if wire is None or wire.refusal is not refusal:
+        if len(_wires) >= _MAX_WIRES:
+            _wires.clear()
+        wire = _wires[id(refusal)] = RefusalWire(refusal)
+    return wire
+
+
+def added_fields(added: Sequence[tuple[str, str]]) -> bytes:
+    """Fields the gateway sets on an answer (HSTS, RateLimit), serialized by aiohttp's
+    serializer (which refuses a line break in a name or value)."""
+    return _fields(CIMultiDict(added)) if added else b""
+
+
+def _fields(headers: CIMultiDict[str]) -> bytes:
+    return http_writer._serialize_headers("", headers)[len(_END) : -len(_END)]
+
+
+# Fields whose presence spares the answer one of aiohttp's defaults.
+_CONTENT_TYPE, _DATE, _SERVER_FIELD = b"content-type", b"date", b"server"
+
+
+def whole_answer(
+    version: tuple[int, int],
+    status: int,
+    reason: bytes,
+    raw: Sequence[tuple[bytes, bytes]],
+    body: bytes,
+    added: Sequence[tuple[str, str]],
+) -> Whole | None:
+    """An upstream's answer, read whole, as `send_whole` would write its `web.Response`: the
+    upstream's fields less the hop-by-hop ones (and those its Connection names) and its
+    Content-Length, then ``added``. None when the client's version is neither 1.0 nor 1.1, or
+    the upstream sent a field ``added`` replaces (the caller builds the `web.Response`)."""
+    if version == (1, 1):
+        line = b"HTTP/1.1 %d %s\r\n"
+    elif version == (1, 0):
+        line = b"HTTP/1.0 %d %s\r\n"
+    else:
+        return None
+    replaced = {name.lower().encode() for name, _ in added} if added else ()
+    skipped = HOP_BY_HOP_BYTES
+    for name, value in raw:
+        if name.lower() == b"connection":  # rare: the fields it names are dropped too
+            skipped = skipped | {token.strip().lower() for token in value.split(b",")}
+    parts = [line % (status, reason or REASON_PHRASES.get(status, "").encode())]
+    typed = dated = served = False
+    for name, value in raw:
+        lower = name.lower()
+        if lower in skipped or lower == b"content-length":
+            continue
+        if lower in replaced:
+            return None
+        if lower == _CONTENT_TYPE:
+            typed = True
+        elif lower == _DATE:
+            dated = True
+        elif lower == _SERVER_FIELD:
+            served = True
+        parts += (name, b": ", value, _END)
+    if added:
+        parts.append(added_fields(added))
+    return Whole(
+        status, b"".join(parts), body, typed=typed or not body, date=not dated, server=not served
+    )
+
+
+_SENT: dict[tuple[int, bool], web.StreamResponse] = {}
+
+
+def _sent(status: int, keep_alive: bool) -> web.StreamResponse:
+    """A finished response, for aiohttp to read after the handler: its status and whether the
+    connection stays open. Shared: it holds nothing of any request."""
+    response = _SENT.get((status, keep_alive))
+    if response is None:
+        response = web.StreamResponse(status=status)
+        response._keep_alive = keep_alive
+        response._eof_sent = True  # aiohttp's prepare and write_eof return at once
+        _SENT[(status, keep_alive)] = response
+    return response
+
+
+async def send(request: web.BaseRequest, whole: Whole, *, close: bool) -> web.StreamResponse:
+    """Write ``whole`` in one transport write (``close``: end the connection after it) and
+    return the finished response for aiohttp. A connection already going away gets nothing,
+    as `send_whole` leaves it to aiohttp, whose write then fails."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return _sent(whole.status, False)
+    keep_alive = not close and request.keep_alive
+    version = request.version
+    if keep_alive:
+        ending = _KEEP_ALIVE_10 if version == (1, 0) else _END
+    else:
+        ending = _CLOSE_11 if version == (1, 1) else _END
+    body = whole.body
+    # The fields, in `send_whole`'s order and by its rules, that depend on the moment.
+    data = b"%sContent-Length: %d\r\n%s%s%s%s" % (
+        whole.head,
+        len(body),
+        b"" if whole.typed else _DEFAULT_TYPE,
+        b"Date: %s\r\n" % helpers.rfc822_formatted_time().encode() if whole.date else b"",
+        _SERVER if whole.server else b"",
+        ending,
+    )
+    if request.method != "HEAD":  # a HEAD answer keeps the length of the body it leaves out
+        data += body
+    transport.write(data)
+    writer = request.writer
+    writer.output_size += len(data)
+    await writer.drain()  # aiohttp's own flow control, as for any response
+    return _sent(whole.status, keep_alive)

@@ -1,0 +1,186 @@
+"""An upstream's answer read whole and written from its bytes (`whole_answer`, `send`) is byte
+for byte what the door wrote before, through a `web.Response` (`response_headers`, the added
+fields, `send_whole`), and leaves the connection open or closed the same way.
+
+Differential, as in ``test_send_whole``: one aiohttp low-level server answers each request
+both ways; a raw socket sends the case's request, then a closing one on the same connection,
+and reads to the end. The two byte streams must be equal once the Date values are blanked."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from gateway.core.headers import response_headers
+from gateway.server.aiohttp_overrides import send_whole
+from gateway.server.wire import send, whole_answer
+
+Raw = list[tuple[bytes, bytes]]
+NGINX: Raw = [
+    (b"Server", b"nginx/1.22.1"), (b"Date", b"Tue, 01 Dec 2026 10:00:00 GMT"),
+    (b"Content-Type", b"application/json"), (b"Content-Length", b"11"),
+    (b"Last-Modified", b"Tue, 01 Dec 2026 09:00:00 GMT"), (b"Connection", b"keep-alive"),
+    (b"ETag", b'"6567-b"'), (b"Accept-Ranges", b"bytes"),
+]  # fmt: skip
+# name: (status, reason, upstream fields, body)
+# fmt: off
+ANSWERS: dict[str, tuple[int, bytes, Raw, bytes]] = {
+    "nginx": (200, b"OK", NGINX, b'{"ok":true}'),
+    "bare": (200, b"OK", [(b"Content-Length", b"5")], b"hello"),
+    "empty": (200, b"OK", [(b"Content-Length", b"0")], b""),
+    "lower_case": (
+        201,
+        b"Created",
+        [
+            (b"content-type", b"text/plain"),
+            (b"date", b"x"),
+            (b"server", b"s"),
+            (b"content-length", b"2"),
+        ],
+        b"ok",
+    ),
+    "cookies": (
+        200,
+        b"OK",
+        [
+            (b"Set-Cookie", b"a=1; Path=/"),
+            (b"X-A", b"1"),
+            (b"Set-Cookie", b"b=2"),
+            (b"Content-Length", b"1"),
+        ],
+        b"x",
+    ),
+    "hop_by_hop": (
+        200,
+        b"OK",
+        [
+            (b"Keep-Alive", b"timeout=5"),
+            (b"Proxy-Authenticate", b"Basic"),
+            (b"Upgrade", b"h2c"),
+            (b"Trailer", b"X-T"),
+            (b"TE", b"trailers"),
+            (b"Content-Length", b"1"),
+            (b"X-Kept", b"1"),
+        ],
+        b"x",
+    ),
+    "connection_named": (
+        200,
+        b"OK",
+        [
+            (b"Connection", b"close, X-Secret"),
+            (b"X-Secret", b"s"),
+            (b"x-secret", b"t"),
+            (b"X-Kept", b"1"),
+            (b"Content-Length", b"1"),
+        ],
+        b"x",
+    ),
+    "own_reason": (200, b"Fine Thanks", [(b"Content-Length", b"1")], b"x"),
+    "no_reason": (404, b"", [(b"Content-Length", b"1")], b"x"),
+    "unknown_status": (299, b"", [(b"Content-Length", b"1")], b"x"),
+    "server_error": (503, b"Service Unavailable", [(b"Retry-After", b"5")], b"down"),
+    "utf8_value": (200, b"OK", [(b"X-Name", "café".encode())], b"x"),
+}
+# fmt: on
+ADDED: dict[str, tuple[tuple[str, str], ...]] = {
+    "none": (),
+    "hsts": (("Strict-Transport-Security", "max-age=63072000"),),
+    "limits": (("RateLimit-Limit", "10"), ("RateLimit-Remaining", "9"), ("RateLimit-Reset", "1")),
+}
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    """``/{answer}/{rendered|wire}/{added}/{close|open}`` picks the answer and its writer."""
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        parts = request.path.split("/")
+        if len(parts) != 5:
+            return web.Response(text="end")
+        _, name, writer, added_name, close = parts
+        status, reason, raw, body = ANSWERS[name]
+        added = ADDED[added_name]
+        if writer == "wire":
+            whole = whole_answer(request.version, status, reason, raw, body, added)
+            assert whole is not None
+            return await send(request, whole, close=close == "close")
+        # What the door did before: the upstream's fields decoded, ours set, a web.Response.
+        headers = response_headers(raw)
+        for field, value in added:
+            headers[field] = value
+        headers.popall("Content-Length", None)
+        response = web.Response(
+            status=status, reason=reason.decode("utf-8", "surrogateescape") or None,
+            headers=headers, body=body,
+        )  # fmt: skip
+        if close == "close":
+            response.force_close()
+        await send_whole(request, response)
+        return response
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(web.Server(handler, access_log=None), "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+async def _exchange(port: int, first: bytes, *, then_close: bool) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    closing = b"GET /end HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    writer.write(first + closing if then_close else first)
+    try:
+        return await asyncio.wait_for(reader.read(-1), 5)
+    finally:
+        writer.close()
+
+
+def _blank_dates(data: bytes) -> bytes:
+    return re.sub(rb"(?im)^Date: [^\r\n]*", b"Date: -", data)
+
+
+@pytest.mark.parametrize("name", sorted(ANSWERS))
+@pytest.mark.parametrize("added", sorted(ADDED))
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize("connection", [None, "close", "keep-alive"])
+@pytest.mark.parametrize("close", ["open", "close"])
+async def test_the_same_bytes_and_connection_as_through_a_web_response(
+    port: int, name: str, added: str, version: str, connection: str | None, close: str
+) -> None:
+    field = f"Connection: {connection}\r\n" if connection else ""
+
+    def request(writer: str) -> bytes:
+        target = f"/{name}/{writer}/{added}/{close}"
+        return f"GET {target} HTTP/{version}\r\nHost: t\r\n{field}\r\n".encode()
+
+    # Nothing may follow a request that ends its connection (llhttp refuses it).
+    then_close = connection == "keep-alive" or (version == "1.1" and connection is None)
+    rendered = await _exchange(port, request("rendered"), then_close=then_close)
+    wired = await _exchange(port, request("wire"), then_close=then_close)
+    assert rendered.startswith(f"HTTP/{version} {ANSWERS[name][0]} ".encode())
+    assert _blank_dates(wired) == _blank_dates(rendered)
+
+
+def test_a_field_the_gateway_sets_is_left_to_the_web_response() -> None:
+    """The upstream's own HSTS (any spelling) is replaced in place by a multidict: not here."""
+    for spelling in (b"Strict-Transport-Security", b"strict-transport-security"):
+        raw = [(spelling, b"max-age=1"), (b"Content-Length", b"1")]
+        assert whole_answer((1, 1), 200, b"OK", raw, b"x", ADDED["hsts"]) is None
+    raw = [(b"Content-Length", b"1")]
+    assert whole_answer((1, 1), 200, b"OK", raw, b"x", ADDED["hsts"]) is not None
+    assert whole_answer((2, 0), 200, b"OK", raw, b"x", ()) is None
+
+
+def test_bytes_that_are_not_utf8_are_kept() -> None:
+    """obs-text (RFC 9110 5.5) in a value or the reason reaches the client as it came;
+    aiohttp's serializer would drop it from a decoded value."""
+    raw = [(b"X-Legacy", b"caf\xe9 ok"), (b"Content-Length", b"1")]
+    whole = whole_answer((1, 1), 200, b"Tr\xe8s Bien", raw, b"x", ())
+    assert whole is not None
+    assert whole.head.startswith(b"HTTP/1.1 200 Tr\xe8s Bien\r\n")
+    assert b"\r\nX-Legacy: caf\xe9 ok\r\n" in whole.head
