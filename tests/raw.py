@@ -123,13 +123,14 @@ async def read_request(reader: asyncio.StreamReader) -> RawRequest:
 @contextlib.asynccontextmanager
 async def socket_upstream(
     serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    host: str = "127.0.0.1",
 ) -> AsyncIterator[str]:
-    """Run a socket-level upstream (``serve`` handles each connection) on 127.0.0.1 for the
-    block; yields its base URL."""
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    """Run a socket-level upstream (``serve`` handles each connection) on ``host`` (a loopback
+    address) for the block; yields its base URL."""
+    server = await asyncio.start_server(serve, host, 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     finally:
         server.close()
         await server.wait_closed()

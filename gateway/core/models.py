@@ -78,6 +78,31 @@ class TokensConfig:
     max_lifetime: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an upstream's connections go, read once from its URL: the pool's key (``scheme``,
+    ``host``, ``port``), the Host field the upstream receives (``authority``: an IPv6 address in
+    brackets, the port only when it is not the scheme's default), and the path every forwarded
+    path goes under (``base_path``, no trailing slash)."""
+
+    scheme: str
+    host: str
+    port: int
+    authority: str
+    base_path: str
+
+    @classmethod
+    def of(cls, url: yarl.URL) -> Origin:
+        """The origin of an upstream URL."""
+        return cls(
+            scheme=url.scheme,
+            host=url.raw_host or "",
+            port=url.port or 0,
+            authority=url.host_port_subcomponent or "",
+            base_path=url.raw_path.rstrip("/"),
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Upstream:
     """A service behind the gateway."""
@@ -92,6 +117,10 @@ class Upstream:
     # How the upstream routes paths, so the gateway decides on the same reading.
     case_insensitive: bool = False  # /ADMIN reaches its /admin handler
     ignore_suffix: bool = False  # /admin.json reaches its /admin handler
+    origin: Origin = field(init=False, repr=False, compare=False)  # read from ``url``
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", Origin.of(self.url))
 
 
 class AuthMode(enum.Enum):

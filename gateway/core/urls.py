@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import NamedTuple
 
 import yarl
 
-from gateway.core.models import Route, Upstream
+from gateway.core.models import Origin, Route, Upstream
 from gateway.core.target import CanonicalTarget
 
 __all__ = [
+    "UpstreamTarget",
     "has_credentials",
     "https_or_loopback",
     "is_loopback",
@@ -51,23 +53,40 @@ def https_or_loopback(url: yarl.URL, *, allow_insecure_http: bool = False) -> bo
     return url.scheme == "http" and (allow_insecure_http or is_loopback(url))
 
 
-def upstream_url(upstream: Upstream, route: Route, target: CanonicalTarget) -> yarl.URL:
-    """The URL the upstream receives: the canonical path, unchanged unless the route strips its
-    prefix, under the upstream's base path, with the query exactly as sent.
+class UpstreamTarget(NamedTuple):
+    """Where a forwarded request goes: the upstream's origin, and the path and query the
+    upstream receives, exactly as written on its request line."""
 
-    Built with ``encoded=True`` so that yarl does not decode or resolve anything again.
-    """
+    origin: Origin
+    path_qs: str
+
+    @property
+    def path(self) -> str:
+        """The path, without the query."""
+        return self.path_qs.partition("?")[0]
+
+    def __str__(self) -> str:
+        origin = self.origin
+        return f"{origin.scheme}://{origin.authority}{self.path_qs}"
+
+    @property
+    def without_query(self) -> str:
+        """The URL without its query (which is forwarded as sent and may carry anything), for
+        traces and `gateway explain`."""
+        origin = self.origin
+        return f"{origin.scheme}://{origin.authority}{self.path}"
+
+
+def upstream_url(upstream: Upstream, route: Route, target: CanonicalTarget) -> UpstreamTarget:
+    """Where the upstream receives the request: the canonical path, unchanged unless the route
+    strips its prefix, under the upstream's base path, with the query exactly as sent (nothing
+    decoded or resolved again)."""
     path = target.path
     if route.strip_prefix and route.path != "/":
         path = path[len(route.path) :] or "/"
         if not path.startswith("/"):
             path = "/" + path
-    base = upstream.url.raw_path.rstrip("/")
-    return yarl.URL.build(
-        scheme=upstream.url.scheme,
-        host=upstream.url.raw_host or "",
-        port=upstream.url.explicit_port,
-        path=base + path,
-        query_string=target.query or "",
-        encoded=True,
-    )
+    origin = upstream.origin
+    query = target.query
+    path = origin.base_path + path
+    return UpstreamTarget(origin, f"{path}?{query}" if query else path)

@@ -27,7 +27,6 @@ import ssl
 import threading
 from collections.abc import Sequence
 
-import yarl
 from aiohttp import web
 from multidict import CIMultiDict
 from opentelemetry import trace
@@ -52,6 +51,7 @@ from gateway.core.tracecontext import (
     parse_traceparent,
     parse_tracestate,
 )
+from gateway.core.urls import UpstreamTarget
 from gateway.server.access import RequestRecord
 from gateway.server.logs import get_logger
 from gateway.server.upstream import ProxyOutcome, UpstreamClient
@@ -174,7 +174,7 @@ class RequestTrace:
         client: UpstreamClient,
         request: web.BaseRequest,
         upstream: Upstream,
-        url: yarl.URL,
+        url: UpstreamTarget,
         headers: CIMultiDict[str],
         tls: ssl.SSLContext | None,
         *,
@@ -298,14 +298,16 @@ def _finish_attributes(record: RequestRecord, status: int) -> dict[str, str | in
     return attributes
 
 
-def _client_attributes(method: str, upstream: Upstream, url: yarl.URL) -> dict[str, str | int]:
-    scheme = url.scheme
+def _client_attributes(
+    method: str, upstream: Upstream, url: UpstreamTarget
+) -> dict[str, str | int]:
+    origin = url.origin
+    scheme = origin.scheme
     return {
         **_method_attributes(method),
-        "server.address": url.raw_host or "",
-        "server.port": url.port or _DEFAULT_PORTS.get(scheme, 0),
-        # Without the query: it is forwarded verbatim and may carry anything.
-        "url.full": f"{scheme}://{url.raw_authority}{url.raw_path}",
+        "server.address": origin.host,
+        "server.port": origin.port or _DEFAULT_PORTS.get(scheme, 0),
+        "url.full": url.without_query,
         "network.protocol.version": "1.1",
         "gateway.upstream.name": upstream.name,
     }

@@ -25,13 +25,13 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-import yarl
 from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.core.cors import CorsHeaders, apply_cors
 from gateway.core.headers import response_headers
 from gateway.core.models import Upstream
+from gateway.core.urls import UpstreamTarget
 from gateway.server.upstream_conn import Head, UpstreamConnection, reset_transport
 from gateway.server.upstream_errors import (
     BadResponse,
@@ -127,7 +127,7 @@ class UpstreamClient:
         self,
         request: web.BaseRequest,
         upstream: Upstream,
-        url: yarl.URL,
+        url: UpstreamTarget,
         headers: CIMultiDict[str],
         tls: ssl.SSLContext | None = None,
         *,
@@ -159,7 +159,7 @@ class UpstreamClient:
         self,
         request: web.BaseRequest,
         upstream: Upstream,
-        url: yarl.URL,
+        url: UpstreamTarget,
         headers: CIMultiDict[str],
         tls: ssl.SSLContext | None = None,
         *,
@@ -195,14 +195,15 @@ class UpstreamClient:
         self,
         pool: ConnectionPool,
         upstream: Upstream,
-        url: yarl.URL,
+        url: UpstreamTarget,
         tls: ssl.SSLContext | None,
     ) -> UpstreamConnection:
         """A pooled connection to ``url`` (an https URL without a context of its own gets the
         system's trust store), within the upstream's connect bound."""
-        if tls is None and url.scheme == "https":
+        origin = url.origin
+        if tls is None and origin.scheme == "https":
             tls = self._default()
-        key: PoolKey = (url.scheme, url.raw_host or "", url.port or 0, tls)
+        key: PoolKey = (origin.scheme, origin.host, origin.port, tls)
         return await pool.acquire(key, upstream.name, min(upstream.timeout, self._connect_timeout))
 
     def _default(self) -> ssl.SSLContext:
@@ -254,7 +255,7 @@ class _Exchange:
         self.reusable = False
 
     async def run(
-        self, url: yarl.URL, headers: CIMultiDict[str], step: float
+        self, url: UpstreamTarget, headers: CIMultiDict[str], step: float
     ) -> tuple[web.StreamResponse | Whole | None, int]:
         """The relayed answer (a `Whole` for the door to write) and the body bytes sent;
         ``(None, 0)`` when a handshake switched protocols (its head in ``switched_headers``)."""
@@ -426,12 +427,12 @@ class _Exchange:
 
 def _request_head(
     method: str,
-    url: yarl.URL,
+    url: UpstreamTarget,
     headers: CIMultiDict[str],
     content_length: int | None,
     has_body: bool,
 ) -> bytes:
-    parts = [method, " ", url.raw_path_qs, " HTTP/1.1\r\nHost: ", url.host_port_subcomponent or ""]
+    parts = [method, " ", url.path_qs, " HTTP/1.1\r\nHost: ", url.origin.authority]
     lines = 2 + len(headers)  # the request line, Host, the headers
     for name, value in headers.items():
         parts += ("\r\n", name, ": ", value)

@@ -27,12 +27,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import aiohttp
-import yarl
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
 from gateway.core.cors import CorsHeaders
 from gateway.core.outcomes import Forward
+from gateway.core.urls import UpstreamTarget
 from gateway.core.websocket import (
     WEBSOCKET_VERSION,
     SwitchError,
@@ -348,7 +348,7 @@ async def open_tunnel(
     request: web.BaseRequest,
     client: UpstreamClient,
     decision: Forward,
-    url: yarl.URL,
+    url: UpstreamTarget,
     headers: CIMultiDict[str],
     tls: ssl.SSLContext | None,
     *,

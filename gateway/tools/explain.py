@@ -318,7 +318,7 @@ def _verdict(decision: Decision, token: _Token) -> str:
         return f"decision: 204 CORS preflight answered (gateway.auth.result: preflight); {fields}"
     route, upstream, target = decision.route, decision.upstream, decision.target
     url = upstream_url(upstream, route, target)
-    shown = url.with_query(None) if target.query is not None else url
+    shown = url.without_query
     query = "?<query as sent>" if target.query is not None else ""
     line = (
         f"decision: forward to upstream '{upstream.name}' {shown}{query} "

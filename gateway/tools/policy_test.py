@@ -303,7 +303,7 @@ def _limit_failures(expected: RateLimit | None, decision: Decision) -> list[str]
 def _upstream_path(decision: Decision) -> str | None:
     if not isinstance(decision, Forward):
         return None
-    return upstream_url(decision.upstream, decision.route, decision.target).raw_path_qs
+    return upstream_url(decision.upstream, decision.route, decision.target).path_qs
 
 
 def _summary(decision: Decision | None) -> str:

@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import re
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -532,6 +533,30 @@ async def test_response_bytes_that_are_not_utf8_reach_the_client_as_sent(
     assert b'\r\nContent-Disposition: attachment; filename="r\xe9sum\xe9.txt"' in head
     assert b"\r\nX-Utf8: caf\xc3\xa9" in head
     assert body == b"ok"
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
+async def test_an_ipv6_literal_upstream_is_reached(gateway: GatewayFactory) -> None:
+    """An upstream at ``http://[::1]:port`` gets the request, with its bracketed Host (it
+    used to be answered 500: the per-request URL was rebuilt from the bare address)."""
+    upstream = RawUpstream()
+    async with socket_upstream(upstream.serve, host="::1") as url:
+        client = await gateway(routes=routes(url))
+        answer = await _get(client, "/raw/x?q=1")
+    assert answer.status == 200, answer.body
+    assert answer.body == b"ok"
+    (seen,) = upstream.requests
+    assert seen.request_line == "GET /raw/x?q=1 HTTP/1.1"
+    assert seen.headers["Host"] == url.removeprefix("http://")
 
 
 # -- request bodies -----------------------------------------------------------------------------

@@ -128,14 +128,14 @@ def test_canonical_target_is_stable_and_forwarded_as_matched(raw: str) -> None:
     again = canonicalize(str(target))
     assert again == target
     for route in _ROUTES:
-        url = upstream_url(_UPSTREAM, route, target)
-        assert url.raw_path == target.path
-        assert url.raw_query_string == (target.query or "")
+        path, _, query = upstream_url(_UPSTREAM, route, target).path_qs.partition("?")
+        assert path == target.path
+        assert query == (target.query or "")
     matched = _TABLE.match("GET", target.path)
-    forwarded = upstream_url(_UPSTREAM, _ROUTES[0], target).raw_path
+    forwarded = upstream_url(_UPSTREAM, _ROUTES[0], target).path
     assert _TABLE.match("GET", forwarded) == matched
     based = upstream_url(_BASED_UPSTREAM, _ROUTES[0], target)
-    assert based.raw_path == "/base" + target.path
+    assert based.path == "/base" + target.path
 
 
 # -- (c) validly signed tokens with arbitrary header and claim values ---------------------------

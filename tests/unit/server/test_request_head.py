@@ -6,9 +6,11 @@ import pytest
 import yarl
 from multidict import CIMultiDict
 
+from gateway.core.models import Origin
+from gateway.core.urls import UpstreamTarget
 from gateway.server.upstream import _request_head
 
-URL = yarl.URL("http://127.0.0.1:8080/orders/1?x=%20y")
+URL = UpstreamTarget(Origin.of(yarl.URL("http://127.0.0.1:8080/")), "/orders/1?x=%20y")
 
 
 @pytest.mark.parametrize(
