@@ -64,6 +64,8 @@ class _Group:
     # Set for a path with {name} segments, which is matched segment by segment.
     _params: Callable[[str], Captures | None] | None = field(init=False, repr=False, compare=False)
     literal: bool = field(init=False, repr=False, compare=False)  # no {name}: string compares
+    # Each route with its match when nothing is captured (made once, not per request).
+    choices: tuple[tuple[Route, RouteMatch], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         first = self.routes[0]
@@ -78,6 +80,8 @@ class _Group:
             params = parsed.matcher(exact=first.exact, fold_case=self.fold_case)
         object.__setattr__(self, "_params", params)
         object.__setattr__(self, "literal", params is None)
+        choices = tuple((route, RouteMatch(Match.FULL, route)) for route in self.routes)
+        object.__setattr__(self, "choices", choices)
 
     @property
     def path(self) -> str:
@@ -173,12 +177,12 @@ class RouteTable:
             matched_path = group.path
             if self._exact_groups and self._slash_of_exact(path, matched_path):
                 return _NO_MATCH
-            for route in group.routes:
+            for route, full in group.choices:
                 if method in NEVER_PROXIED:
                     break  # TRACE and CONNECT never reach an upstream, whatever the route says
                 if route.methods is None or method in route.methods:
                     if captures is NO_CAPTURES:
-                        return RouteMatch(Match.FULL, route)
+                        return full
                     return RouteMatch(Match.FULL, route, (), captures)
             allowed.update(m for route in group.routes for m in (route.methods or COMMON_METHODS))
         if matched_path is None:

@@ -42,8 +42,9 @@ class InFlight:
     def __init__(self) -> None:
         self._requests: dict[asyncio.Task[object], web.BaseRequest] = {}
         self._cutting: set[asyncio.Task[object]] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # Set when no request is in flight; made when the drain starts (before that nobody waits
+        # for it, and keeping it per request would cost every request two calls).
+        self._idle: asyncio.Event | None = None
         self._on_drain: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
@@ -58,19 +59,22 @@ class InFlight:
         """Wait until the loop time ``deadline`` for every request in flight to finish, then cut
         the rest; the number cut (each has had its answer and access line once this returns, or
         `CUT_GRACE` has passed)."""
+        idle = self._idle = asyncio.Event()
+        if not self._requests:
+            idle.set()
         for callback in self._on_drain:
             callback()
         if self._requests:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(deadline):
-                    await self._idle.wait()
+                    await idle.wait()
         cut = list(self._requests)
         for task in cut:
             self._cutting.add(task)
             task.cancel()
         if cut:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), CUT_GRACE)
+                await asyncio.wait_for(idle.wait(), CUT_GRACE)
         return len(cut)
 
     async def run(
@@ -83,7 +87,9 @@ class InFlight:
         task = asyncio.current_task()
         assert task is not None  # a handler always runs in a task
         self._requests[task] = request
-        self._idle.clear()
+        idle = self._idle
+        if idle is not None:
+            idle.clear()
         try:
             return await answer()
         except asyncio.CancelledError:
@@ -95,7 +101,7 @@ class InFlight:
                 self._cutting.discard(task)
                 task.uncancel()  # the cancellation was ours, and it is answered
             del self._requests[task]
-            if not self._requests:
+            if not self._requests and self._idle is not None:
                 self._idle.set()
 
 
