@@ -30,6 +30,8 @@ __all__ = ["Head", "PoolKey", "UpstreamConnection", "reset_transport"]
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _MAX_HEADERS = 256
 _MAX_HEAD_BYTES = 64 * 1024
+# The fields that say how the body ends (noted as they arrive: read once, not searched for).
+_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
 # Response body bytes queued before the upstream socket is paused: bounds memory per stream while
 # letting large bodies move in few, large pieces.
 _HIGH_WATER = 64 * 1024
@@ -94,6 +96,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._headers: list[tuple[bytes, bytes]] = []
+        self._framing_fields: list[tuple[bytes, bytes]] = []  # (lower-case name, value)
         self._upgrade = False  # the exchange asked to switch protocols (a WebSocket handshake)
         self._tail = bytearray()  # bytes after a 101, for whoever takes the connection over
         self._begin_exchange(head_only=False)
@@ -105,6 +108,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._status = 0
         self._reason = b""
         self._headers.clear()
+        self._framing_fields.clear()
         self._head_bytes = 0
         self._head_ready = False
         self._interim = False
@@ -361,6 +365,9 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         if _CONTROL.search(value) is not None:
             raise BadResponse("header_bytes")
         self._headers.append((name, value))
+        lower = name.lower()
+        if lower in _FRAMING_FIELDS:
+            self._framing_fields.append((lower, value))
 
     def on_headers_complete(self) -> None:
         """The head is whole: decide the framing, and skip 1xx interim answers."""
@@ -377,6 +384,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             # or reported by llhttp as an upgrade (a bad response).
             self._interim = True
             self._headers.clear()
+            self._framing_fields.clear()
             self._reason = b""
             self._head_bytes = 0
             return
@@ -395,8 +403,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         if status in (204, 304):
             return "none"
         length = chunked = False
-        for name, value in self._headers:
-            lower = name.lower()
+        for lower, value in self._framing_fields:
             if lower == b"content-length":
                 length = True
                 self.content_length = int(value)  # llhttp has checked: one value, all digits

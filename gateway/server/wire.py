@@ -127,8 +127,14 @@ def _fields(headers: CIMultiDict[str]) -> bytes:
     return http_writer._serialize_headers("", headers)[len(_END) : -len(_END)]
 
 
+# The upstream's fields never passed on as they came: hop-by-hop ones, and Content-Length (the
+# answer gets its own, from the body it carries).
+_NOT_PASSED = HOP_BY_HOP_BYTES | {b"content-length"}
+# Connection values that name no field of their own (anything else: left to `response_headers`).
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"keep-alive, close", b"close, keep-alive"})
 # Fields whose presence spares the answer one of aiohttp's defaults.
 _CONTENT_TYPE, _DATE, _SERVER_FIELD = b"content-type", b"date", b"server"
+_DEFAULTED = frozenset({_CONTENT_TYPE, _DATE, _SERVER_FIELD})
 
 
 def whole_answer(
@@ -140,9 +146,9 @@ def whole_answer(
     added: Sequence[tuple[str, str]],
 ) -> Whole | None:
     """An upstream's answer, read whole, as `send_whole` would write its `web.Response`: the
-    upstream's fields less the hop-by-hop ones (and those its Connection names) and its
-    Content-Length, then ``added``. None when the client's version is neither 1.0 nor 1.1, or
-    the upstream sent a field ``added`` replaces (the caller builds the `web.Response`)."""
+    upstream's fields less the hop-by-hop ones and its Content-Length, then ``added``. None when
+    the client's version is neither 1.0 nor 1.1, the upstream's Connection names fields to drop,
+    or it sent a field ``added`` replaces (the caller builds the `web.Response`)."""
     if version == (1, 1):
         line = b"HTTP/1.1 %d %s\r\n"
     elif version == (1, 0):
@@ -150,30 +156,25 @@ def whole_answer(
     else:
         return None
     replaced = {name.lower().encode() for name, _ in added} if added else ()
-    skipped = HOP_BY_HOP_BYTES
-    for name, value in raw:
-        if name.lower() == b"connection":  # rare: the fields it names are dropped too
-            skipped = skipped | {token.strip().lower() for token in value.split(b",")}
     parts = [line % (status, reason or REASON_PHRASES.get(status, "").encode())]
-    typed = dated = served = False
+    defaulted: set[bytes] = set()
     for name, value in raw:
         lower = name.lower()
-        if lower in skipped or lower == b"content-length":
+        if lower in _NOT_PASSED:
+            if lower == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+                return None
             continue
         if lower in replaced:
             return None
-        if lower == _CONTENT_TYPE:
-            typed = True
-        elif lower == _DATE:
-            dated = True
-        elif lower == _SERVER_FIELD:
-            served = True
-        parts += (name, b": ", value, _END)
+        if lower in _DEFAULTED:
+            defaulted.add(lower)
+        parts.append(b"%s: %s\r\n" % (name, value))
     if added:
         parts.append(added_fields(added))
     return Whole(
-        status, b"".join(parts), body, typed=typed or not body, date=not dated, server=not served
-    )
+        status, b"".join(parts), body, typed=_CONTENT_TYPE in defaulted or not body,
+        date=_DATE not in defaulted, server=_SERVER_FIELD not in defaulted,
+    )  # fmt: skip
 
 
 _SENT: dict[tuple[int, bool], web.StreamResponse] = {}
