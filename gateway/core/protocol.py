@@ -37,7 +37,7 @@ def protocol_refusal(
     codings: list[str] = []
     unmet_expectation = False
     for name, value in headers:
-        if not forwardable_value(value):
+        if not value.isascii() and not forwardable_value(value):  # ASCII always is
             return _BAD_HEADER
         lower = name.lower()
         if lower == "transfer-encoding":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -502,3 +503,29 @@ def test_connection_tokens_are_matched_without_case_or_spaces() -> None:
     raw = [(b"connection", b" X-Debug ,KEEP-ALIVE,, "), (b"x-debug", b"1"), (b"X-Kept", b"2"),
            (b"Keep-Alive", b"timeout=5")]  # fmt: skip
     assert list(response_headers(raw).items()) == [("X-Kept", "2")]
+
+
+def test_generated_request_ids_never_repeat_across_batches() -> None:
+    """Ids are made 256 at a time; a thousand in a row are all distinct and well-formed."""
+    made = [request_id([]) for _ in range(1000)]
+    assert len(set(made)) == len(made)
+    assert all(_GENERATED_ID.fullmatch(made_id) for made_id in made)
+
+
+def test_a_forked_worker_makes_ids_its_parent_does_not() -> None:
+    """The unused ids of a batch stay with the parent: a child made by fork starts a fresh one
+    (else both would hand out the same ids)."""
+    request_id([])  # a batch is made, and most of it is unused
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.write(writer, "".join(request_id([]) for _ in range(10)).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        data = pipe.read().decode()
+    os.waitpid(child, 0)
+    theirs = {data[start : start + 32] for start in range(0, len(data), 32)}
+    ours = {request_id([]) for _ in range(300)}
+    assert len(theirs) == 10
+    assert not theirs & ours
