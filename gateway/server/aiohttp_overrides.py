@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import cast
 
-from aiohttp import helpers, http_writer, web, web_protocol
+from aiohttp import helpers, http_writer, web, web_protocol, web_response
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.http_writer import StreamWriter
@@ -86,6 +86,7 @@ PRIVATE_SHAPES: tuple[tuple[str, str, str], ...] = (
     ("helpers", "should_remove_content_length", "whether its Content-Length is dropped"),
     ("Response", "_eof_sent", "marks a response the door wrote whole as finished"),
     ("Response", "_keep_alive", "tells aiohttp whether a whole response kept the connection"),
+    ("web_response", "REASON_PHRASES", "the reason phrase of a status the upstream gave none"),
 )
 
 
@@ -102,6 +103,7 @@ def private_owners(server: web.Server) -> dict[str, object]:
         "http_writer": http_writer,
         "helpers": helpers,
         "Response": web.Response(),
+        "web_response": web_response,
     }
 
 

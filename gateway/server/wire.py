@@ -22,6 +22,8 @@ What cannot be written exactly that way is left to `render` and `send_whole` (`N
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 
 from aiohttp import helpers, http_writer, web
@@ -118,9 +120,23 @@ def wire_for(refusal: Refusal) -> RefusalWire:
 
 
 def added_fields(added: Sequence[tuple[str, str]]) -> bytes:
-    """Fields the gateway sets on an answer (HSTS, RateLimit), serialized by aiohttp's
-    serializer (which refuses a line break in a name or value)."""
-    return _fields(CIMultiDict(added)) if added else b""
+    """Fields the gateway sets on an answer (HSTS, RateLimit), as aiohttp's serializer writes
+    them, and like it refusing a CR or LF in a name or value (counted on the joined text: one
+    of each per field is the line's own end)."""
+    if not added:
+        return b""
+    text = "\r\n".join(map(": ".join, added)) + "\r\n"  # no Python step per field
+    if text.count("\r") != len(added) or text.count("\n") != len(added):
+        raise ValueError("Forbidden control character detected in an added header field")
+    return text.encode()
+
+
+_NAME = operator.itemgetter(0)
+
+
+@functools.lru_cache(maxsize=64)  # the door's own names and each limited route's: bounded
+def _lower_names(names: tuple[str, ...]) -> frozenset[bytes]:
+    return frozenset(name.lower().encode() for name in names)
 
 
 def _fields(headers: CIMultiDict[str]) -> bytes:
@@ -155,7 +171,7 @@ def whole_answer(
         line = b"HTTP/1.0 %d %s\r\n"
     else:
         return None
-    replaced = {name.lower().encode() for name, _ in added} if added else ()
+    replaced = _lower_names(tuple(map(_NAME, added))) if added else ()
     parts = [line % (status, reason or REASON_PHRASES.get(status, "").encode())]
     defaulted: set[bytes] = set()
     for name, value in raw:
