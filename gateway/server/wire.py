@@ -16,8 +16,8 @@ the same response (``tests/unit/server/test_wire_*.py`` compare them).
 
 What cannot be written exactly that way is left to `render` and `send_whole` (`None` from
 `RefusalWire.whole` and `whole_answer`). The aiohttp internals used are listed in
-`gateway.server.aiohttp_overrides.PRIVATE_SHAPES` (the head serializer, the Date value,
-``_eof_sent``, ``_keep_alive`` and the writer's ``output_size``).
+`gateway.server.aiohttp_overrides.PRIVATE_SHAPES` (the head serializer, the Date value, the
+default reason phrases, ``_eof_sent``, ``_keep_alive`` and the writer's ``output_size``).
 """
 
 from __future__ import annotations
