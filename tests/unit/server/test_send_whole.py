@@ -9,14 +9,13 @@ keep-alive decision, is compared too)."""
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
 
 from gateway.server.aiohttp_overrides import send_whole
+from tests.unit.server.differential import blank_dates, exchange, low_level_server
 
 Build = Callable[[], web.Response]
 
@@ -57,26 +56,12 @@ async def server() -> AsyncIterator[tuple[int, dict[str, str]]]:
             assert response.prepared
         return response
 
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(web.Server(handler, access_log=None), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield port, state
-    server.close()
-    await server.wait_closed()
+    async with low_level_server(handler) as port:
+        yield port, state
 
 
 async def _exchange(port: int, first: bytes, *, then_close: bool = True) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    closing = b"GET /end/aiohttp HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    writer.write(first + closing if then_close else first)
-    try:
-        return await asyncio.wait_for(reader.read(-1), 5)
-    finally:
-        writer.close()
-
-
-def _blank_dates(data: bytes) -> bytes:
-    return re.sub(rb"(?im)^Date: [^\r\n]*", b"Date: -", data)
+    return await exchange(port, first, then_close=then_close, closing_target="/end/aiohttp")
 
 
 @pytest.mark.parametrize("name", sorted(RESPONSES))
@@ -101,7 +86,7 @@ async def test_the_same_bytes_and_connection_as_aiohttp(
     by_aiohttp = await _exchange(port, request("aiohttp"), then_close=then_close)
     by_door = await _exchange(port, request("whole"), then_close=then_close)
     assert by_aiohttp.startswith(f"HTTP/{version} ".encode())
-    assert _blank_dates(by_door) == _blank_dates(by_aiohttp)
+    assert blank_dates(by_door) == blank_dates(by_aiohttp)
 
 
 @pytest.mark.parametrize(

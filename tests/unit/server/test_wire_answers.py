@@ -8,8 +8,6 @@ and reads to the end. The two byte streams must be equal once the Date values ar
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,6 +16,12 @@ from aiohttp import web
 from gateway.core.headers import response_headers
 from gateway.server.aiohttp_overrides import send_whole
 from gateway.server.wire import send, whole_answer
+from tests.unit.server.differential import (
+    blank_dates,
+    exchange,
+    low_level_server,
+    stays_open,
+)
 
 Raw = list[tuple[bytes, bytes]]
 NGINX: Raw = [
@@ -122,25 +126,8 @@ async def port() -> AsyncIterator[int]:
         await send_whole(request, response)
         return response
 
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(web.Server(handler, access_log=None), "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-
-
-async def _exchange(port: int, first: bytes, *, then_close: bool) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    closing = b"GET /end HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    writer.write(first + closing if then_close else first)
-    try:
-        return await asyncio.wait_for(reader.read(-1), 5)
-    finally:
-        writer.close()
-
-
-def _blank_dates(data: bytes) -> bytes:
-    return re.sub(rb"(?im)^Date: [^\r\n]*", b"Date: -", data)
+    async with low_level_server(handler) as port:
+        yield port
 
 
 @pytest.mark.parametrize("name", sorted(ANSWERS))
@@ -157,12 +144,13 @@ async def test_the_same_bytes_and_connection_as_through_a_web_response(
         target = f"/{name}/{writer}/{added}/{close}"
         return f"GET {target} HTTP/{version}\r\nHost: t\r\n{field}\r\n".encode()
 
-    # Nothing may follow a request that ends its connection (llhttp refuses it).
-    then_close = connection == "keep-alive" or (version == "1.1" and connection is None)
-    rendered = await _exchange(port, request("rendered"), then_close=then_close)
-    wired = await _exchange(port, request("wire"), then_close=then_close)
+    then_close = stays_open(version, connection)
+    rendered = await exchange(
+        port, request("rendered"), then_close=then_close, closing_target="/end"
+    )
+    wired = await exchange(port, request("wire"), then_close=then_close, closing_target="/end")
     assert rendered.startswith(f"HTTP/{version} {ANSWERS[name][0]} ".encode())
-    assert _blank_dates(wired) == _blank_dates(rendered)
+    assert blank_dates(wired) == blank_dates(rendered)
 
 
 def test_a_field_the_gateway_sets_is_left_to_the_web_response() -> None:
