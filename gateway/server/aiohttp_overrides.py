@@ -32,6 +32,7 @@ from gateway.core.refusals import parser_refusal
 from gateway.server.access import AccessEntry, log_access
 from gateway.server.logs import get_logger
 from gateway.server.render import render
+from gateway.server.wire import serialize_head
 
 __all__ = [
     "HANDLER",
@@ -87,6 +88,11 @@ PRIVATE_SHAPES: tuple[tuple[str, str, str], ...] = (
     ("Response", "_eof_sent", "marks a response the door wrote whole as finished"),
     ("Response", "_keep_alive", "tells aiohttp whether a whole response kept the connection"),
     ("web_response", "REASON_PHRASES", "the reason phrase of a status the upstream gave none"),
+    ("Response", "_write_headers", "where a streamed answer's head is serialized"),
+    ("Response", "_send_headers_immediately", "whether that head is sent at once"),
+    ("StreamWriter", "_headers_buf", "the serialized head, written by send_headers"),
+    ("StreamWriter", "_headers_written", "whether that head went out"),
+    ("StreamWriter", "_on_headers_sent", "a hook that reads the head's fields (then unused)"),
 )
 
 
@@ -320,7 +326,8 @@ async def send_continue(request: web.BaseRequest) -> None:
 
 async def send_whole(request: web.BaseRequest, response: web.Response) -> None:
     """Write a whole, unprepared `web.Response` in one transport write: the bytes aiohttp's
-    ``prepare`` and ``write_eof`` would write (same head serializer, same Date, Server,
+    ``prepare`` and ``write_eof`` would write (the same head serialization, but keeping the
+    bytes of a field value that are not UTF-8, `wire.serialize_head`; the same Date, Server,
     Content-Length, Content-Type and Connection rules), without their per-response machinery,
     which costs more than the gateway's whole decision for a refusal.
 
@@ -364,11 +371,9 @@ async def send_whole(request: web.BaseRequest, response: web.Response) -> None:
                 headers["Connection"] = "keep-alive"
         elif version == (1, 1):
             headers["Connection"] = "close"
-    # Private: aiohttp's own head serializer, so the bytes (and the refusal of a control
-    # character in a field, ValueError) are exactly what aiohttp would have written.
-    head = http_writer._serialize_headers(
-        f"HTTP/{version[0]}.{version[1]} {status} {response.reason}", headers
-    )
+    # aiohttp's serialization (and its refusal of a CR or LF in a field, ValueError), with the
+    # upstream's bytes that are not UTF-8 kept, where aiohttp's serializer drops them.
+    head = serialize_head(f"HTTP/{version[0]}.{version[1]} {status} {response.reason}", headers)
     data = head if empty or not body else head + body
     transport.write(data)
     # Private: `_keep_alive` is what aiohttp reads to keep or close the connection, and

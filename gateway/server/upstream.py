@@ -41,7 +41,7 @@ from gateway.server.upstream_errors import (
     fresh,
 )
 from gateway.server.upstream_pool import ConnectionPool, PoolKey
-from gateway.server.wire import Whole, whole_answer
+from gateway.server.wire import KeptBytesResponse, Whole, whole_answer
 
 __all__ = [
     "RESPONSE_STARTED",
@@ -370,7 +370,7 @@ class _Exchange:
         if whole:
             headers.popall("Content-Length", None)
             return web.Response(status=status, reason=reason, headers=headers, body=body), len(body)
-        response = web.StreamResponse(status=status, reason=reason, headers=headers)
+        response = KeptBytesResponse(status=status, reason=reason, headers=headers)
         if "Upgrade" in request.headers:
             response.force_close()  # the protocol is never switched: no tunnel
         try:

@@ -13,6 +13,8 @@ the same response (``tests/unit/server/test_wire_*.py`` compare them).
 - An upstream's answer read whole (`whole_answer`) keeps the upstream's fields as the bytes
   that came, less the hop-by-hop ones and Content-Length. (aiohttp's serializer drops the
   bytes of a value that are not UTF-8; these are written as they came.)
+- A streamed answer (`KeptBytesResponse`) keeps aiohttp's framing and fields, and has its head
+  written with those bytes kept too.
 
 What cannot be written exactly that way is left to `render` and `send_whole` (`None` from
 `RefusalWire.whole` and `whole_answer`). The aiohttp internals used are listed in
@@ -35,7 +37,16 @@ from gateway.core.headers import HOP_BY_HOP_BYTES
 from gateway.core.refusals import Refusal
 from gateway.server.render import PLAIN_ID, render
 
-__all__ = ["RefusalWire", "Whole", "added_fields", "send", "whole_answer", "wire_for"]
+__all__ = [
+    "KeptBytesResponse",
+    "RefusalWire",
+    "Whole",
+    "added_fields",
+    "send",
+    "serialize_head",
+    "whole_answer",
+    "wire_for",
+]
 
 _SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode()
 _DEFAULT_TYPE = b"Content-Type: application/octet-stream\r\n"
@@ -238,3 +249,42 @@ async def send(request: web.BaseRequest, whole: Whole, *, close: bool) -> web.St
     writer.output_size += len(data)
     await writer.drain()  # aiohttp's own flow control, as for any response
     return _sent(whole.status, keep_alive)
+
+
+class KeptBytesResponse(web.StreamResponse):
+    """A streamed answer whose head keeps the upstream's bytes.
+
+    Its fields come decoded as UTF-8 with ``surrogateescape`` (`response_headers`), so a byte
+    that is not UTF-8 is a lone surrogate, which aiohttp's serializer drops. This head is
+    serialized the same way (``name: value`` lines, the same refusal of CR or LF, counted) but
+    encoded back with ``surrogateescape``: the bytes that came. aiohttp still decides the
+    framing and adds its fields first (`_prepare_headers`); only the writing differs.
+    """
+
+    async def _write_headers(self) -> None:
+        # Override: `StreamResponse._write_headers` serializes into the writer's private
+        # `_headers_buf`, which `send_headers` (or the first body write) sends.
+        request, writer = self._req, self._payload_writer
+        assert request is not None
+        if not isinstance(writer, http_writer.StreamWriter) or writer._on_headers_sent is not None:
+            await super()._write_headers()  # another writer, or a signal that reads the fields
+            return
+        version = request.version
+        status_line = f"HTTP/{version[0]}.{version[1]} {self._status} {self._reason}"
+        writer._headers_buf = serialize_head(status_line, self._headers)
+        writer._headers_written = False
+        if self._send_headers_immediately:
+            writer.send_headers()
+
+
+def serialize_head(status_line: str, headers: CIMultiDict[str]) -> bytes:
+    """A response head as aiohttp's serializer writes it (``name: value`` lines; a CR or LF in
+    the status line, a name or a value refused with ValueError, here by counting them), but
+    with every value encoded back with ``surrogateescape``: fields decoded that way from the
+    upstream's bytes (`response_headers`) are written as the bytes that came, where aiohttp's
+    serializer drops the ones that are not UTF-8."""
+    lines = [status_line, *map(": ".join, headers.items())]
+    head = "\r\n".join(lines) + "\r\n\r\n"
+    if head.count("\r") != len(lines) + 1 or head.count("\n") != len(lines) + 1:
+        raise ValueError("Forbidden control character detected in headers")
+    return head.encode("utf-8", "surrogateescape")

@@ -8,6 +8,7 @@ pass on byte for byte are refused, never altered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +22,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from gateway.config import Config
 from gateway.server.app import create_app
 from tests.conftest import GatewayTestServer, LogCapture
-from tests.raw import http_request, send_raw
+from tests.raw import close, http_request, open_connection, send_raw
 from tests.support import TokenFactory
 
 Client = TestClient[web.Request, web.Application]
@@ -33,6 +34,8 @@ class WerkzeugUpstream:
 
     def __init__(self) -> None:
         self.environs: list[Environ] = []
+        self.status = "200 OK"
+        self.extra_headers: list[tuple[str, str]] = []  # added to every answer
         self.server: BaseWSGIServer = make_server("127.0.0.1", 0, self._app, threaded=True)
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -40,7 +43,7 @@ class WerkzeugUpstream:
 
     def _app(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         self.environs.append(dict(environ))
-        start_response("200 OK", [("Content-Type", "application/json")])
+        start_response(self.status, [("Content-Type", "application/json"), *self.extra_headers])
         return [json.dumps({"path": environ["PATH_INFO"]}).encode()]
 
     @property
@@ -189,3 +192,29 @@ async def test_utf8_values_pass_byte_for_byte(
     answer = await send_raw(client, head[:-2] + b"X-Note: " + raw + b"\r\n\r\n")
     assert answer.status == 200
     assert werkzeug_upstream.http_headers()["HTTP_X_NOTE"].encode("latin-1") == raw
+
+
+async def test_a_wsgi_apps_latin1_fields_reach_the_client_as_it_sent_them(
+    client: Client, tokens: TokenFactory, werkzeug_upstream: WerkzeugUpstream
+) -> None:
+    """WSGI (PEP 3333) header values are Latin-1 strings, which werkzeug writes as one byte per
+    character: a Flask app's ``Content-Disposition`` for ``résumé.txt`` or a German reason
+    phrase arrive as obs-text. The client gets those bytes unchanged (aiohttp's serializer
+    used to drop them)."""
+    werkzeug_upstream.status = "200 Gr\xfc\xdfe"
+    werkzeug_upstream.extra_headers = [
+        ("Content-Disposition", 'attachment; filename="r\xe9sum\xe9.txt"'),
+        ("Set-Cookie", "name=J\xfcrgen; Path=/"),
+        ("Link", '</a>; title="\xa9 \xff"'),
+    ]
+    request = http_request("GET", "/app/x", [("Authorization", f"Bearer {tokens.good()}")])
+    reader, writer = await open_connection(client)
+    try:
+        writer.write(request[:-2] + b"Connection: close\r\n\r\n")
+        received = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        await close(writer)
+    head = received.partition(b"\r\n\r\n")[0] + b"\r\n"
+    assert head.startswith("HTTP/1.1 200 Gr\xfc\xdfe\r\n".encode("latin-1"))
+    for name, value in werkzeug_upstream.extra_headers:
+        assert f"\r\n{name}: {value}\r\n".encode("latin-1") in head, name

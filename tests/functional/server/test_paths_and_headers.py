@@ -535,6 +535,42 @@ async def test_response_bytes_that_are_not_utf8_reach_the_client_as_sent(
     assert body == b"ok"
 
 
+# Bytes that are not UTF-8 in a response field: Latin-1 letters, 0xFF, a truncated UTF-8
+# sequence, an overlong form, an encoded surrogate, a lone continuation byte.
+OBS_TEXT = [
+    pytest.param(b"caf\xe9", id="latin1"),
+    pytest.param(b"\xff\xfe", id="ff-fe"),
+    pytest.param(b"caf\xc3", id="truncated-utf8"),
+    pytest.param(b"\xc0\xaf", id="overlong"),
+    pytest.param(b"\xed\xa0\x80", id="encoded-surrogate"),
+    pytest.param(b"a\x80b", id="lone-continuation"),
+]
+
+
+@pytest.mark.parametrize("value", OBS_TEXT)
+@pytest.mark.parametrize("name", [b"X-Legacy", b"Set-Cookie", b"Location", b"content-disposition"])
+async def test_each_spelling_of_obs_text_reaches_the_client_as_sent(
+    client: Client, raw: RawUpstream, name: bytes, value: bytes
+) -> None:
+    """Every field and the reason phrase, whatever the non-UTF-8 bytes; a field given twice
+    keeps both values, in order."""
+    raw.response = (
+        b"HTTP/1.1 200 R" + value + b"\r\nContent-Length: 2\r\n"
+        + name + b": 1 " + value + b"\r\n" + name + b": 2 " + value + b"\r\n\r\nok"
+    )  # fmt: skip
+    reader, writer = await open_connection(client)
+    try:
+        writer.write(http_request("GET", "/raw/x", [("Connection", "close")], host=HOST))
+        received = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        await close(writer)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 R" + value + b"\r\n")
+    first = head.index(b"\r\n" + name + b": 1 " + value + b"\r\n")
+    assert head.index(b"\r\n" + name + b": 2 " + value + b"\r\n") > first
+    assert body == b"ok"
+
+
 def _ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as probe:

@@ -116,3 +116,19 @@ async def test_a_line_break_in_a_field_is_never_written(
             del RESPONSES["bad_field"]
         assert b"Set-Cookie" not in received, writer
         assert received == b"" if writer == "aiohttp" else received.startswith(b"HTTP/1.1 500 ")
+
+
+async def test_bytes_that_are_not_utf8_are_written_as_they_came() -> None:
+    """A field decoded from the upstream with surrogateescape (a CORS route's answer, which is
+    still a web.Response) is written as the original bytes; aiohttp's serializer drops them."""
+    value = b"caf\xe9 \xff".decode("utf-8", "surrogateescape")
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        response = web.Response(body=b"x", reason="Fine", headers={"X-Legacy": value})
+        await send_whole(request, response)
+        return response
+
+    async with low_level_server(handler) as port:
+        request = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        received = await exchange(port, request, then_close=False, closing_target="/")
+    assert b"\r\nX-Legacy: caf\xe9 \xff\r\n" in received
