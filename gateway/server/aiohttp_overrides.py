@@ -81,7 +81,6 @@ PRIVATE_SHAPES: tuple[tuple[str, str, str], ...] = (
     ("Server", "request_handler", "replaced by the door (the low-level handler)"),
     ("Server", "request_factory", "replaced by Server._make_request (plain BaseRequest)"),
     ("Server", "_make_request", "builds a plain BaseRequest, without the application's state"),
-    ("http_writer", "_serialize_headers", "a whole response's head, as aiohttp writes it"),
     ("helpers", "rfc822_formatted_time", "the Date field, as aiohttp writes it"),
     ("helpers", "must_be_empty_body", "whether a whole response is sent without its body"),
     ("helpers", "should_remove_content_length", "whether its Content-Length is dropped"),
@@ -373,7 +372,8 @@ async def send_whole(request: web.BaseRequest, response: web.Response) -> None:
             headers["Connection"] = "close"
     # aiohttp's serialization (and its refusal of a CR or LF in a field, ValueError), with the
     # upstream's bytes that are not UTF-8 kept, where aiohttp's serializer drops them.
-    head = serialize_head(f"HTTP/{version[0]}.{version[1]} {status} {response.reason}", headers)
+    status_line = f"HTTP/{version[0]}.{version[1]} {status} {response.reason}"
+    head = serialize_head(status_line, headers.items())
     data = head if empty or not body else head + body
     transport.write(data)
     # Private: `_keep_alive` is what aiohttp reads to keep or close the connection, and

@@ -9,7 +9,7 @@ field, in `send_whole`'s order and by its rules, so the bytes are those `send_wh
 the same response (``tests/unit/server/test_wire_*.py`` compare them).
 
 - A refusal's `Whole` comes from its `RefusalWire`, made once per refusal from the same
-  `render` and aiohttp head serializer: a request adds its id to the body.
+  `render` and `serialize_head`: a request adds its id to the body.
 - An upstream's answer read whole (`whole_answer`) keeps the upstream's fields as the bytes
   that came, less the hop-by-hop ones and Content-Length. (aiohttp's serializer drops the
   bytes of a value that are not UTF-8; these are written as they came.)
@@ -18,7 +18,7 @@ the same response (``tests/unit/server/test_wire_*.py`` compare them).
 
 What cannot be written exactly that way is left to `render` and `send_whole` (`None` from
 `RefusalWire.whole` and `whole_answer`). The aiohttp internals used are listed in
-`gateway.server.aiohttp_overrides.PRIVATE_SHAPES` (the head serializer, the Date value, the
+`gateway.server.aiohttp_overrides.PRIVATE_SHAPES` (the Date value, the
 default reason phrases, ``_eof_sent``, ``_keep_alive`` and the writer's ``output_size``).
 """
 
@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from aiohttp import helpers, http_writer, web
 from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.web_response import REASON_PHRASES
-from multidict import CIMultiDict
 
 from gateway.core.headers import HOP_BY_HOP_BYTES
 from gateway.core.refusals import Refusal
@@ -95,7 +94,7 @@ class RefusalWire:
         assert isinstance(body, bytes)
         self._body_head = body[: -len(b'"}')]  # the id is the last value, and empty here
         status = f"{refusal.status} {rendered.reason}"
-        fields = _fields(rendered.headers)
+        fields = _field_lines(rendered.headers.items())
         self._head_11 = f"HTTP/1.1 {status}\r\n".encode() + fields
         self._head_10 = f"HTTP/1.0 {status}\r\n".encode() + fields
 
@@ -131,15 +130,14 @@ def wire_for(refusal: Refusal) -> RefusalWire:
 
 
 def added_fields(added: Sequence[tuple[str, str]]) -> bytes:
-    """Fields the gateway sets on an answer (HSTS, RateLimit), as aiohttp's serializer writes
-    them, and like it refusing a CR or LF in a name or value (counted on the joined text: one
-    of each per field is the line's own end)."""
-    if not added:
-        return b""
-    text = "\r\n".join(map(": ".join, added)) + "\r\n"  # no Python step per field
-    if text.count("\r") != len(added) or text.count("\n") != len(added):
-        raise ValueError("Forbidden control character detected in an added header field")
-    return text.encode()
+    """Fields the gateway sets on an answer (HSTS, RateLimit), serialized as in any head
+    (`serialize_head`: a CR or LF in a name or value is refused)."""
+    return _field_lines(added) if added else b""
+
+
+def _field_lines(fields: Iterable[tuple[str, str]]) -> bytes:
+    """``name: value`` lines, each with its CR LF (a head without its status line and end)."""
+    return serialize_head("", fields)[len(_END) : -len(_END)]
 
 
 _NAME = operator.itemgetter(0)
@@ -148,10 +146,6 @@ _NAME = operator.itemgetter(0)
 @functools.lru_cache(maxsize=64)  # the door's own names and each limited route's: bounded
 def _lower_names(names: tuple[str, ...]) -> frozenset[bytes]:
     return frozenset(name.lower().encode() for name in names)
-
-
-def _fields(headers: CIMultiDict[str]) -> bytes:
-    return http_writer._serialize_headers("", headers)[len(_END) : -len(_END)]
 
 
 # The upstream's fields never passed on as they came: hop-by-hop ones, and Content-Length (the
@@ -271,19 +265,19 @@ class KeptBytesResponse(web.StreamResponse):
             return
         version = request.version
         status_line = f"HTTP/{version[0]}.{version[1]} {self._status} {self._reason}"
-        writer._headers_buf = serialize_head(status_line, self._headers)
+        writer._headers_buf = serialize_head(status_line, self._headers.items())
         writer._headers_written = False
         if self._send_headers_immediately:
             writer.send_headers()
 
 
-def serialize_head(status_line: str, headers: CIMultiDict[str]) -> bytes:
+def serialize_head(status_line: str, fields: Iterable[tuple[str, str]]) -> bytes:
     """A response head as aiohttp's serializer writes it (``name: value`` lines; a CR or LF in
     the status line, a name or a value refused with ValueError, here by counting them), but
     with every value encoded back with ``surrogateescape``: fields decoded that way from the
     upstream's bytes (`response_headers`) are written as the bytes that came, where aiohttp's
     serializer drops the ones that are not UTF-8."""
-    lines = [status_line, *map(": ".join, headers.items())]
+    lines = [status_line, *map(": ".join, fields)]
     head = "\r\n".join(lines) + "\r\n\r\n"
     if head.count("\r") != len(lines) + 1 or head.count("\n") != len(lines) + 1:
         raise ValueError("Forbidden control character detected in headers")
