@@ -4,6 +4,9 @@ Every command decides through the same code as the server: `check` loads and lin
 `routes explain`, `explain` and `test` decide requests with `gateway.tools.offline`, and
 `routes diff` compares two tables by deciding probes against each.
 
+Each command imports the tools it alone uses when it runs, so that `gateway run` (a long-lived
+process) holds none of them.
+
 Exit codes: 0 success, 1 a problem the user can fix (reported in one line each, never a
 traceback); `test` exits 1 when a case fails; `routes diff` exits 3 when the change loosens access.
 """
@@ -30,12 +33,6 @@ from gateway.core.urls import upstream_url
 from gateway.server.logs import configure
 from gateway.server.process import run_gateway
 from gateway.tools import keygen as keytools
-from gateway.tools import offline
-from gateway.tools.explain import ExplainRequest, explain
-from gateway.tools.lint import lint
-from gateway.tools.policy_cases import CasesError, load_cases
-from gateway.tools.policy_test import run_cases
-from gateway.tools.routes_diff import Direction, diff_routes
 
 __all__ = [
     "LOOSENED_EXIT",
@@ -75,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     """`gateway check`: validate and lint without serving."""
+    from gateway.tools.lint import lint
+
     try:
         config = load(args.config)
     except ConfigError as exc:
@@ -101,6 +100,8 @@ def check(args: argparse.Namespace) -> int:
 def routes_explain(args: argparse.Namespace) -> int:
     """`gateway routes explain`: the route, upstream URL and scopes, as the decision finds them
     for a request without credentials."""
+    from gateway.tools import offline
+
     config = load_config(args.config)
     facts = RequestFacts(method=args.method, raw_target=args.path)
     decision = asyncio.run(offline.decider(config, clock=time.time).decide(facts))
@@ -212,6 +213,8 @@ def log_summary(args: argparse.Namespace) -> int:
 
 def explain_request(args: argparse.Namespace) -> int:
     """`gateway explain`: one request decided offline, step by step."""
+    from gateway.tools.explain import ExplainRequest, explain
+
     config = load_config(args.config)
     headers = [_header(item) for item in args.header]
     token = args.token
@@ -236,6 +239,9 @@ def explain_request(args: argparse.Namespace) -> int:
 
 def test(args: argparse.Namespace) -> int:
     """`gateway test`: a policy-test file's cases through the decision code."""
+    from gateway.tools.policy_cases import CasesError, load_cases
+    from gateway.tools.policy_test import run_cases
+
     config = load_config(args.config)
     try:
         cases = load_cases(args.cases, os.environ)
@@ -253,6 +259,8 @@ def test(args: argparse.Namespace) -> int:
 
 def routes_diff(args: argparse.Namespace) -> int:
     """`gateway routes diff`: what a routes.yaml change does to access."""
+    from gateway.tools.routes_diff import Direction, diff_routes
+
     tables = []
     for path in (args.old, args.new):
         try:

@@ -560,3 +560,45 @@ async def test_run_drains_in_flight_requests_on_sigterm(
     assert access["http.response.status_code"] == 200
     assert actions.index("startup") < actions.index("access")
     assert "Traceback" not in gateway.stderr_text()
+
+
+# The tools of the other commands, which `gateway run` never uses.
+COMMAND_TOOLS = frozenset({
+    "gateway.tools.explain", "gateway.tools.lint", "gateway.tools.log_report",
+    "gateway.tools.offline", "gateway.tools.policy_cases", "gateway.tools.policy_test",
+    "gateway.tools.routes_diff",
+})  # fmt: skip
+
+
+@pytest.mark.slow
+async def test_a_serving_gateway_imports_no_console_and_no_other_commands_tools(
+    tmp_path: Path,
+    keys: TestKeys,
+    tokens: TokenFactory,
+    slow_upstream: tuple[SlowUpstream, TestServer],
+) -> None:
+    """`gateway run`, through a forwarded request and its log line, imports neither rich nor
+    pygments (structlog's development console; the gateway writes JSON) nor the tools of the
+    other commands: resident memory every serving process would hold for nothing."""
+    upstream, server = slow_upstream
+    base = str(server.make_url("")).rstrip("/")
+    environ = {"PYTHONPROFILEIMPORTTIME": "1"}
+    async with (
+        running_gateway(tmp_path, keys, upstream=base, routes=RUN_ROUTES, environ=environ) as gw,
+        aiohttp.ClientSession() as session,
+    ):
+        headers = {"Authorization": f"Bearer {tokens.good()}"}
+        async with session.get(gw.url("/orders/7"), headers=headers) as response:
+            assert response.status == 200
+        assert upstream.paths == ["/orders/7"]
+        imported = {
+            line.split("|")[2].strip()
+            for line in gw.stderr_text().splitlines()
+            if line.startswith("import time:") and line.count("|") == 2
+        }
+    # The listing is the real one: what the server does use is in it.
+    assert {"structlog", "orjson", "gateway.server.upstream", "gateway.server.logs"} <= imported
+    # Import time also lists an import that failed, as structlog's `import rich` does on
+    # purpose; what rich and pygments load when imported (rich.console, pygments.lexer) is not.
+    assert sorted(name for name in imported if name.startswith(("rich.", "pygments"))) == []
+    assert sorted(imported & COMMAND_TOOLS) == []
