@@ -35,6 +35,9 @@ class GatewayTestServer(TestServer):
     """A test server that runs the application the way `gateway run` does (GatewayRunner)."""
 
     async def _make_runner(self, **kwargs: Any) -> GatewayRunner:
+        # aiohttp's TestServer asks for handler cancellation (a handler cancelled when its client
+        # leaves); `gateway run` leaves aiohttp's default, off, and handles a client that left.
+        kwargs.pop("handler_cancellation", None)
         return GatewayRunner(self.app, **kwargs)
 
 

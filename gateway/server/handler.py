@@ -141,7 +141,11 @@ class Door:
             answer = await self._tracked.run(
                 request, record, lambda: self._answer(request, record, address, trace)
             )
-        except Exception:
+        except BaseException as error:
+            # A streamed response holds the request: the pair would wait for the collector.
+            request.pop(RESPONSE_STARTED, None)
+            if not isinstance(error, Exception):
+                raise  # cancelled (aiohttp's test server cancels a handler whose client left)
             _log.exception("request_failed", **{"http.request.id": record.request_id})
             answer = record.refused(INTERNAL_ERROR)
         finally:
@@ -174,8 +178,7 @@ class Door:
         if whole is not None:
             await send_whole(request, whole)
         else:
-            # A streamed response holds the request: the pair would wait for the collector.
-            request.pop(RESPONSE_STARTED, None)
+            request.pop(RESPONSE_STARTED, None)  # the streamed response holds the request
         return response
 
     def _account(

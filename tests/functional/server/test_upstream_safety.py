@@ -14,13 +14,13 @@ import io
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import GatewayFactory, LogCapture
-from tests.raw import Client, http_request
+from tests.functional.server.raw_upstreams import RawUpstream, ok, raw_get, raw_status, raw_upstream
+from tests.raw import http_request
 from tests.support import DEFAULT_GATEWAY, TokenFactory
 
 # Every request here, refused or failed, is freed without the cyclic collector.
@@ -40,89 +40,6 @@ routes:
 SMALL_POOL = DEFAULT_GATEWAY + "limits:\n  upstream_pool_size_per_host: 4\n"
 BIG = 64 * 1024 * 1024
 
-Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "RawUpstream"], Awaitable[None]]
-
-
-@dataclass
-class RawUpstream:
-    """A socket-level upstream: counts connections and request heads, runs ``serve`` on each."""
-
-    serve: Serve
-    connections: int = 0
-    heads: list[bytes] = field(default_factory=list)
-    url: str = ""
-    _open: dict[asyncio.Task[None], asyncio.StreamWriter] = field(default_factory=dict)
-
-    async def read_head(self, reader: asyncio.StreamReader) -> bytes:
-        """Read and record one request head (b"" once the gateway closed the connection)."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return b""
-        self.heads.append(head)
-        return head
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self._open[task] = writer
-        try:
-            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-                await self.serve(reader, writer, self)
-        finally:
-            writer.transport.abort()
-            del self._open[task]
-
-    async def stop(self) -> None:
-        """End every connection still open (the gateway may hold some in its pool)."""
-        for task, writer in list(self._open.items()):
-            writer.transport.abort()
-            task.cancel()
-        await asyncio.gather(*self._open, return_exceptions=True)
-
-
-@contextlib.asynccontextmanager
-async def raw_upstream(serve: Serve) -> AsyncIterator[RawUpstream]:
-    """Run a `RawUpstream` for the length of the block."""
-    upstream = RawUpstream(serve)
-    server = await asyncio.start_server(upstream._accept, "127.0.0.1", 0)
-    upstream.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
-        yield upstream
-    finally:
-        server.close()
-        await upstream.stop()
-        await server.wait_closed()
-
-
-def _ok(body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-
-
-async def _request(
-    client: Client, target: str, token: str, *, version: str = "1.1", extra: bytes = b""
-) -> tuple[bytes, bytes]:
-    """One GET over a fresh raw socket; returns the head and everything after it until the
-    gateway closes (the request says ``Connection: close``)."""
-    assert client.server.host is not None
-    assert client.server.port is not None
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    headers = [("Authorization", f"Bearer {token}"), ("Connection", "close")]
-    request = http_request("GET", target, headers).replace(b"HTTP/1.1", f"HTTP/{version}".encode())
-    writer.write(request + extra)
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-        return head, await reader.read()
-    finally:
-        writer.transport.abort()
-
-
-async def _status(client: Client, target: str, token: str) -> tuple[int, bytes]:
-    head, rest = await _request(client, target, token)
-    return int(head.split(b" ")[1]), rest
-
-
 # -- 1. a connection is reused only when nothing can be out of step ------------------------------
 
 
@@ -133,13 +50,13 @@ async def test_bytes_after_a_response_never_reach_the_next_request(
     """An upstream that sends anything after its answer (at once, or while the connection idles
     in the pool) or closes an idle connection never hands those bytes or that close to the next
     request: it gets its own, complete answer."""
-    stray = _ok(b"stray")
+    stray = ok(b"stray")
 
     async def serve(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
     ) -> None:
         while await up.read_head(reader):
-            answer = _ok(b"answer-%d" % len(up.heads))
+            answer = ok(b"answer-%d" % len(up.heads))
             writer.write(answer + stray if after == "stray-at-once" else answer)
             await writer.drain()
             if after != "stray-at-once":
@@ -240,7 +157,7 @@ async def test_clients_that_stop_reading_cannot_hold_the_pool(
         nonlocal cut
         while head := await up.read_head(reader):
             if not head.startswith(b"GET /raw/big"):
-                writer.write(_ok(b"small"))
+                writer.write(ok(b"small"))
                 await writer.drain()
                 continue
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % BIG)
@@ -274,12 +191,12 @@ async def test_clients_that_stop_reading_cannot_hold_the_pool(
         await asyncio.sleep(0.2)
         started = time.monotonic()
         async with asyncio.timeout(5):
-            status, _ = await _status(client, "/raw/small", token)
+            status, _ = await raw_status(client, "/raw/small", token)
         assert status in (200, 503)
         assert time.monotonic() - started < 2.0
         await asyncio.wait_for(all_cut.wait(), 5)
         async with asyncio.timeout(5):
-            assert await _status(client, "/raw/small", token) == (200, b"small")
+            assert await raw_status(client, "/raw/small", token) == (200, b"small")
         for _, writer in stalled:
             writer.transport.abort()
     if status == 503:
@@ -305,7 +222,7 @@ async def test_full_pool_is_503_at_the_bound(
     ) -> None:
         while await up.read_head(reader):
             await asyncio.sleep(0.45)  # inside the route's 500ms
-            writer.write(_ok(b"slow"))
+            writer.write(ok(b"slow"))
             await writer.drain()
 
     async with raw_upstream(serve) as upstream:
@@ -378,7 +295,7 @@ async def test_upstream_dying_mid_body_resets_the_client(
     async with raw_upstream(serve) as upstream:
         client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
         try:
-            head, body = await _request(client, "/raw/dies", tokens.good(), version=version)
+            head, body = await raw_get(client, "/raw/dies", tokens.good(), version=version)
         except ConnectionResetError:
             return  # reset before or while the head was read: the cut is plain
         except asyncio.IncompleteReadError:
@@ -449,7 +366,7 @@ async def test_request_to_an_upstream_that_dies_is_sent_once(
         await up.read_head(reader)
         if len(up.heads) > 1:
             return  # the upstream dies on every request after the first
-        writer.write(_ok(b"first"))
+        writer.write(ok(b"first"))
         await writer.drain()
         await up.read_head(reader)
 
@@ -485,7 +402,7 @@ async def test_an_upload_that_fails_upstream_is_freed_at_once(
         if upstream_does == "garbage":
             writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
         elif upstream_does == "answer-early":
-            writer.write(_ok(b"early"))
+            writer.write(ok(b"early"))
         elif upstream_does == "stall":
             await asyncio.sleep(2)
         await writer.drain()
@@ -516,12 +433,12 @@ async def test_upstream_receives_no_header_the_client_did_not_send(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
     ) -> None:
         while await up.read_head(reader):
-            writer.write(_ok(b"ok"))
+            writer.write(ok(b"ok"))
             await writer.drain()
 
     async with raw_upstream(serve) as upstream:
         client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
-        head, _ = await _request(client, "/raw/x?q=1", tokens.good())
+        head, _ = await raw_get(client, "/raw/x?q=1", tokens.good())
         assert head.startswith(b"HTTP/1.1 200")
     request_line, *lines = upstream.heads[0].decode("latin-1").strip().split("\r\n")
     assert request_line == "GET /raw/x?q=1 HTTP/1.1"
