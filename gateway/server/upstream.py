@@ -23,9 +23,10 @@ import asyncio
 import ssl
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import aiohttp
-from aiohttp import web
+from aiohttp import http_writer, web
 from multidict import CIMultiDict
 
 from gateway.core.cors import CorsHeaders, apply_cors
@@ -41,6 +42,7 @@ from gateway.server.upstream_errors import (
     fresh,
 )
 from gateway.server.upstream_pool import ConnectionPool, PoolKey
+from gateway.server.upstream_sink import ClientSink
 from gateway.server.wire import KeptBytesResponse, Whole, whole_answer
 
 __all__ = [
@@ -397,25 +399,33 @@ class _Exchange:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def _relay(self, sink: web.StreamResponse, step: float) -> int:
-        connection = self._connection
-        sent = 0
-        loop = asyncio.get_running_loop()
+        # The body goes from the upstream's parser to the client's transport (`ClientSink`);
+        # this task wakes for the end, a failure, or a client that is behind. Each wait is
+        # bounded: `step` with no byte from the upstream, or `step` for the client to drain.
+        request, connection = self._request, self._connection
+        transport = request.transport
+        writer = cast(http_writer.StreamWriter, request.writer)  # aiohttp's server writer
+        client = None
         try:
-            # One deadline for the whole relay, moved per write (not a task per chunk); a write
-            # that waits for a slow client still ends within `step`.
-            async with asyncio.timeout(None) as deadline:
-                # Whatever has arrived, up to the read buffer: fewer, larger writes.
-                while chunk := await connection.next_chunk(step):
-                    deadline.reschedule(loop.time() + step)
-                    await sink.write(chunk)
-                    sent += len(chunk)
-                deadline.reschedule(loop.time() + step)
+            if transport is None:
+                raise ConnectionResetError("the client closed before the answer")
+            writer.send_headers()
+            client = ClientSink(
+                transport, chunked=writer.chunked, clock=asyncio.get_running_loop().time
+            )
+            connection.relay_to(client)
+            while not await connection.relayed(step):
+                async with asyncio.timeout(step):
+                    await writer.drain()
+                connection.resume_relay()
+            writer.output_size += client.sent
+            async with asyncio.timeout(step):
                 await sink.write_eof()
         except (TimeoutError, BadResponse, ConnectionGone, *_CLIENT_GONE):
             # Headers are gone already: the only honest signal left is to cut the connection,
             # never to finish a body that would look complete.
             self._cut()
-        return sent
+        return 0 if client is None else client.sent
 
     def _cut(self) -> None:
         reset_transport(self._request.transport)

@@ -22,6 +22,7 @@ from typing import cast
 import httptools
 
 from gateway.server.upstream_errors import BadResponse, ConnectionGone, fresh
+from gateway.server.upstream_sink import ClientSink
 
 __all__ = ["Head", "PoolKey", "UpstreamConnection", "reset_transport"]
 
@@ -40,7 +41,7 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 # the loop calls `get_buffer` and `buffer_updated` back to back, and the parser copies out what
 # it keeps before returning. One copy per read instead of two (the loop's bytes, then llhttp's).
 # Shared by every connection of the process: a worker serves from one loop in one thread.
-_READ_BUFFER = memoryview(bytearray(256 * 1024))
+_READ_BUFFER = memoryview(bytearray(128 * 1024))
 
 Head = tuple[int, bytes, list[tuple[bytes, bytes]]]
 # Which connections may serve a request: scheme, host, port and the TLS context (by identity).
@@ -118,6 +119,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._keep_alive = False
         self._stray = False
         self._error: BaseException | None = None
+        self._sink: ClientSink | None = None  # a streamed answer's body goes here (`relay_to`)
 
     def begin(self, *, head_only: bool, upgrade: bool = False) -> None:
         """Start an exchange (``head_only`` for HEAD: the answer has no body whatever it says;
@@ -198,10 +200,54 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         if len(chunks) > 0:
             chunks.clear()
         self._buffered = 0
-        if self._read_paused and self._transport is not None:
-            self._read_paused = False
-            self._transport.resume_reading()
+        self._resume_reading()
         return data
+
+    def relay_to(self, sink: ClientSink) -> None:
+        """From now on, hand the body to ``sink`` as llhttp yields it (what has arrived first)
+        instead of queueing it for `next_chunk`; `relayed` waits for the end."""
+        self._sink = sink
+        backlogged = False
+        for chunk in self._chunks:
+            backlogged = sink.feed(chunk)
+        self._chunks.clear()
+        self._buffered = 0
+        if backlogged:
+            self._pause_reading()
+        else:
+            self._resume_reading()
+
+    async def relayed(self, within: float) -> bool:
+        """Wait until the relayed body is complete (True) or the client is behind (False: the
+        upstream is paused until `resume_relay`). TimeoutError once ``within`` seconds pass with
+        no byte relayed; a timer per wait, moved on when it fires, not one per piece."""
+        sink = self._sink
+        assert sink is not None
+        while True:
+            if self._error is not None:
+                raise fresh(self._error)
+            if sink.gone:
+                raise ConnectionResetError("the client closed during the answer")
+            if self._complete:
+                self._resume_reading()  # an idle pooled connection is read: stray bytes kill it
+                return True
+            if self._read_paused:
+                return False
+            waiter = self._loop.create_future()
+            self._waiter = waiter
+            timer = self._loop.call_at(sink.last_write + within, _expire, waiter)
+            try:
+                woken = await waiter
+            finally:
+                timer.cancel()
+            if not woken and self._loop.time() >= sink.last_write + within:
+                raise TimeoutError  # raised here, not set on the future (see `_wait`)
+
+    def resume_relay(self) -> None:
+        """The client drained: read the upstream again."""
+        if self._sink is not None:
+            self._sink.moved()
+        self._resume_reading()
 
     @property
     def reusable(self) -> bool:
@@ -417,13 +463,29 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         return "length" if length else "close"
 
     def on_body(self, body: bytes) -> None:
-        """Body bytes (de-chunked by llhttp); the socket pauses past the high-water mark."""
+        """Body bytes (de-chunked by llhttp): to the client when relayed, else queued; the
+        socket pauses when the client is behind, or past the queue's high-water mark."""
+        sink = self._sink
+        if sink is not None:
+            if sink.feed(body) and not self._read_paused:
+                self._pause_reading()
+                self._wake()
+            return
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._buffered > _HIGH_WATER and not self._read_paused and self._transport is not None:
+        if self._buffered > _HIGH_WATER and not self._read_paused:
+            self._pause_reading()
+        self._wake()
+
+    def _pause_reading(self) -> None:
+        if self._transport is not None:
             self._read_paused = True
             self._transport.pause_reading()
-        self._wake()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and self._transport is not None:
+            self._read_paused = False
+            self._transport.resume_reading()
 
     def on_message_complete(self) -> None:
         """The answer ended by its framing."""
