@@ -17,6 +17,8 @@ import socket
 import ssl
 import struct
 from collections import deque
+from itertools import chain
+from operator import itemgetter
 from typing import cast
 
 import httptools
@@ -31,6 +33,7 @@ __all__ = ["Head", "PoolKey", "UpstreamConnection", "reset_transport"]
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _MAX_HEADERS = 256
 _MAX_HEAD_BYTES = 64 * 1024
+_VALUE = itemgetter(1)
 # The fields that say how the body ends (noted as they arrive: read once, not searched for).
 _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
 # Response body bytes queued before the upstream socket is paused: bounds memory per stream while
@@ -339,6 +342,12 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             return
         try:
             self._parser.feed_data(data)
+            if not self._head_ready:
+                # What came so far is a head not yet whole: bound it as it grows (one that never
+                # ends), where `on_headers_complete` checks a whole one.
+                self._head_bytes += len(data)
+                if self._head_bytes > _MAX_HEAD_BYTES:
+                    self._bad("head_too_large")
         except httptools.HttpParserUpgrade as exc:
             if self._framing == "upgrade":
                 self._tail += data[exc.args[0] :]
@@ -402,21 +411,25 @@ class UpstreamConnection(asyncio.BufferedProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One header line (llhttp has checked the name is a token and the value has no CR, LF
-        or NUL; other control bytes are refused here)."""
-        self._head_bytes += len(name) + len(value)
-        if len(self._headers) >= _MAX_HEADERS:
+        or NUL). The count is checked as fields come; the other control bytes and the size once
+        for the whole head (`on_headers_complete`), and the size as a head arrives
+        (`data_received`)."""
+        headers = self._headers
+        if len(headers) >= _MAX_HEADERS:
             raise BadResponse("too_many_headers")
-        if self._head_bytes > _MAX_HEAD_BYTES:
-            raise BadResponse("head_too_large")
-        if _CONTROL.search(value) is not None:
-            raise BadResponse("header_bytes")
-        self._headers.append((name, value))
+        headers.append((name, value))
         lower = name.lower()
         if lower in _FRAMING_FIELDS:
             self._framing_fields.append((lower, value))
 
     def on_headers_complete(self) -> None:
-        """The head is whole: decide the framing, and skip 1xx interim answers."""
+        """The head is whole: check it, decide the framing, and skip 1xx interim answers."""
+        headers = self._headers
+        if sum(map(len, chain.from_iterable(headers))) > _MAX_HEAD_BYTES:
+            raise BadResponse("head_too_large")
+        # One search over every value: HTAB joins them, a byte a value may hold itself.
+        if _CONTROL.search(b"\t".join(map(_VALUE, headers))) is not None:
+            raise BadResponse("header_bytes")
         status = self._parser.get_status_code()
         if status == 101 and self._upgrade:
             # The final head of a handshake; whether it really switched is judged by the caller.
@@ -432,7 +445,6 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             self._headers.clear()
             self._framing_fields.clear()
             self._reason = b""
-            self._head_bytes = 0
             return
         if _CONTROL.search(self._reason) is not None:
             raise BadResponse("status_reason")

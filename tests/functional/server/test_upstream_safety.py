@@ -324,7 +324,84 @@ MALFORMED = {
     "lf-only": b"HTTP/1.1 200 OK\nContent-Length: 2\n\nhi",
     "obs-fold": b"HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 2\r\n\r\nhi",
     "switching-protocols": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    "control-in-a-later-value": (
+        b"HTTP/1.1 200 OK\r\n"
+        + b"".join(b"X-%d: fine\tvalue\r\n" % n for n in range(6))
+        + b"X-Last: a\x1bb\r\nContent-Length: 2\r\n\r\nhi"
+    ),
+    "control-in-a-later-reason": b"HTTP/1.1 200 Fine\tReason\x0b\r\nContent-Length: 2\r\n\r\nhi",
+    "257-fields": (
+        b"HTTP/1.1 200 OK\r\n"
+        + b"".join(b"X-%d: v\r\n" % n for n in range(256))
+        + b"Content-Length: 2\r\n\r\nhi"
+    ),
+    "head-over-64-kib": (
+        b"HTTP/1.1 200 OK\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (n, b"v" * 1024) for n in range(65))
+        + b"Content-Length: 2\r\n\r\nhi"
+    ),
+    "one-field-over-64-kib": (
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"v" * (65 * 1024) + b"\r\nContent-Length: 2\r\n\r\nhi"
+    ),
 }
+# At the bounds, and with what a value may hold (HTAB, obs-text): answered as sent.
+WITHIN_BOUNDS = {
+    "256-fields": b"".join(b"X-%d: v\r\n" % n for n in range(255)),
+    "head-of-63-kib": b"".join(b"X-%d: %s\r\n" % (n, b"v" * 1000) for n in range(63)),
+    "tabs-and-obs-text": b"X-A: a\tb\r\nX-B: caf\xe9\r\nX-C: \x80\xff\r\n",
+}
+
+
+@pytest.mark.parametrize("fields", WITHIN_BOUNDS.values(), ids=WITHIN_BOUNDS.keys())
+async def test_an_answer_within_the_head_bounds_is_relayed(
+    gateway: GatewayFactory, tokens: TokenFactory, fields: bytes
+) -> None:
+    """256 fields, a head under 64 KiB, and values with HTAB and obs-text are answered as the
+    upstream sent them (the bounds are not off by one, and the value check is not too wide)."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        await up.read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 2\r\n\r\nhi")
+        await writer.drain()
+        await up.read_head(reader)
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
+        head, body = await raw_get(client, "/raw/x", tokens.good())
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert body == b"hi"
+    for line in fields.split(b"\r\n")[:-1]:
+        assert b"\r\n" + line + b"\r\n" in head
+
+
+async def test_a_head_that_never_ends_is_502_at_its_bound(
+    gateway: GatewayFactory, tokens: TokenFactory, log_capture: LogCapture
+) -> None:
+    """An upstream whose head never ends (one field value that goes on) is answered 502 once
+    64 KiB of it has come, long before the route's timeout (504): the gateway does not keep
+    an endless head."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        await up.read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Endless: ")
+        for _ in range(10_000):  # one value that never ends: no field is ever complete
+            writer.write(b"v" * 1024)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
+        started = time.monotonic()
+        response = await client.get("/raw/x", headers={"Authorization": f"Bearer {tokens.good()}"})
+        took = time.monotonic() - started
+    assert response.status == 502
+    assert took < 0.45  # the route's timeout is 500ms
+    (access,) = log_capture.events("access")
+    assert access["http.response.status_code"] == 502
 
 
 @pytest.mark.parametrize("reply", MALFORMED.values(), ids=MALFORMED.keys())
