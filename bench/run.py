@@ -93,6 +93,9 @@ class Result:
     p50_ms: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
     mib_s: list[float] = field(default_factory=list)
+    # The process's peak RSS during this case's timed runs (its VmHWM reset before each run);
+    # None where the process is not ours to read (direct) or the kernel cannot reset it.
+    peak_rss_mib: float | None = None
     statuses_ok: bool = True
     detail: str = ""
 
@@ -156,6 +159,15 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Start the process's VmHWM again from its current RSS (Linux >= 4.0: clear_refs 5)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 # -- setup ------------------------------------------------------------------------------
@@ -350,6 +362,7 @@ def measure_target(
     tokens: dict[str, str],
     args: argparse.Namespace,
     upload_port: int | None = None,
+    pid: int | None = None,
 ) -> list[Result]:
     results: list[Result] = []
     if args.targets and target not in args.targets.split(","):
@@ -381,10 +394,14 @@ def measure_target(
     for _ in range(args.repeats):
         for case in chosen:
             result, expected = by_case[case.name], expected_for[case.name]
+            peak_known = pid is not None and reset_peak_rss(pid)
             rps, p50, p99, requests, non2xx, statuses = run_wrk(
                 _url(case, port, upload_port), case, tokens.get(case.token, ""),
                 seconds=args.duration, connections=args.connections, count=args.quick,
             )  # fmt: skip
+            if peak_known and pid is not None:
+                peak = peak_rss_mib(pid)
+                result.peak_rss_mib = max(result.peak_rss_mib or 0.0, peak)
             result.rps.append(rps)
             result.p50_ms.append(p50)
             result.p99_ms.append(p99)
@@ -459,7 +476,7 @@ def main() -> int:
                     print(f"  {target:16} SKIPPED: {why}", file=sys.stderr, flush=True)
                     continue
                 with process(command, port) as proc:
-                    all_results += measure_target(target, port, tokens, args)
+                    all_results += measure_target(target, port, tokens, args, pid=proc.pid)
                     rss[target] = peak_rss_mib(proc.pid)
     report(all_results, rss, args, skipped)
     if args.json:
@@ -549,6 +566,7 @@ RATIO_GOALS = [
     ("1 MiB responses (MiB/s)", ("1mib_response",), "nginx-proxy", 0.7),
 ]
 P99_GOAL_MS = 10.0
+RSS_GOAL_MIB = 80e6 / 1024**2  # "peak RSS under 80 MB under 50 concurrent downloads"
 LIMIT_COST_GOAL = 0.95  # issue 16: an in-memory limit that is never hit costs at most 5 %
 SMALL_CASES = ("rs256", "es256", "eddsa", "hs256", "no_token_401", "no_scope_403")
 
@@ -592,6 +610,11 @@ def report(
               f"| {ratio_p:.2f} | {'' if ratio_n is None else f'{ratio_n:.2f}'} "
               f"| {'ok' if r.statuses_ok else 'MISMATCH'} |")  # fmt: skip
     print("\nPeak RSS (MiB): " + ", ".join(f"{t} {v:.0f}" for t, v in rss.items()))
+    downloads = [r for r in results if r.case == "1mib_response" and r.peak_rss_mib is not None]
+    if downloads:
+        print(f"\nPeak RSS during the 1 MiB downloads ({args.connections} at once; MiB, the peak "
+              "started again before each run): "
+              + ", ".join(f"{r.target} {r.peak_rss_mib:.0f}" for r in downloads))  # fmt: skip
     for target, why in skipped.items():
         print(f"\nSkipped {target}: {why}.")
     goals(by_key, args, skipped, ratio)
@@ -634,6 +657,12 @@ def goals(
             verdict = "met" if worst < P99_GOAL_MS else "NOT MET"
             print(f"| p99 < {P99_GOAL_MS:g} ms at {args.connections} connections (small "
                   f"responses) | {gateway} | worst {worst:.2f} ms | {verdict} |")  # fmt: skip
+        downloads = by_key.get((gateway, "1mib_response"))
+        if downloads is not None and downloads.peak_rss_mib is not None:
+            peak = downloads.peak_rss_mib
+            verdict = "met" if peak < RSS_GOAL_MIB else "NOT MET"
+            what = f"peak RSS < 80 MB ({RSS_GOAL_MIB:.1f} MiB), {args.connections} 1 MiB downloads"
+            print(f"| {what} | {gateway} | {peak:.1f} MiB | {verdict} |")
         limited, plain = by_key.get((gateway, "rs256_limited")), by_key.get((gateway, "rs256"))
         if limited is not None and plain is not None and statistics.median(plain.rps):
             kept = statistics.median(limited.rps) / statistics.median(plain.rps)

@@ -50,5 +50,9 @@ def test_quick_benchmark_runs_and_every_status_is_right(tmp_path: Path) -> None:
         assert f"| {target} | rs256_traced |" in table
         assert f"| {target} | rs256 |" not in table  # traced targets run their own case only
     assert "| vs node-fastify |" in table
+    # Each gateway's peak RSS under the 1 MiB downloads, measured on its own, and its goal.
+    assert "Peak RSS during the 1 MiB downloads" in table
+    for target in ("gateway-asyncio", "gateway-uvloop"):
+        assert f"1 MiB downloads | {target} | " in table
     assert "MISMATCH" not in table
     assert results.stat().st_size > 0
