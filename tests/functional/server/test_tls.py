@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import trustme
+from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from gateway.config import ConfigError, load
@@ -361,3 +362,54 @@ async def test_the_other_listeners_answer_parser_refusals_without_echoing(
     assert "SECRET" not in log_capture.text
     (line,) = log_capture.events("access")
     assert line["gateway.auth.reason"] == "unparseable_request"
+
+
+BIG_BODY = bytes(range(256)) * 4096  # 1 MiB
+
+
+async def _big_answers(request: web.Request) -> web.StreamResponse:
+    """1 MiB, chunked (/orders/chunked) or with a Content-Length (/orders/length)."""
+    response = web.StreamResponse()
+    if request.path.endswith("length"):
+        response.content_length = len(BIG_BODY)
+    else:
+        response.enable_chunked_encoding()
+    await response.prepare(request)
+    for start in range(0, len(BIG_BODY), 16 * 1024):
+        await response.write(BIG_BODY[start : start + 16 * 1024])
+    await response.write_eof()
+    return response
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+async def test_a_streamed_answer_reaches_an_https_client_whole(
+    tmp_path: Path,
+    keys: TestKeys,
+    ca: trustme.CA,
+    aiohttp_server: AiohttpServer,
+    tokens: TokenFactory,
+    framing: str,
+) -> None:
+    """A 1 MiB answer, streamed from the upstream's parser to the client's TLS transport, reaches
+    an HTTPS client byte for byte, chunked or with its length, and the connection serves the
+    next request."""
+    app = web.Application()
+    app.router.add_get("/orders/{name}", _big_answers)
+    upstream = await aiohttp_server(app)
+    _write_pair(ca.issue_cert("127.0.0.1", "localhost"), tmp_path / "tls")
+    path = write_config(
+        tmp_path, keys, upstream=str(upstream.make_url("")).rstrip("/"), gateway=TLS_GATEWAY
+    )
+    server = GatewayServer(load(path, ENVIRON))
+    await server.start()
+    try:
+        url = f"https://127.0.0.1:{server.public_port}/orders/{framing}"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(2):
+                async with session.get(
+                    url, headers=_auth(tokens.good()), ssl=_client_context(ca)
+                ) as response:
+                    assert response.status == 200
+                    assert await response.read() == BIG_BODY
+    finally:
+        await server.stop()
