@@ -36,8 +36,8 @@ _MAX_HEAD_BYTES = 64 * 1024
 _VALUE = itemgetter(1)
 # The fields that say how the body ends (noted as they arrive: read once, not searched for).
 _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
-# Response body bytes queued before the upstream socket is paused: bounds memory per stream while
-# letting large bodies move in few, large pieces.
+# Response body bytes queued (for an answer read whole, or before a relay takes over) before the
+# upstream socket is paused. A relayed answer queues nothing (`relay_to`).
 _HIGH_WATER = 64 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)
 # Every upstream socket is read into this one buffer (the size of the loops' own read buffers):
@@ -113,7 +113,10 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._reason = b""
         self._headers.clear()
         self._framing_fields.clear()
-        self._head_bytes = 0
+        # Bytes read since the last body byte that were none (a head, 1xx heads, trailers,
+        # chunk framing); `_body_moved` says a read carried body bytes.
+        self._unframed = 0
+        self._body_moved = False
         self._head_ready = False
         self._interim = False
         self._framing = "close"
@@ -342,12 +345,17 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             return
         try:
             self._parser.feed_data(data)
-            if not self._head_ready:
-                # What came so far is a head not yet whole: bound it as it grows (one that never
-                # ends), where `on_headers_complete` checks a whole one.
-                self._head_bytes += len(data)
-                if self._head_bytes > _MAX_HEAD_BYTES:
-                    self._bad("head_too_large")
+            if self._body_moved:
+                self._body_moved = False
+                self._unframed = 0
+            elif not self._complete:
+                # A read that moved no body on: a head, trailers or framing still growing. Bound
+                # them as they grow (an endless value or name is never a whole field; llhttp
+                # would keep it until the timeout), where `on_headers_complete` checks a whole
+                # head.
+                self._unframed += len(data)
+                if self._unframed > _MAX_HEAD_BYTES:
+                    self._bad("trailers_too_large" if self._head_ready else "head_too_large")
         except httptools.HttpParserUpgrade as exc:
             if self._framing == "upgrade":
                 self._tail += data[exc.args[0] :]
@@ -477,6 +485,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     def on_body(self, body: bytes) -> None:
         """Body bytes (de-chunked by llhttp): to the client when relayed, else queued; the
         socket pauses when the client is behind, or past the queue's high-water mark."""
+        self._body_moved = True
         sink = self._sink
         if sink is not None:
             if sink.feed(body) and not self._read_paused:

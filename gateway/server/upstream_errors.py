@@ -60,7 +60,7 @@ class BodyTooLarge(Exception):
 class BadResponse(Exception):
     """The upstream's bytes are not an acceptable HTTP/1.1 response; ``reason`` says which rule
     they broke (``parse``, ``upgrade``, ``status_reason``, ``header_bytes``, ``too_many_headers``,
-    ``head_too_large``)."""
+    ``head_too_large``, ``trailers_too_large``)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -376,20 +376,35 @@ async def test_an_answer_within_the_head_bounds_is_relayed(
         assert b"\r\n" + line + b"\r\n" in head
 
 
+# Heads that never end, each spelled another way: (what comes first, what repeats forever).
+ENDLESS_HEADS = {
+    "field-value": (b"HTTP/1.1 200 OK\r\nX-Endless: ", b"v" * 1024),
+    "field-name": (b"HTTP/1.1 200 OK\r\nX-", b"n" * 1024),
+    "reason-phrase": (b"HTTP/1.1 200 ", b"O" * 1024),
+    "interim-heads": (b"", b"HTTP/1.1 100 Continue\r\n\r\n" * 40),
+    "fields-of-a-1xx": (b"HTTP/1.1 103 Early Hints\r\nLink: ", b"l" * 1024),
+}
+
+
+@pytest.mark.parametrize("endless", ENDLESS_HEADS.values(), ids=ENDLESS_HEADS.keys())
 async def test_a_head_that_never_ends_is_502_at_its_bound(
-    gateway: GatewayFactory, tokens: TokenFactory, log_capture: LogCapture
+    gateway: GatewayFactory,
+    tokens: TokenFactory,
+    log_capture: LogCapture,
+    endless: tuple[bytes, bytes],
 ) -> None:
-    """An upstream whose head never ends (one field value that goes on) is answered 502 once
-    64 KiB of it has come, long before the route's timeout (504): the gateway does not keep
-    an endless head."""
+    """An upstream whose head never ends (a value, a name or a reason that goes on, or 1xx
+    heads without end) is answered 502 once 64 KiB of it has come, long before the route's
+    timeout (504): the gateway does not keep an endless head."""
+    first, again = endless
 
     async def serve(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
     ) -> None:
         await up.read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nX-Endless: ")
-        for _ in range(10_000):  # one value that never ends: no field is ever complete
-            writer.write(b"v" * 1024)
+        writer.write(first)
+        for _ in range(10_000):
+            writer.write(again)
             await writer.drain()
             await asyncio.sleep(0.001)
 
@@ -402,6 +417,44 @@ async def test_a_head_that_never_ends_is_502_at_its_bound(
     assert took < 0.45  # the route's timeout is 500ms
     (access,) = log_capture.events("access")
     assert access["http.response.status_code"] == 502
+
+
+ENDLESS_TRAILERS = {
+    "trailer-value": b"X-Trailer: ",
+    "trailer-name": b"X-Trailer-",
+}
+
+
+@pytest.mark.parametrize("start", ENDLESS_TRAILERS.values(), ids=ENDLESS_TRAILERS.keys())
+async def test_trailers_that_never_end_cut_the_answer_at_their_bound(
+    gateway: GatewayFactory, tokens: TokenFactory, start: bytes
+) -> None:
+    """A chunked answer whose trailer section never ends (llhttp keeps a field until it is
+    whole) is cut once 64 KiB of it has come: the client, which has the head and the body so
+    far, sees a reset or a body without its last chunk, before the route's timeout."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        await up.read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n")
+        writer.write(start)
+        for _ in range(10_000):
+            writer.write(b"t" * 1024)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
+        started = time.monotonic()
+        try:
+            head, body = await raw_get(client, "/raw/x", tokens.good())
+        except (ConnectionResetError, asyncio.IncompleteReadError):
+            head, body = b"", b""
+        took = time.monotonic() - started
+    assert head == b"" or head.startswith(b"HTTP/1.1 200 ")
+    assert not body.endswith(b"0\r\n\r\n")
+    assert took < 0.45  # the route's timeout is 500ms
 
 
 @pytest.mark.parametrize("reply", MALFORMED.values(), ids=MALFORMED.keys())
