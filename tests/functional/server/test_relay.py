@@ -168,12 +168,13 @@ async def test_a_chunked_answer_keeps_its_framing_for_each_http_version(
         assert rest == b"".join(CHUNKS)
 
 
+@pytest.mark.parametrize("leaves", ["reset", "close"])
 async def test_a_client_that_leaves_mid_answer_takes_the_upstream_connection_with_it(
-    gateway: GatewayFactory, tokens: TokenFactory
+    gateway: GatewayFactory, tokens: TokenFactory, leaves: str
 ) -> None:
-    """A client that closes after 1 MiB of a 64 MiB answer: the upstream's connection is closed
-    soon after (its next write fails), and the next request opens a new one, never resuming
-    the old answer."""
+    """A client that leaves (a reset, or a clean close) after 1 MiB of a 64 MiB answer: the
+    upstream's connection is closed soon after (its next write fails), and the next request
+    opens a new one, never resuming the old answer."""
     pieces = 1024
     upstream_cut = asyncio.Event()
 
@@ -208,7 +209,10 @@ async def test_a_client_that_leaves_mid_answer_takes_the_upstream_connection_wit
         writer.write(http_request("GET", "/raw/big", auth))
         await reader.readuntil(b"\r\n\r\n")
         await reader.readexactly(16 * PIECE)
-        writer.transport.abort()
+        if leaves == "reset":
+            writer.transport.abort()
+        else:  # a clean close, unread bytes left in its socket
+            writer.close()
         await asyncio.wait_for(upstream_cut.wait(), 5)
         async with asyncio.timeout(5):
             head, small = await raw_get(client, "/raw/small", tokens.good())
