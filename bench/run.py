@@ -438,7 +438,8 @@ def main() -> int:
     parser.add_argument("--cases", help="comma-separated case names to run (default: all)")
     parser.add_argument("--targets", help="comma-separated targets to run (default: all)")
     parser.add_argument("--soak", type=float, metavar="SECONDS",
-                        help="instead: RS256 load for SECONDS, RSS sampled")  # fmt: skip
+                        help="instead: RS256 load (or the first of --cases) for SECONDS, "
+                             "in 10 s runs of wrk, RSS sampled after each")  # fmt: skip
     parser.add_argument("--scaling", action="store_true",
                         help="instead: RS256 on gateway --workers 1 vs 2 (unpinned)")  # fmt: skip
     args = parser.parse_args()
@@ -495,8 +496,11 @@ def gateway_command(
 
 
 def extra_mode(workdir: Path, tokens: dict[str, str], args: argparse.Namespace) -> int:
-    """--soak: memory under sustained load; --scaling: one worker against two."""
+    """--soak: memory under sustained load (RS256, or the first of --cases); --scaling: one
+    worker against two."""
     case = CASES[0]
+    if args.soak and args.cases:
+        case = next(case for case in CASES if case.name == args.cases.split(",")[0])
     if args.scaling:
         for workers in (1, 2):
             port = free_port()
@@ -525,10 +529,10 @@ def extra_mode(workdir: Path, tokens: dict[str, str], args: argparse.Namespace) 
                 Path(f"/proc/{proc.pid}/status").read_text().split("VmRSS:")[1].split()[0]
             )
             samples.append(rss_now / 1024)
-            print(f"  {total_requests:9d} requests, RSS {samples[-1]:.1f} MiB, p99 {p99:.1f} ms",
+            print(f"  {total_requests:9d} {case.name}, RSS {samples[-1]:.1f} MiB, p99 {p99:.1f} ms",
                   file=sys.stderr, flush=True)  # fmt: skip
         peak = peak_rss_mib(proc.pid)
-    print(f"soak: {total_requests} requests in {args.soak:g} s, {total_bad} not 200; RSS first "
+    print(f"soak: {total_requests} {case.name} in {args.soak:g} s, {total_bad} not 200; RSS first "
           f"{samples[0]:.1f} MiB, last {samples[-1]:.1f} MiB, peak {peak:.1f} MiB")  # fmt: skip
     return 0 if total_bad == 0 else 1
 

@@ -32,6 +32,7 @@ from gateway.core.refusals import parser_refusal
 from gateway.server.access import AccessEntry, log_access
 from gateway.server.logs import get_logger
 from gateway.server.render import render
+from gateway.server.tracebacks import drop_tracebacks
 from gateway.server.wire import serialize_head
 
 __all__ = [
@@ -383,4 +384,8 @@ async def send_whole(request: web.BaseRequest, response: web.Response) -> None:
     writer = request.writer
     writer.output_size += len(data)
     # aiohttp's own flow control: wait while the transport is paused over its high-water mark.
-    await writer.drain()
+    try:
+        await writer.drain()
+    except ConnectionError as error:  # the client left before it took the answer
+        drop_tracebacks(error)
+        response._keep_alive = False

@@ -33,6 +33,7 @@ from gateway.core.cors import CorsHeaders, apply_cors
 from gateway.core.headers import response_headers
 from gateway.core.models import Upstream
 from gateway.core.urls import UpstreamTarget
+from gateway.server.tracebacks import drop_tracebacks
 from gateway.server.upstream_conn import Head, UpstreamConnection, reset_transport
 from gateway.server.upstream_errors import (
     BadResponse,
@@ -325,7 +326,8 @@ class _Exchange:
                     chunk = await asyncio.wait_for(content.readany(), step)
                 except TimeoutError:
                     raise self._failure("client_timeout", "ClientBodyTimeout") from None
-                except _CLIENT_GONE:
+                except _CLIENT_GONE as error:  # aiohttp keeps it on the request's body
+                    drop_tracebacks(error)
                     raise self._failure("client_closed", "ClientClosed") from None
                 if not chunk:
                     break
@@ -377,7 +379,8 @@ class _Exchange:
             response.force_close()  # the protocol is never switched: no tunnel
         try:
             await asyncio.wait_for(response.prepare(request), step)
-        except (TimeoutError, *_CLIENT_GONE):
+        except (TimeoutError, *_CLIENT_GONE) as error:
+            drop_tracebacks(error)
             self._cut()
             return response, 0
         request[RESPONSE_STARTED] = response
@@ -421,9 +424,10 @@ class _Exchange:
             writer.output_size += client.sent
             async with asyncio.timeout(step):
                 await sink.write_eof()
-        except (TimeoutError, BadResponse, ConnectionGone, *_CLIENT_GONE):
+        except (TimeoutError, BadResponse, ConnectionGone, *_CLIENT_GONE) as error:
             # Headers are gone already: the only honest signal left is to cut the connection,
             # never to finish a body that would look complete.
+            drop_tracebacks(error)
             self._cut()
         return 0 if client is None else client.sent
 

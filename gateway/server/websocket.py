@@ -47,6 +47,7 @@ from gateway.core.websocket_frames import (
     close_payload,
     parse_close,
 )
+from gateway.server.tracebacks import drop_tracebacks
 from gateway.server.upstream import (
     RESPONSE_STARTED,
     ProxyOutcome,
@@ -151,13 +152,13 @@ class Tunnel:
         try:
             async with asyncio.timeout(3 * CLOSE_GRACE):
                 await self._close(end)
-        except (TimeoutError, ConnectionError, aiohttp.ClientError):
-            pass
+        except (TimeoutError, ConnectionError, aiohttp.ClientError) as error:
+            drop_tracebacks(error)  # a failed drain's, kept by its waiter
         finally:
             self._upstream.close()
             # aiohttp keeps the error a close ran into, and its traceback holds the response
             # (and the request): dropped here, the tunnel is freed without the cyclic collector.
-            _drop_tracebacks(self._client.exception())
+            drop_tracebacks(self._client.exception())
         return end
 
     def _touch(self) -> None:
@@ -188,8 +189,8 @@ class Tunnel:
                     return TunnelEnd(CloseReason.CLIENT_PROTOCOL_ERROR, int(code))
                 elif kind is not WSMsgType.PONG:  # CLOSING, CLOSED: the connection dropped
                     return TunnelEnd(CloseReason.CLIENT_GONE, CloseCode.ABNORMAL)
-        except ConnectionResetError:
-            return self._gone()
+        except ConnectionError as error:
+            return self._gone(error)
 
     async def _from_upstream(self) -> TunnelEnd:
         client, upstream = self._client, self._upstream
@@ -215,11 +216,14 @@ class Tunnel:
                 self.upstream_bytes += len(message.data)
             except FrameError as exc:
                 return TunnelEnd(CloseReason.UPSTREAM_PROTOCOL_ERROR, exc.code)
-            except ConnectionResetError:
-                return self._gone()
+            except ConnectionError as error:
+                return self._gone(error)
 
-    def _gone(self) -> TunnelEnd:
-        """A write failed (aiohttp's and ours raise `ConnectionResetError`): which side left."""
+    def _gone(self, error: ConnectionError) -> TunnelEnd:
+        """A write failed: which side left. aiohttp's drain fails with a `ConnectionError` its
+        waiter keeps (`gateway.server.tracebacks`), its closed-transport check and the upstream
+        socket with `ConnectionResetError`."""
+        drop_tracebacks(error)
         reason = CloseReason.UPSTREAM_GONE if self._upstream.gone else CloseReason.CLIENT_GONE
         return TunnelEnd(reason, CloseCode.ABNORMAL)
 
@@ -333,15 +337,6 @@ class TunnelOutcome:
     upstream_ns: int  # the handshake with the upstream
     client_bytes: int
     upstream_bytes: int
-
-
-def _drop_tracebacks(error: BaseException | None) -> None:
-    """Clear the tracebacks of ``error`` and of the exceptions it chains to."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        error.with_traceback(None)
-        error = error.__cause__ or error.__context__
 
 
 async def open_tunnel(

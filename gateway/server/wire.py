@@ -35,6 +35,7 @@ from aiohttp.web_response import REASON_PHRASES
 from gateway.core.headers import HOP_BY_HOP_BYTES
 from gateway.core.refusals import Refusal
 from gateway.server.render import PLAIN_ID, render
+from gateway.server.tracebacks import drop_tracebacks
 
 __all__ = [
     "KeptBytesResponse",
@@ -241,7 +242,11 @@ async def send(request: web.BaseRequest, whole: Whole, *, close: bool) -> web.St
     transport.write(data)
     writer = request.writer
     writer.output_size += len(data)
-    await writer.drain()  # aiohttp's own flow control, as for any response
+    try:
+        await writer.drain()  # aiohttp's own flow control, as for any response
+    except ConnectionError as error:  # the client left before it took the answer
+        drop_tracebacks(error)
+        keep_alive = False
     return _sent(whole.status, keep_alive)
 
 

@@ -169,8 +169,9 @@ async def test_a_chunked_answer_keeps_its_framing_for_each_http_version(
 
 
 @pytest.mark.parametrize("leaves", ["reset", "close"])
+@pytest.mark.parametrize("behind", [False, True], ids=["reading", "behind"])
 async def test_a_client_that_leaves_mid_answer_takes_the_upstream_connection_with_it(
-    gateway: GatewayFactory, tokens: TokenFactory, leaves: str
+    gateway: GatewayFactory, tokens: TokenFactory, leaves: str, behind: bool
 ) -> None:
     """A client that leaves (a reset, or a clean close) after 1 MiB of a 64 MiB answer: the
     upstream's connection is closed soon after (its next write fails), and the next request
@@ -209,6 +210,8 @@ async def test_a_client_that_leaves_mid_answer_takes_the_upstream_connection_wit
         writer.write(http_request("GET", "/raw/big", auth))
         await reader.readuntil(b"\r\n\r\n")
         await reader.readexactly(16 * PIECE)
+        if behind:  # the gateway waits for this client to drain when it leaves
+            await asyncio.sleep(0.5)
         if leaves == "reset":
             writer.transport.abort()
         else:  # a clean close, unread bytes left in its socket

@@ -14,7 +14,12 @@ from pytest_aiohttp import AiohttpServer
 
 from gateway.server.app import IN_FLIGHT, METRICS
 from tests.conftest import GatewayFactory, LogCapture
-from tests.functional.server.ws_support import WebSocketUpstream, bearer_protocol, websocket_routes
+from tests.functional.server.ws_support import (
+    WebSocketUpstream,
+    access_lines,
+    bearer_protocol,
+    websocket_routes,
+)
 from tests.support import TokenFactory, metric_sample
 
 # Every request here, refused or failed, is freed without the cyclic collector.
@@ -211,14 +216,6 @@ async def test_an_upstream_answering_200_opens_no_tunnel(
         await ws_gateway.ws_connect("/ws/plain", headers=headers)
     assert caught.value.status == 200
     assert len(ws_upstream[0].handshakes) == 1
-
-
-async def access_lines(log_capture: LogCapture) -> list[dict[str, object]]:
-    """The access lines, once the tunnel's has been written (it follows the close)."""
-    async with asyncio.timeout(5):
-        while not log_capture.events("access"):  # noqa: ASYNC110 - the log has no event to wait on
-            await asyncio.sleep(0.02)
-    return log_capture.events("access")
 
 
 @pytest.mark.slow

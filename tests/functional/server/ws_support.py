@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDictProxy
 
 from gateway.core.websocket import BEARER_PROTOCOL_PREFIX
+from tests.conftest import LogCapture
 from tests.support import ORDERS_HEALTH, route_table, upstream_line
 
 
@@ -17,7 +19,8 @@ from tests.support import ORDERS_HEALTH, route_table, upstream_line
 class WebSocketUpstream:
     """An aiohttp upstream: ``/ws/echo`` echoes, ``/ws/chat`` chooses the ``chat`` subprotocol,
     ``/ws/close`` closes with 4000 after the first message, ``/ws/abrupt`` drops the connection
-    after the first message, ``/ws/plain`` answers 200 without switching. Records every
+    after the first message, ``/ws/flood`` sends 64 KiB messages after the first message until
+    the connection fails, ``/ws/plain`` answers 200 without switching. Records every
     handshake's headers and every message it got."""
 
     handshakes: list[CIMultiDictProxy[str]] = field(default_factory=list)
@@ -52,6 +55,11 @@ class WebSocketUpstream:
                 assert request.transport is not None
                 request.transport.abort()
                 break
+            if kind == "flood":
+                with contextlib.suppress(ConnectionError):
+                    while True:
+                        await socket.send_bytes(b"x" * 65536)
+                break
             if message.type is WSMsgType.TEXT:
                 await socket.send_str(message.data)
             else:
@@ -59,6 +67,14 @@ class WebSocketUpstream:
         self.closed.append(socket.close_code)
         self.closed_event.set()
         return socket
+
+
+async def access_lines(log_capture: LogCapture) -> list[dict[str, object]]:
+    """The access lines, once the tunnel's has been written (it follows the close)."""
+    async with asyncio.timeout(5):
+        while not log_capture.events("access"):  # noqa: ASYNC110 - the log has no event to wait on
+            await asyncio.sleep(0.02)
+    return log_capture.events("access")
 
 
 def bearer_protocol(token: str) -> str:
