@@ -35,7 +35,7 @@ from gateway.server.aiohttp_overrides import (
 from gateway.server.drain import CUT_GRACE, InFlight
 from gateway.server.handler import Door, Policy
 from gateway.server.key_events import LoggedKeyEvents
-from gateway.server.logs import get_logger
+from gateway.server.logs import batch_lines, get_logger
 from gateway.server.metrics import CONTENT_TYPE, Metrics
 from gateway.server.ratelimit import Limiting
 from gateway.server.redirect import redirect_app
@@ -424,6 +424,7 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    batch_lines(loop)
     try:
         await server.start()
         settle_heap()
@@ -432,6 +433,7 @@ async def serve(
         await server.stop()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+        batch_lines(None)  # the last turn's lines
 
 
 # The young generation is collected every GC_THRESHOLD[0] container allocations. Python's default

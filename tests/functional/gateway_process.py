@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 
@@ -37,6 +37,7 @@ __all__ = [
     "gateway_yaml",
     "peak_rss_bytes",
     "running_gateway",
+    "until_both_ready",
     "wait_for_status",
 ]
 
@@ -192,9 +193,11 @@ async def running_gateway(
     drain_timeout: str = "10s",
     workers: int = 1,
     environ: dict[str, str] | None = None,
+    stdout_pipe: bool = False,
 ) -> AsyncIterator[GatewayProcess]:
     """Write a config into ``directory`` and run ``gateway run`` on it (``--workers``, with
-    ``environ`` added to the environment) until the block ends."""
+    ``environ`` added to the environment) until the block ends. Its stdout is a file, or with
+    ``stdout_pipe`` a pipe (as under a container runtime) copied into that file as it comes."""
     listen_port, admin_port = free_port(), free_port()
     while admin_port == listen_port:
         admin_port = free_port()
@@ -209,12 +212,42 @@ async def running_gateway(
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", "run", "-c", str(path), *options,
-            stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if stdout_pipe else stdout, stderr=stderr,
             env=environ, cwd=directory,
         )  # fmt: skip
+        copy = None
+        if process.stdout is not None:
+            copy = asyncio.create_task(_copy(process.stdout, stdout))
         try:
             gateway = GatewayProcess(process, listen_port, admin_port, stdout_path, stderr_path)
             await _wait_ready(gateway)
             yield gateway
         finally:
             await _stop(process)
+            if copy is not None:
+                await copy
+
+
+async def _copy(pipe: asyncio.StreamReader, file: BinaryIO) -> None:
+    """What the gateway writes to its stdout pipe, into ``file`` as it comes."""
+    while data := await pipe.read(65536):
+        file.write(data)
+        file.flush()
+
+
+async def until_both_ready(url: str) -> None:
+    """Until 10 consecutive /readyz on new connections answer 200 (each worker's own)."""
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        streak = 0
+        for _ in range(400):
+            try:
+                async with session.get(url) as response:
+                    streak = streak + 1 if response.status == 200 else 0
+            except aiohttp.ClientError:  # a worker still starting
+                streak = 0
+            if streak >= 10:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("the workers never all answered ready")

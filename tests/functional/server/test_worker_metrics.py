@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.functional.gateway_process import running_gateway
+from tests.functional.gateway_process import running_gateway, until_both_ready
 from tests.support import RecordingUpstream, TestKeys, TokenFactory
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ async def test_one_scrape_counts_every_workers_requests(
         (started,) = gateway.events("workers_started")
         workers = set(started["gateway.worker.pids"])
         # Both workers answer /readyz before the count starts (the first may be up alone).
-        await _until_both_ready(gateway.admin_url("/readyz"))
+        await until_both_ready(gateway.admin_url("/readyz"))
         connector = aiohttp.TCPConnector(force_close=True)  # a new connection per request
         async with aiohttp.ClientSession(connector=connector) as session:
             for number in range(ALLOWED + REFUSED):
@@ -95,23 +95,6 @@ async def test_one_scrape_counts_every_workers_requests(
         assert not any(name.startswith("process_") for name in totals)
     assert ready == 1
     assert list(parent.iterdir()) == []  # the run's directory is gone
-
-
-async def _until_both_ready(url: str) -> None:
-    """Until 10 consecutive /readyz on new connections answer 200 (each worker's own)."""
-    connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        streak = 0
-        for _ in range(400):
-            try:
-                async with session.get(url) as response:
-                    streak = streak + 1 if response.status == 200 else 0
-            except aiohttp.ClientError:  # a worker still starting
-                streak = 0
-            if streak >= 10:
-                return
-            await asyncio.sleep(0.02)
-    raise AssertionError("the workers never all answered ready")
 
 
 async def _until_logged(gateway: object, count: int) -> None:

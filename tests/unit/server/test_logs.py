@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.server.access import AccessEntry, RequestRecord, access_record
-from gateway.server.logs import configure, get_logger, write_line
+from gateway.server.logs import batch_lines, configure, get_logger, write_line
 
 # The contract's access fields, the gateway's own moved under gateway.* (ECS, issue 15), and the
 # two every line carries.
@@ -180,3 +181,76 @@ def test_every_line_is_one_write_with_its_newline() -> None:
     assert len(stream.calls) == 4
     assert all(call.endswith("\n") and call.count("\n") == 1 for call in stream.calls)
     assert all(json.loads(call)["ecs.version"] for call in stream.calls)
+
+
+def _lines_of_one_turn(count: int, user_agent: str = "wrk") -> _Writes:
+    """``count`` access lines written in one turn of a loop that batches, then one more turn."""
+    stream = _Writes()
+    configure("info", stream)
+
+    async def one_turn() -> None:
+        batch_lines(asyncio.get_running_loop())
+        for index in range(count):
+            write_line(access_record(_entry(request_id=str(index), user_agent=user_agent)))
+        assert len(stream.calls) == 1  # the turn's first line, at once
+        await asyncio.sleep(0)  # the turn ends
+        await asyncio.sleep(0)
+
+    try:
+        asyncio.run(one_turn())
+    finally:
+        batch_lines(None)
+        configure("info")
+    return stream
+
+
+def test_the_lines_of_one_turn_after_its_first_are_written_together() -> None:
+    """Under load one turn of the loop answers many requests: the first line is written at
+    once, the rest when the turn ends, in their order, as few writes of whole lines."""
+    stream = _lines_of_one_turn(3)
+    assert len(stream.calls) == 2
+    assert [json.loads(line)["http.request.id"] for line in stream.getvalue().splitlines()] == [
+        "0", "1", "2",
+    ]  # fmt: skip
+    assert stream.calls[1].count("\n") == 2
+
+
+@pytest.mark.parametrize("user_agent", ["wrk", "\u00e9\u6f22\u5b57" * 100])
+def test_a_batched_write_is_whole_lines_of_at_most_pipe_buf_bytes(user_agent: str) -> None:
+    """Several workers share one stdout: a write of up to PIPE_BUF (4096) bytes to a pipe is
+    never interleaved with another's, so each write of a batch stays under it (counted in
+    bytes: a User-Agent outside ASCII takes up to four a character) and ends a line."""
+    stream = _lines_of_one_turn(60, user_agent)
+    batched = stream.calls[1:]
+    assert len(batched) > 1
+    for call in batched:
+        assert len(call.encode()) <= 4096
+        assert call.endswith("\n")
+        assert all(json.loads(line) for line in call.splitlines())
+    assert len(stream.getvalue().splitlines()) == 60
+
+
+def test_other_events_and_the_end_of_batching_write_what_is_pending_first() -> None:
+    """A structlog event comes after the access lines written before it; stopping the batch
+    (the server's end) writes what is pending."""
+    stream = _Writes()
+    configure("info", stream)
+
+    async def turn() -> None:
+        batch_lines(asyncio.get_running_loop())
+        write_line(access_record(_entry(request_id="first")))
+        write_line(access_record(_entry(request_id="pending")))
+        get_logger().info("stopped")
+        write_line(access_record(_entry(request_id="last")))
+        assert "last" not in stream.getvalue()
+        batch_lines(None)
+        assert "last" in stream.getvalue()
+
+    try:
+        asyncio.run(turn())
+    finally:
+        configure("info")
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [event.get("http.request.id", event["event.action"]) for event in events] == [
+        "first", "pending", "stopped", "last",
+    ]  # fmt: skip
