@@ -40,6 +40,7 @@ from gateway.server.upstream import (
     UpstreamClient,
     UpstreamFailure,
 )
+from gateway.server.upstream_conn import reset_transport
 from gateway.server.websocket import TunnelOutcome, Tunnels, TunnelSettings, open_tunnel
 from gateway.server.wire import Whole, added_fields, send, wire_for
 
@@ -143,10 +144,17 @@ class Door:
             )
         except BaseException as error:
             # A streamed response holds the request: the pair would wait for the collector.
-            request.pop(RESPONSE_STARTED, None)
+            streamed: web.StreamResponse | None = request.pop(RESPONSE_STARTED, None)
             if not isinstance(error, Exception):
                 raise  # cancelled (aiohttp's test server cancels a handler whose client left)
             _log.exception("request_failed", **{"http.request.id": record.request_id})
+            if streamed is not None:
+                # Its status and part of its body are out: a 500 now would be read as more of
+                # the body. The connection is reset, so the client sees an answer cut short.
+                reset_transport(request.transport)
+                streamed.force_close()
+                self._account(request, record, address, trace, started_ns, started, streamed.status)
+                return streamed
             answer = record.refused(INTERNAL_ERROR)
         finally:
             tally.pending[in_flight] -= 1

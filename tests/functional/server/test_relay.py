@@ -17,7 +17,7 @@ import pytest
 
 from gateway.server.upstream_conn import UpstreamConnection
 from gateway.server.upstream_sink import ClientSink
-from tests.conftest import GatewayFactory
+from tests.conftest import GatewayFactory, LogCapture
 from tests.functional.server.raw_upstreams import RawUpstream, ok, raw_get, raw_upstream
 from tests.raw import http_request, read_chunked
 from tests.support import DEFAULT_GATEWAY, TokenFactory
@@ -285,3 +285,50 @@ async def test_an_answer_completed_while_the_client_is_behind_leaves_the_connect
             connection.close()
             client.abort()
             peer.close()
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+async def test_a_failure_inside_the_gateway_after_the_head_went_out_cuts_the_answer(
+    gateway: GatewayFactory,
+    tokens: TokenFactory,
+    log_capture: LogCapture,
+    monkeypatch: pytest.MonkeyPatch,
+    framing: str,
+) -> None:
+    """An error of the gateway's own once a streamed answer's head is out (injected here: no
+    input provokes one) resets the connection: the client sees its answer cut short, never a
+    500 written after part of a 200's body, which it would read as more body. The access line
+    says the 200 the client got; ``request_failed`` says why it was cut."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        await up.read_head(reader)
+        if framing == "length":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (8 * PIECE))
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for index in range(8):
+            await asyncio.sleep(0.05)
+            piece = _piece(index)
+            writer.write(piece if framing == "length" else b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+        await asyncio.sleep(5)
+
+    async def broken(self: UpstreamConnection, within: float) -> bool:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(UpstreamConnection, "relayed", broken)
+    async with raw_upstream(serve) as upstream:
+        client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
+        try:
+            head, rest = await asyncio.wait_for(raw_get(client, "/raw/big", tokens.good()), 5)
+        except ConnectionResetError:
+            head, rest = b"HTTP/1.1 200 (reset before the rest was read)", b""
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"HTTP/1." not in rest
+    assert len(rest) < 8 * PIECE
+    (failed,) = log_capture.events("request_failed")
+    (line,) = log_capture.events("access")
+    assert line["http.response.status_code"] == 200
+    assert failed["http.request.id"] == line["http.request.id"]
