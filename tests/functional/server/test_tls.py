@@ -18,6 +18,7 @@ from gateway.config import ConfigError, load
 from gateway.config.tls import server_context
 from gateway.server.app import GatewayServer
 from tests.conftest import LogCapture
+from tests.raw import http_request
 from tests.support import (
     ENVIRON,
     RecordingUpstream,
@@ -411,5 +412,56 @@ async def test_a_streamed_answer_reaches_an_https_client_whole(
                 ) as response:
                     assert response.status == 200
                     assert await response.read() == BIG_BODY
+    finally:
+        await server.stop()
+
+
+async def _endless(request: web.Request) -> web.StreamResponse:
+    """64 MiB with a Content-Length (/orders/endless), or 60 KB read whole (/orders/small)."""
+    if request.path.endswith("small"):
+        return web.Response(body=b"x" * 60_000)
+    response = web.StreamResponse()
+    response.content_length = 64 << 20
+    await response.prepare(request)
+    for _ in range(1024):
+        await response.write(b"x" * 65536)
+    return response
+
+
+@pytest.mark.parametrize("answer", ["streamed", "whole"])
+async def test_an_https_client_that_leaves_while_the_gateway_waits_for_it_leaves_no_cycle(
+    tmp_path: Path,
+    keys: TestKeys,
+    ca: trustme.CA,
+    aiohttp_server: AiohttpServer,
+    tokens: TokenFactory,
+    answer: str,
+) -> None:
+    """The TLS transport's spelling of a client that leaves while the gateway waits in
+    aiohttp's drain (`test_client_leaves` has the plain one): a streamed answer the client
+    stopped reading, or pipelined small answers it never reads. The module's
+    ``no_request_cycles`` is the check."""
+    app = web.Application()
+    app.router.add_get("/orders/{name}", _endless)
+    upstream = await aiohttp_server(app)
+    _write_pair(ca.issue_cert("127.0.0.1", "localhost"), tmp_path / "tls")
+    path = write_config(
+        tmp_path, keys, upstream=str(upstream.make_url("")).rstrip("/"), gateway=TLS_GATEWAY
+    )
+    server = GatewayServer(load(path, ENVIRON))
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.public_port, ssl=_client_context(ca)
+        )
+        auth = [("Authorization", f"Bearer {tokens.good()}")]
+        if answer == "streamed":
+            writer.write(http_request("GET", "/orders/endless", auth))
+        else:
+            writer.write(http_request("GET", "/orders/small", auth) * 400)
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(1)  # the sockets fill; the gateway waits for this client
+        writer.transport.abort()
+        await asyncio.sleep(0.5)
     finally:
         await server.stop()
