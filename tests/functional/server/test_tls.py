@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -382,6 +383,31 @@ async def _big_answers(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@contextlib.asynccontextmanager
+async def _https_gateway(
+    tmp_path: Path,
+    keys: TestKeys,
+    ca: trustme.CA,
+    aiohttp_server: AiohttpServer,
+    answer: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[GatewayServer]:
+    """A real GatewayServer with HTTPS in front of an upstream answering /orders/{name} with
+    ``answer``, for the length of the block."""
+    app = web.Application()
+    app.router.add_get("/orders/{name}", answer)
+    upstream = await aiohttp_server(app)
+    _write_pair(ca.issue_cert("127.0.0.1", "localhost"), tmp_path / "tls")
+    path = write_config(
+        tmp_path, keys, upstream=str(upstream.make_url("")).rstrip("/"), gateway=TLS_GATEWAY
+    )
+    server = GatewayServer(load(path, ENVIRON))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 @pytest.mark.parametrize("framing", ["chunked", "length"])
 async def test_a_streamed_answer_reaches_an_https_client_whole(
     tmp_path: Path,
@@ -394,16 +420,8 @@ async def test_a_streamed_answer_reaches_an_https_client_whole(
     """A 1 MiB answer, streamed from the upstream's parser to the client's TLS transport, reaches
     an HTTPS client byte for byte, chunked or with its length, and the connection serves the
     next request."""
-    app = web.Application()
-    app.router.add_get("/orders/{name}", _big_answers)
-    upstream = await aiohttp_server(app)
-    _write_pair(ca.issue_cert("127.0.0.1", "localhost"), tmp_path / "tls")
-    path = write_config(
-        tmp_path, keys, upstream=str(upstream.make_url("")).rstrip("/"), gateway=TLS_GATEWAY
-    )
-    server = GatewayServer(load(path, ENVIRON))
-    await server.start()
-    try:
+    https = _https_gateway(tmp_path, keys, ca, aiohttp_server, _big_answers)
+    async with https as server:
         url = f"https://127.0.0.1:{server.public_port}/orders/{framing}"
         async with aiohttp.ClientSession() as session:
             for _ in range(2):
@@ -412,8 +430,6 @@ async def test_a_streamed_answer_reaches_an_https_client_whole(
                 ) as response:
                     assert response.status == 200
                     assert await response.read() == BIG_BODY
-    finally:
-        await server.stop()
 
 
 async def _endless(request: web.Request) -> web.StreamResponse:
@@ -441,16 +457,7 @@ async def test_an_https_client_that_leaves_while_the_gateway_waits_for_it_leaves
     aiohttp's drain (`test_client_leaves` has the plain one): a streamed answer the client
     stopped reading, or pipelined small answers it never reads. The module's
     ``no_request_cycles`` is the check."""
-    app = web.Application()
-    app.router.add_get("/orders/{name}", _endless)
-    upstream = await aiohttp_server(app)
-    _write_pair(ca.issue_cert("127.0.0.1", "localhost"), tmp_path / "tls")
-    path = write_config(
-        tmp_path, keys, upstream=str(upstream.make_url("")).rstrip("/"), gateway=TLS_GATEWAY
-    )
-    server = GatewayServer(load(path, ENVIRON))
-    await server.start()
-    try:
+    async with _https_gateway(tmp_path, keys, ca, aiohttp_server, _endless) as server:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", server.public_port, ssl=_client_context(ca)
         )
@@ -463,5 +470,3 @@ async def test_an_https_client_that_leaves_while_the_gateway_waits_for_it_leaves
         await asyncio.sleep(1)  # the sockets fill; the gateway waits for this client
         writer.transport.abort()
         await asyncio.sleep(0.5)
-    finally:
-        await server.stop()
