@@ -8,6 +8,7 @@ write) to render JSON lines. Every line starts with ``@timestamp``, ``log.level`
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import re
@@ -177,7 +178,9 @@ class _Turn:
 
     loop: ClassVar[asyncio.AbstractEventLoop | None] = None
     open: ClassVar[bool] = False  # a line was written in this turn; `_end_turn` is scheduled
-    lines: ClassVar[list[str]] = []
+    # A deque: its append and popleft are atomic, so an event written from another thread
+    # (a config reload's `load` runs in one) writes what is pending without losing a line.
+    lines: ClassVar[collections.deque[str]] = collections.deque()
 
 
 def batch_lines(loop: asyncio.AbstractEventLoop | None) -> None:
@@ -197,11 +200,11 @@ def _write_pending() -> None:
     lines = _Turn.lines
     if not lines:
         return
-    _Turn.lines = []
     stream = _Output.stream or sys.stdout
     chunk: list[str] = []
     size = 0
-    for line in lines:
+    while lines:
+        line = lines.popleft()
         length = (len(line) if line.isascii() else len(line.encode())) + 1
         if chunk and size + length > _ATOMIC_WRITE:
             stream.write("\n".join(chunk) + "\n")
@@ -209,8 +212,9 @@ def _write_pending() -> None:
             chunk, size = [], 0
         chunk.append(line)
         size += length
-    stream.write("\n".join(chunk) + "\n")
-    stream.flush()
+    if chunk:  # another thread may have written the rest
+        stream.write("\n".join(chunk) + "\n")
+        stream.flush()
 
 
 def _write(line: str) -> None:
