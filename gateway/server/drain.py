@@ -4,7 +4,7 @@
 inside its own accounting. At shutdown the server waits for them until the deadline, then cuts
 the rest: each cut request's task is cancelled and `run` answers for it, so the door still writes
 its access line. A request that had sent nothing yet gets a 503 ``temporarily_unavailable``; one
-whose response had started keeps the status it sent, and its connection is closed before the
+whose response had started keeps the status it sent, and its connection is reset before the
 body ends, so that the client can tell the body is incomplete. Both are logged with
 ``gateway.auth.reason: shutdown``.
 """
@@ -20,6 +20,7 @@ from aiohttp import web
 from gateway.core.refusals import Refusal
 from gateway.server.access import RequestRecord
 from gateway.server.upstream import RESPONSE_STARTED
+from gateway.server.upstream_conn import reset_transport
 from gateway.server.wire import Whole
 
 __all__ = ["CUT_GRACE", "SHUTDOWN_REASON", "SHUTTING_DOWN", "InFlight"]
@@ -111,11 +112,11 @@ def _cut(request: web.BaseRequest, record: RequestRecord) -> web.StreamResponse:
     if started is None:
         response: web.StreamResponse = record.refuse(SHUTTING_DOWN, keep_auth=True)
     else:
-        # The status and part of the body are out. Closing the connection before aiohttp ends the
-        # response keeps a chunked body from looking complete (its last chunk is never written).
+        # The status and part of the body are out. The connection is reset before aiohttp ends
+        # the response: a chunked body never gets its last chunk, and a body read until the
+        # close (an HTTP/1.0 client's) never looks complete, which a clean close would make it.
         response = started
-        if request.transport is not None:
-            request.transport.close()
+        reset_transport(request.transport)
     response.force_close()
     record.auth_reason = SHUTDOWN_REASON
     return response

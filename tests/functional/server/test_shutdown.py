@@ -166,3 +166,36 @@ async def test_stop_cuts_requests_at_the_drain_deadline_in_process(
     assert access["http.request.id"] == body["request_id"]
     (stopped,) = log_capture.events("stopped")
     assert stopped["gateway.shutdown.requests_cut"] == 1
+
+
+# An answer read until the upstream closes: relayed to an HTTP/1.0 client the same way, so only
+# the way its connection ends tells that client whether it has the whole body.
+CLOSE_DELIMITED_HEAD = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial"
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+async def test_a_started_answer_cut_at_the_drain_deadline_is_reset(
+    tmp_path: Path, keys: TestKeys, tokens: TokenFactory, version: str
+) -> None:
+    """An answer whose head and part of its body are out when the drain deadline passes: the
+    client's connection is reset, never closed cleanly. An HTTP/1.0 client reads a body
+    without a length until the close, so a clean close would hand it ``partial`` as the whole
+    body; an HTTP/1.1 one gets it chunked and must see it end without its last chunk."""
+    upstream = StalledUpstream(CLOSE_DELIMITED_HEAD)
+    async with upstream.serving() as upstream_url:
+        gateway_yaml = DEFAULT_GATEWAY.replace("tokens:\n", "drain_timeout: 500ms\ntokens:\n")
+        path = write_config(
+            tmp_path, keys, upstream=upstream_url, routes=NEVER_ANSWERING_ROUTES,
+            gateway=gateway_yaml,
+        )  # fmt: skip
+        server = GatewayServer(load(path, ENVIRON), watch=False)
+        await server.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.public_port)
+        request = f"GET /orders/1 HTTP/{version}\r\nHost: gateway.test\r\n"
+        writer.write(f"{request}Authorization: Bearer {tokens.good()}\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(f"HTTP/{version} 200 ".encode())
+        await server.stop()
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(), 5)
+        writer.close()
