@@ -138,13 +138,7 @@ async def test_stop_cuts_requests_at_the_drain_deadline_in_process(
     its upstream; the client gets a 503 and the access line says shutdown."""
     upstream = StalledUpstream(None)
     async with upstream.serving() as upstream_url:
-        gateway_yaml = DEFAULT_GATEWAY.replace("tokens:\n", "drain_timeout: 500ms\ntokens:\n")
-        path = write_config(
-            tmp_path, keys, upstream=upstream_url, routes=NEVER_ANSWERING_ROUTES,
-            gateway=gateway_yaml,
-        )  # fmt: skip
-        server = GatewayServer(load(path, ENVIRON), watch=False)
-        await server.start()
+        server = await _started_with_a_short_drain(tmp_path, keys, upstream_url)
         url = f"http://127.0.0.1:{server.public_port}/orders/1"
         async with aiohttp.ClientSession() as session:
             headers = {"Authorization": f"Bearer {tokens.good()}"}
@@ -183,13 +177,7 @@ async def test_a_started_answer_cut_at_the_drain_deadline_is_reset(
     body; an HTTP/1.1 one gets it chunked and must see it end without its last chunk."""
     upstream = StalledUpstream(CLOSE_DELIMITED_HEAD)
     async with upstream.serving() as upstream_url:
-        gateway_yaml = DEFAULT_GATEWAY.replace("tokens:\n", "drain_timeout: 500ms\ntokens:\n")
-        path = write_config(
-            tmp_path, keys, upstream=upstream_url, routes=NEVER_ANSWERING_ROUTES,
-            gateway=gateway_yaml,
-        )  # fmt: skip
-        server = GatewayServer(load(path, ENVIRON), watch=False)
-        await server.start()
+        server = await _started_with_a_short_drain(tmp_path, keys, upstream_url)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.public_port)
         request = f"GET /orders/1 HTTP/{version}\r\nHost: gateway.test\r\n"
         writer.write(f"{request}Authorization: Bearer {tokens.good()}\r\n\r\n".encode())
@@ -199,3 +187,17 @@ async def test_a_started_answer_cut_at_the_drain_deadline_is_reset(
         with pytest.raises(ConnectionResetError):
             await asyncio.wait_for(reader.read(), 5)
         writer.close()
+
+
+async def _started_with_a_short_drain(
+    tmp_path: Path, keys: TestKeys, upstream: str
+) -> GatewayServer:
+    """An in-process GatewayServer with a 500 ms drain in front of ``upstream``, started (the
+    test stops it)."""
+    gateway_yaml = DEFAULT_GATEWAY.replace("tokens:\n", "drain_timeout: 500ms\ntokens:\n")
+    path = write_config(
+        tmp_path, keys, upstream=upstream, routes=NEVER_ANSWERING_ROUTES, gateway=gateway_yaml
+    )
+    server = GatewayServer(load(path, ENVIRON), watch=False)
+    await server.start()
+    return server

@@ -19,7 +19,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import GatewayFactory, LogCapture
-from tests.functional.server.raw_upstreams import RawUpstream, ok, raw_get, raw_status, raw_upstream
+from tests.functional.server.raw_upstreams import (
+    RawUpstream,
+    ok,
+    raw_get,
+    raw_get_or_cut,
+    raw_status,
+    raw_upstream,
+)
 from tests.raw import http_request
 from tests.support import DEFAULT_GATEWAY, TokenFactory
 
@@ -447,10 +454,7 @@ async def test_trailers_that_never_end_cut_the_answer_at_their_bound(
     async with raw_upstream(serve) as upstream:
         client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
         started = time.monotonic()
-        try:
-            head, body = await raw_get(client, "/raw/x", tokens.good())
-        except (ConnectionResetError, asyncio.IncompleteReadError):
-            head, body = b"", b""
+        head, body = await raw_get_or_cut(client, "/raw/x", tokens.good())
         took = time.monotonic() - started
     assert head == b"" or head.startswith(b"HTTP/1.1 200 ")
     assert not body.endswith(b"0\r\n\r\n")
