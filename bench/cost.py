@@ -16,7 +16,9 @@ gateway's own code; `bench/run.py` remains the measure against the peers.
 
 Needs valgrind (callgrind_control) and nginx (the upstream, as in bench/run.py); ``--compare``
 needs git. The other revision is checked out in a temporary git worktree and imported from
-there (``python -m gateway`` run in that directory).
+there (``python -m gateway`` run in that directory); where it has setup.py's compiled build, its
+wheel is built first and its extension modules put beside its sources, as an editable install
+does (a minute or two).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import run as bench
+from gateway_build import build_name, compile_in_place, stale_build
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CASES = ("rs256", "no_token_401", "no_scope_403")
@@ -129,6 +132,7 @@ def checked_out(revision: str) -> Iterator[Path]:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet",
                         str(tree), revision], check=True)  # fmt: skip
         try:
+            compile_in_place(tree)
             yield tree
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
@@ -153,6 +157,9 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown case {', '.join(unknown)}; known: {', '.join(by_name)}")
     cases = [by_name[name] for name in args.cases.split(",")]
+    if why := stale_build(ROOT):
+        print(f"cannot measure: {why}", file=sys.stderr)
+        return 2
     with contextlib.ExitStack() as stack:
         trees = {"this checkout": ROOT}
         if args.compare:
@@ -166,7 +173,9 @@ def main() -> int:
                                           upstream_port))  # fmt: skip
         header = " | ".join(trees)
         print(f"Instructions per request ({args.loop}, {args.requests} sequential keep-alive "
-              f"requests after {args.warmup}):\n")  # fmt: skip
+              f"requests after {args.warmup}; "
+              + "; ".join(f"{name}: {build_name(tree)}" for name, tree in trees.items())
+              + "):\n")  # fmt: skip
         print(f"| case | {header} |" + (" change |" if len(trees) == 2 else ""))
         print("|---|" + "---|" * (len(trees) + (len(trees) == 2)))
         for case in cases:

@@ -34,9 +34,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway_build import build_name, stale_build
+
 from gateway.tools import keygen as keytools
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 LARGE_BYTES = 1024 * 1024
 UPLOAD_BYTES = 10 * 1024 * 1024
 ISSUER = "https://auth.bench.test"
@@ -450,6 +453,9 @@ def main() -> int:
             print(f"bench: {tool} is not installed (apt-get install wrk nginx-light)",
                   file=sys.stderr)  # fmt: skip
             return 2
+    if why := stale_build(ROOT):
+        print(f"bench: {why}", file=sys.stderr)
+        return 2
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     all_results: list[Result] = []
     rss: dict[str, float] = {}
@@ -596,7 +602,8 @@ def report(
     ran_node = any(r.target == NODE_PEER for r in results)
     print(f"\nBenchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}"
-          f"{f', node {node_version()}' if ran_node else ''}; wrk -t1 "
+          f"{f', node {node_version()}' if ran_node else ''}; the gateway "
+          f"{build_name(ROOT)}; wrk -t1 "
           f"-c{args.connections} (8 for uploads), {args.duration:g} s x {args.repeats}, each "
           f"target warmed up for {args.warmup:g} s first; wrk and "
           "the nginx upstream pinned to core 0, the proxy under test to core 1.\n")  # fmt: skip

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
+from gateway.compiled import stale_sources
 from gateway.config import Config, load
 from gateway.server.aiohttp_overrides import GatewayRunner
 from gateway.server.app import create_app
@@ -39,6 +40,19 @@ class GatewayTestServer(TestServer):
         # leaves); `gateway run` leaves aiohttp's default, off, and handles a client that left.
         kwargs.pop("handler_cancellation", None)
         return GatewayRunner(self.app, **kwargs)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test a compiled request path older than its source: the extension modules an
+    editable install built would run instead of the edited code (setup.py)."""
+    stale = stale_sources()
+    if stale:
+        names = ", ".join(str(path) for path in stale[:5])
+        pytest.exit(
+            f"compiled modules are older than their sources ({names}): rebuild them with"
+            " `.venv/bin/pip install -e .` (scripts/test.sh does), or remove gateway/**/*.so",
+            returncode=4,
+        )
 
 
 @pytest.fixture(scope="session")

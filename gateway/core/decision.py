@@ -142,8 +142,8 @@ class Decider:
         if route.websocket is not None:  # not auth: refused in report mode too
             try:
                 websocket = parse_upgrade(request.method, request.version, request.headers)
-            except HandshakeError as exc:
-                steps.note(StepName.WEBSOCKET, StepOutcome.FAILED, exc.problem)
+            except HandshakeError as bad_handshake:
+                steps.note(StepName.WEBSOCKET, StepOutcome.FAILED, bad_handshake.problem)
                 return Refuse(
                     refusal=websocket_handshake_refused(), target=target, route=route,
                     upstream=upstream, steps=steps.steps,

@@ -76,7 +76,7 @@ _TOKEN_NAME = re.compile(r"[A-Za-z0-9-]+")
 # Checked per header of every request: one set instead of three.
 _NEVER_COPIED = HOP_BY_HOP | _REPLACED | STRIPPED_HEADERS
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_UNENCODABLE = re.compile("[\ud800-\udfff]")
+_UNENCODABLE = re.compile(r"[\ud800-\udfff]")
 
 
 # Not frozen: made for every forwarded request, and a frozen dataclass's __init__ costs three

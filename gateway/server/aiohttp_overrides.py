@@ -32,6 +32,7 @@ from gateway.core.refusals import parser_refusal
 from gateway.server.access import AccessEntry, log_access
 from gateway.server.logs import get_logger
 from gateway.server.render import render
+from gateway.server.shapes import PrivateShapeChanged
 from gateway.server.tracebacks import drop_tracebacks
 from gateway.server.wire import serialize_head
 
@@ -59,10 +60,6 @@ class PurePythonParser(RuntimeError):
     """aiohttp would parse requests with its pure-Python parser, which accepts several inputs
     the C parser refuses (``Transfer-Encoding: chunked, chunked``, raw UTF-8 in the target,
     lower-case and unknown methods); the gateway refuses to serve with it."""
-
-
-class PrivateShapeChanged(RuntimeError):
-    """An aiohttp internal the gateway overrides is not where or what it was."""
 
 
 # (owner, attribute, what the gateway uses it for). Instance attributes of `web.Server` are

@@ -23,11 +23,9 @@ from typing import Any, NamedTuple
 
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["Observed", "PrivateShapeChanged", "Tally", "check_shape", "observe"]
+from gateway.server.shapes import PrivateShapeChanged
 
-
-class PrivateShapeChanged(RuntimeError):
-    """A prometheus_client internal the hot path uses is not where it was."""
+__all__ = ["Observed", "Tally", "check_shape", "observe"]
 
 
 def check_shape(counter: Counter | Gauge, histogram: Histogram) -> None:

@@ -62,6 +62,7 @@ GATEWAY_FIELDS: Final = MappingProxyType({
     "gateway.auth.reason": "keyword",
     # process and listeners
     "gateway.event_loop": "keyword",
+    "gateway.compiled": "boolean",
     "gateway.listen.addresses": "keyword",
     "gateway.listen.tls": "boolean",
     "gateway.redirect.addresses": "keyword",

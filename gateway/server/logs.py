@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import MutableMapping
 from datetime import datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 import orjson
@@ -52,7 +53,7 @@ def _timestamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappi
 
 
 _LINE_BREAKERS = re.compile("[\u0085\u2028\u2029\x1c-\x1e]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
 
 
@@ -133,9 +134,10 @@ def rfc3339_ns(nanoseconds: int) -> str:
 class _Output:
     """Where `write_line` writes: the stream structlog prints to, and whether info is logged."""
 
-    stream: TextIO | None = None  # None: sys.stdout at the time of writing
-    info_enabled = True
-    pid = os.getpid()  # set again by `configure`: each worker process configures its own
+    stream: ClassVar[TextIO | None] = None  # None: sys.stdout at the time of writing
+    info_enabled: ClassVar[bool] = True
+    # set again by `configure`: each worker process configures its own
+    pid: ClassVar[int] = os.getpid()
 
 
 def process_id() -> int:
@@ -228,22 +230,19 @@ def _write(line: str) -> None:
     stream.flush()
 
 
-class _LineLogger:
-    """structlog's output: each rendered event through `_write` (structlog's PrintLogger prints
-    the newline as a second write), on the stream of the moment (tests swap stdout)."""
-
-    def msg(self, message: str) -> None:
-        """Write one rendered event as a line."""
-        _write(message)
-
-    log = debug = info = warn = warning = msg
-    fatal = failure = err = error = critical = exception = msg
-
-
-_LINE_LOGGER = _LineLogger()
+# structlog's output: each rendered event through `_write` (structlog's PrintLogger prints the
+# newline as a second write), on the stream of the moment (tests swap stdout). structlog calls the
+# method named after the level.
+_LINE_LOGGER = SimpleNamespace(
+    **dict.fromkeys(
+        ("msg", "log", "debug", "info", "warn", "warning", "fatal", "failure", "err", "error",
+         "critical", "exception"),
+        _write,
+    )
+)  # fmt: skip
 
 
-def _line_logger(*_: Any) -> _LineLogger:
+def _line_logger(*_: Any) -> SimpleNamespace:
     return _LINE_LOGGER
 
 

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from gateway.compiled import request_path_compiled
 from gateway.config import Config, ConfigError, load
 from gateway.server.logs import configure, get_logger
 
@@ -74,7 +75,10 @@ def _serve_one(config: Config, loop: str, *, reuse_port: bool) -> int:
     from gateway.server.app import serve
 
     loop_name, factory = event_loop_factory(loop)
-    get_logger().info("event_loop", **{"gateway.event_loop": loop_name})
+    get_logger().info(
+        "event_loop",
+        **{"gateway.event_loop": loop_name, "gateway.compiled": request_path_compiled()},
+    )
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve(config, reuse_port=reuse_port))

@@ -153,6 +153,22 @@ def test_runtime_stage_installs_nothing() -> None:
             )
 
 
+def test_the_build_stage_compiles_the_request_path_or_fails() -> None:
+    """The build stage has what setup.py compiles with (setup.py itself and a C compiler) and
+    asks for the compiled build, so an image never ships plain Python by accident; the compiler
+    stays out of the runtime stage."""
+    parsed = instructions()
+    build = [item for item in parsed if item.stage < max(item.stage for item in parsed)]
+    assert any(item.keyword == "COPY" and "setup.py" in item.arguments.split() for item in build)
+    assert any(item.keyword == "RUN" and re.search(r"install\b.*\bgcc\b", item.arguments)
+               for item in build)  # fmt: skip
+    assert any(
+        item.keyword == "ENV" and "GATEWAY_BUILD=compiled" in item.arguments.split()
+        for item in build
+    )
+    assert not any("gcc" in item.arguments for item in final_stage())
+
+
 def test_final_user_is_numeric_and_not_root() -> None:
     """The image runs as a numeric uid:gid, neither of them 0, so runAsNonRoot can verify it."""
     uid, gid = runtime_user()
@@ -240,9 +256,10 @@ def test_no_remote_add() -> None:
             assert not re.search(r"\b(https?|git|ssh)://|git@", item.arguments)
 
 
-@pytest.mark.parametrize("pattern", [".git", ".venv", "tests", "**/private.pem"])
+@pytest.mark.parametrize("pattern", [".git", ".venv", "tests", "**/private.pem", "**/*.so"])
 def test_dockerignore_excludes(pattern: str) -> None:
-    """The build context leaves out VCS data, the venv, tests and private keys."""
+    """The build context leaves out VCS data, the venv, tests, private keys and the compiled
+    modules of a local install (the image compiles its own)."""
     assert pattern in ignore_patterns()
 
 

@@ -322,10 +322,20 @@ async def test_a_failure_inside_the_gateway_after_the_head_went_out_cuts_the_ans
             await writer.drain()
         await asyncio.sleep(5)
 
-    async def broken(self: UpstreamConnection, within: float) -> bool:
-        raise RuntimeError("injected")
+    class BrokenSink(ClientSink):
+        """Fails the relay's first look at it, once the head is out. Injected where the
+        compiled request path looks a name up (`gateway.server.upstream.ClientSink`): mypyc
+        calls the compiled modules' own methods directly, so patching those changes nothing."""
 
-    monkeypatch.setattr(UpstreamConnection, "relayed", broken)
+        @property
+        def gone(self) -> bool:
+            raise RuntimeError("injected")
+
+        @gone.setter
+        def gone(self, value: bool) -> None:
+            pass
+
+    monkeypatch.setattr("gateway.server.upstream.ClientSink", BrokenSink)
     async with raw_upstream(serve) as upstream:
         client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
         assert client.server.host is not None

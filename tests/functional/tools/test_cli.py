@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
+import gateway
 from gateway.cli import main
+from gateway.compiled import request_path_compiled
 from gateway.config import load
 from gateway.server.app import create_app
 from tests.conftest import GatewayTestServer
@@ -435,11 +438,30 @@ def test_help_works_for_every_subcommand(
     assert "usage: gateway" in capsys.readouterr().out
 
 
+def _plain_python_copy(directory: Path) -> Path:
+    """The package's sources without the compiled modules beside them: what an install without
+    a C compiler runs (setup.py)."""
+    shutil.copytree(
+        Path(gateway.__file__).parent,
+        directory / "gateway",
+        ignore=shutil.ignore_patterns("*.so", "__pycache__"),
+    )
+    compiled = subprocess.run(
+        [sys.executable, "-c", "import gateway.compiled as c; print(c.request_path_compiled())"],
+        cwd=directory, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert compiled.stdout.strip() == "False"
+    return directory
+
+
 @pytest.mark.slow
-def test_demo_once_shows_three_results_and_logs_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize("build", ["installed", "plain-python"])
+def test_demo_once_shows_three_results_and_logs_json(tmp_path: Path, build: str) -> None:
     """`gateway demo --once` exits 0, shows 200/401/403 as expected with curl lines, and prints
-    only JSON on stdout."""
-    result = _run_cli("demo", "--once", cwd=tmp_path)
+    only JSON on stdout: as installed (compiled, where the install could compile), and from the
+    plain-Python sources alone."""
+    where = tmp_path if build == "installed" else _plain_python_copy(tmp_path)
+    result = _run_cli("demo", "--once", cwd=where)
     assert result.returncode == 0, result.stderr
     for status in (200, 401, 403):
         assert re.search(rf"\b{status} ok\b", result.stderr), result.stderr
@@ -562,6 +584,23 @@ async def test_run_drains_in_flight_requests_on_sigterm(
     assert "Traceback" not in gateway.stderr_text()
 
 
+@pytest.mark.slow
+async def test_the_event_loop_line_says_whether_the_request_path_runs_compiled(
+    tmp_path: Path, keys: TestKeys, slow_upstream: tuple[SlowUpstream, TestServer]
+) -> None:
+    """`event_loop` carries `gateway.compiled`, true when the install compiled the request path.
+    CI builds it compiled (GATEWAY_BUILD=compiled in scripts/test.sh), so there it must be."""
+    _, server = slow_upstream
+    base = str(server.make_url("")).rstrip("/")
+    async with running_gateway(tmp_path, keys, upstream=base, routes=RUN_ROUTES) as gateway:
+        gateway.process.send_signal(signal.SIGTERM)
+        assert await gateway.wait() == 0
+    (started,) = [line for line in gateway.json_lines() if line["event.action"] == "event_loop"]
+    assert started["gateway.compiled"] is request_path_compiled()
+    if os.environ.get("CI"):
+        assert started["gateway.compiled"] is True
+
+
 # The tools of the other commands, which `gateway run` never uses.
 COMMAND_TOOLS = frozenset({
     "gateway.tools.explain", "gateway.tools.lint", "gateway.tools.log_report",
@@ -596,8 +635,9 @@ async def test_a_serving_gateway_imports_no_console_and_no_other_commands_tools(
             for line in gw.stderr_text().splitlines()
             if line.startswith("import time:") and line.count("|") == 2
         }
-    # The listing is the real one: what the server does use is in it.
-    assert {"structlog", "orjson", "gateway.server.upstream", "gateway.server.logs"} <= imported
+    # The listing is the real one: what the server does use is in it. (Not the compiled modules:
+    # mypyc's build imports those of its own group without the import system.)
+    assert {"structlog", "orjson", "httptools", "gateway.server.app"} <= imported
     # Import time also lists an import that failed, as structlog's `import rich` does on
     # purpose; what rich and pygments load when imported (rich.console, pygments.lexer) is not.
     assert sorted(name for name in imported if name.startswith(("rich.", "pygments"))) == []

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway.server.hot_metrics import PrivateShapeChanged, Tally, check_shape, observe
+from gateway.server.hot_metrics import Tally, check_shape, observe
 from gateway.server.metrics import Metrics
+from gateway.server.shapes import PrivateShapeChanged
 
 # On a bound (``le`` holds it), between bounds, zero, past the last finite bound, negative.
 AMOUNTS = (0.005, 0.0049, 0.0051, 0.0, 0.3, 10.0, 10.5, 1e9, -1.0, 0.25, 0.25)
