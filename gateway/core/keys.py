@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import jwt
 from cryptography import x509
@@ -52,7 +52,9 @@ SUPPORTED_ALGORITHMS = RSA_ALGORITHMS | HMAC_ALGORITHMS | frozenset(EC_CURVES) |
 HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _RSA_MIN_BITS = 2048
 
-PublicKey = (
+# An explicit alias: where cryptography's types are unknown (setup.py's build), a bare union of
+# them is not taken for a type.
+PublicKey: TypeAlias = (
     rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 )
 
