@@ -90,12 +90,11 @@ def extensions() -> list[Extension]:
     from mypyc.build import mypycify
 
     # Types were checked by mypy with the project's strict settings (CI); here mypy only gives
-    # mypyc the types, and the build environment has none of the runtime dependencies, so
-    # their imports are untyped (`Any`) to the compiler.
+    # mypyc the types, from the runtime dependencies that pyproject.toml's build requirements
+    # put in the build environment. Its own cache: one from the project's mypy runs would
+    # stand in for what this build must see for itself.
     return mypycify(
-        # Its own cache: a cache from the project's mypy runs (which see every dependency's
-        # types) would hide errors this build meets in a clean checkout.
-        ["--config-file=", "--ignore-missing-imports", "--cache-dir=build/mypyc-cache", *COMPILED],
+        ["--config-file=", "--cache-dir=build/mypyc-cache", *COMPILED],
         opt_level="3",
         group_name="gateway",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 from gateway.compiled import stale_sources
@@ -33,3 +34,12 @@ def test_a_plain_python_tree_has_nothing_stale(tmp_path: Path) -> None:
 
 def test_the_checkout_under_test_is_not_stale() -> None:
     assert stale_sources() == []
+
+
+def test_the_build_sees_every_runtime_dependency() -> None:
+    """setup.py's compiler types the request path from the dependencies in the build
+    environment; one missing there would be typed from whatever the installing environment
+    holds, so the same source could compile differently (pyproject.toml says why)."""
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    build_requires = project["build-system"]["requires"]
+    assert set(project["project"]["dependencies"]) <= set(build_requires)
