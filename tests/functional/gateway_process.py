@@ -236,18 +236,14 @@ async def _copy(pipe: asyncio.StreamReader, file: BinaryIO) -> None:
         file.flush()
 
 
-async def until_both_ready(url: str) -> None:
-    """Until 10 consecutive /readyz on new connections answer 200 (each worker's own)."""
-    connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        streak = 0
-        for _ in range(400):
-            try:
-                async with session.get(url) as response:
-                    streak = streak + 1 if response.status == 200 else 0
-            except aiohttp.ClientError:  # a worker still starting
-                streak = 0
-            if streak >= 10:
-                return
+async def until_both_ready(gateway: GatewayProcess, workers: int = 2) -> None:
+    """Until every worker has logged `startup` (written once its listeners are bound): until
+    then the kernel hands every new connection to the workers already listening. /readyz cannot
+    tell, since all its answers may come from the first worker up."""
+
+    def serving() -> int:
+        return len({line["process.pid"] for line in gateway.events("startup")})
+
+    async with asyncio.timeout(READY_TIMEOUT):
+        while serving() < workers:  # noqa: ASYNC110 - the lines are in a file
             await asyncio.sleep(0.02)
-    raise AssertionError("the workers never all answered ready")

@@ -35,7 +35,7 @@ async def test_concurrent_requests_on_two_workers_log_every_line_whole(
     async with running_gateway(
         tmp_path, keys, upstream=upstream, workers=2, stdout_pipe=True
     ) as gateway:
-        await until_both_ready(gateway.admin_url("/readyz"))
+        await until_both_ready(gateway)
 
         async def client(number: int) -> list[str]:
             ids = []

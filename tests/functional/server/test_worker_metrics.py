@@ -58,8 +58,8 @@ async def test_one_scrape_counts_every_workers_requests(
     ) as gateway:  # fmt: skip
         (started,) = gateway.events("workers_started")
         workers = set(started["gateway.worker.pids"])
-        # Both workers answer /readyz before the count starts (the first may be up alone).
-        await until_both_ready(gateway.admin_url("/readyz"))
+        # Both workers are serving before the count starts (the first may be up alone).
+        await until_both_ready(gateway)
         connector = aiohttp.TCPConnector(force_close=True)  # a new connection per request
         async with aiohttp.ClientSession(connector=connector) as session:
             for number in range(ALLOWED + REFUSED):
