@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import cast
 
 from aiohttp import helpers, http_writer, web, web_protocol, web_response
@@ -27,11 +26,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.http_writer import StreamWriter
 from aiohttp.web_protocol import RequestHandler
 
-from gateway.core.headers import request_id
-from gateway.core.refusals import parser_refusal
-from gateway.server.access import AccessEntry, log_access
-from gateway.server.logs import get_logger
-from gateway.server.render import render
+from gateway.server.connection import GatewayConnection
 from gateway.server.shapes import PrivateShapeChanged
 from gateway.server.tracebacks import drop_tracebacks
 from gateway.server.wire import serialize_head
@@ -53,8 +48,6 @@ __all__ = [
     "send_whole",
 ]
 
-_log = get_logger()
-
 
 class PurePythonParser(RuntimeError):
     """aiohttp would parse requests with its pure-Python parser, which accepts several inputs
@@ -75,6 +68,31 @@ PRIVATE_SHAPES: tuple[tuple[str, str, str], ...] = (
     ("RequestHandler", "data_received", "where the header deadline watches a head arrive"),
     ("RequestHandler", "_current_request", "whether a request is being handled"),
     ("RequestHandler", "_messages", "requests parsed but not yet handled"),
+    # The connection's request loop (`GatewayConnection.start`) and the state it keeps.
+    ("RequestHandler", "start", "the request loop the connection's task runs"),
+    ("RequestHandler", "_handle_request", "calls the handler, then finish_response"),
+    ("RequestHandler", "_waiter", "the future the loop waits on for the next request"),
+    ("RequestHandler", "_force_close", "the connection is closing, nothing more is read"),
+    ("RequestHandler", "_close", "close once the current request is answered"),
+    ("RequestHandler", "_keepalive", "whether the last answer kept the connection"),
+    ("RequestHandler", "_keepalive_timeout", "the keep-alive timeout, from the server"),
+    ("RequestHandler", "_keepalive_handle", "the keep-alive timer, one per connection"),
+    ("RequestHandler", "_next_keepalive_close_time", "when that timer closes the connection"),
+    ("RequestHandler", "_process_keepalive", "that timer's callback"),
+    ("RequestHandler", "_lingering_time", "how long an unread request body is read and dropped"),
+    ("RequestHandler", "_logging_enabled", "whether aiohttp's access log wants a start time"),
+    ("RequestHandler", "_parser", "freed a slot by message_consumed for each request taken"),
+    ("RequestHandler", "_buffer_paused", "reading paused while parsed requests queue up"),
+    ("RequestHandler", "_msg_queue_resume_size", "how short that queue must be to resume"),
+    ("RequestHandler", "_resume_reading_if_drained", "resumes reading"),
+    ("RequestHandler", "_manager", "the server, which counts requests"),
+    ("RequestHandler", "_request_factory", "builds each request"),
+    ("RequestHandler", "_request_handler", "the door"),
+    ("RequestHandler", "_task_handler", "the connection's task, given to each request"),
+    ("RequestHandler", "_make_error_handler", "answers a request the parser refused"),
+    ("web_protocol", "_ErrInfo", "a request the parser refused, queued as a message"),
+    ("web_protocol", "ERROR", "the placeholder message of such a request"),
+    ("web_protocol", "_PAYLOAD_ACCESS_ERROR", "set on a body once its request is answered"),
     ("StreamWriter", "output_size", "whether a response has started on the connection"),
     ("Server", "request_handler", "replaced by the door (the low-level handler)"),
     ("Server", "request_factory", "replaced by Server._make_request (plain BaseRequest)"),
@@ -117,11 +135,15 @@ def missing_shapes(owners: Mapping[str, object]) -> list[str]:
         for owner, name, use in PRIVATE_SHAPES
         if not hasattr(owners[owner], name)
     ]
-    handle_error = getattr(owners["RequestHandler"], "handle_error", None)
-    if handle_error is not None:
-        parameters = list(inspect.signature(handle_error).parameters)[:5]
-        if parameters != ["self", "request", "status", "exc", "message"]:
-            missing.append("RequestHandler.handle_error (its parameters changed)")
+    expected = {
+        "handle_error": ["self", "request", "status", "exc", "message"],
+        "_handle_request": ["self", "request", "start_time", "request_handler"],
+    }
+    for name, parameters in expected.items():
+        method = getattr(owners["RequestHandler"], name, None)
+        taken = [] if method is None else list(inspect.signature(method).parameters)
+        if method is not None and taken[: len(parameters)] != parameters:
+            missing.append(f"RequestHandler.{name} (its parameters changed)")
     return missing
 
 
@@ -148,104 +170,6 @@ def require_c_parser() -> None:
         )
 
 
-class _GatewayProtocol(RequestHandler):
-    """Override: `RequestHandler.handle_error` (documented nowhere) writes aiohttp's error page;
-    ours is the JSON refusal, quotes nothing the client sent, and logs one access line.
-
-    Override: `data_received` also runs the header deadline. aiohttp has only the keep-alive
-    timeout, so a head trickled a byte at a time could take all of it; here a request head
-    must be complete within ``header_timeout`` of its first byte (of the connection, for the
-    first request), whatever keep-alive allows between requests.
-    """
-
-    __slots__ = ("_head_deadline", "_head_since", "header_timeout", "on_refusal")
-    header_timeout: float
-    on_refusal: Callable[[int, str], None] | None
-
-    # One timer per connection, not one per request: the loop time a head started is noted
-    # (``_head_since``, None while no head is awaited) and the timer, when it fires, closes the
-    # connection if that head is still incomplete, or re-arms itself for the time left. A
-    # keep-alive connection thus costs a timer every ``header_timeout`` seconds at most, instead
-    # of a timer created and cancelled for every request.
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._head_deadline: asyncio.TimerHandle | None = None
-        self._head_since: float | None = None
-        self._start_head_deadline()
-
-    def data_received(self, data: bytes) -> None:
-        # Private: `_current_request` and `_messages` say whether a request is being handled
-        # or has been parsed; bytes arriving when neither is the case belong to a head.
-        if self._head_since is None and self._current_request is None and not self._messages:
-            self._start_head_deadline()
-        super().data_received(data)
-        if self._messages or self._current_request is not None:
-            self._head_since = None
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._head_since = None
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
-        super().connection_lost(exc)
-
-    def _start_head_deadline(self) -> None:
-        timeout = getattr(self, "header_timeout", 0.0)
-        if not timeout:
-            return
-        self._head_since = self._loop.time()
-        if self._head_deadline is None:
-            self._head_deadline = self._loop.call_later(timeout, self._check_head)
-
-    def _check_head(self) -> None:
-        self._head_deadline = None
-        since = self._head_since
-        if since is None or self.transport is None:
-            return
-        if self._current_request is not None or self._messages:
-            self._head_since = None
-            return
-        left = since + self.header_timeout - self._loop.time()
-        if left > 0:
-            self._head_deadline = self._loop.call_later(left, self._check_head)
-            return
-        _log.info("request_head_timeout", **{"client.ip": _peer(self.transport)})
-        self.transport.close()
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        # Private: `StreamWriter.output_size` says whether a response has started.
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started; closing the connection")
-        refusal = parser_refusal(status)
-        rid = request_id([])
-        response = render(refusal, rid)
-        response.force_close()
-        if status >= 500 and exc is not None:
-            _log.error(
-                "request_failed", **{"error.type": type(exc).__name__, "http.request.id": rid}
-            )
-        entry = AccessEntry(
-            started=datetime.now(UTC),
-            request_id=rid,
-            client_ip=request.remote,
-            status=status,
-            response_bytes=len(response.body or b""),  # type: ignore[arg-type]
-            auth_reason=refusal.reason,
-        )
-        log_access(entry)
-        on_refusal = getattr(self, "on_refusal", None)
-        if on_refusal is not None:  # counted in the request metrics like any refusal
-            on_refusal(status, refusal.reason)
-        return response
-
-
 class _GatewayHTTPServer(web.Server):
     """Override: `web.Server.__call__` makes each connection's protocol (from the private
     `_loop` and `_kwargs`); `connection_made` is told of each new connection."""
@@ -255,7 +179,7 @@ class _GatewayHTTPServer(web.Server):
     on_refusal: Callable[[int, str], None] | None = None  # set by GatewayRunner
 
     def __call__(self) -> RequestHandler:
-        protocol = _GatewayProtocol(self, loop=self._loop, **self._kwargs)
+        protocol = GatewayConnection(self, loop=self._loop, **self._kwargs)
         protocol.header_timeout = self.header_timeout
         protocol.on_refusal = self.on_refusal
         return protocol
@@ -306,11 +230,6 @@ class GatewayRunner(web.AppRunner):
             server.request_handler = handler
             server.request_factory = server._make_request
         return server
-
-
-def _peer(transport: asyncio.BaseTransport) -> str | None:
-    peer = transport.get_extra_info("peername")
-    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 async def send_continue(request: web.BaseRequest) -> None:

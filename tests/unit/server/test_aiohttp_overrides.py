@@ -46,17 +46,18 @@ async def test_each_missing_internal_is_named(owner: str, name: str, use: str) -
     assert missing_shapes(owners) == [f"{owner}.{name} ({use})"]
 
 
-async def test_a_changed_handle_error_signature_is_named() -> None:
-    """`handle_error` taking other parameters is a changed shape too."""
+@pytest.mark.parametrize("name", ["handle_error", "_handle_request"])
+async def test_a_changed_method_signature_is_named(name: str) -> None:
+    """`handle_error` or `_handle_request` taking other parameters is a changed shape too."""
 
-    def handle_error(self: object, request: web.BaseRequest) -> None:
+    def changed(self: object, request: web.BaseRequest) -> None:
         raise AssertionError("never called")
 
     owners = private_owners(web.Server(_ok))
     real = owners["RequestHandler"]
     kept = {n: getattr(real, n) for o, n, _ in PRIVATE_SHAPES if o == "RequestHandler"}
-    owners["RequestHandler"] = SimpleNamespace(**{**kept, "handle_error": handle_error})
-    assert missing_shapes(owners) == ["RequestHandler.handle_error (its parameters changed)"]
+    owners["RequestHandler"] = SimpleNamespace(**{**kept, name: changed})
+    assert missing_shapes(owners) == [f"RequestHandler.{name} (its parameters changed)"]
 
 
 async def test_start_up_fails_loudly_when_an_internal_is_gone(
