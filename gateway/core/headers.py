@@ -81,9 +81,10 @@ _UNENCODABLE = re.compile(r"[\ud800-\udfff]")
 
 # Not frozen: made for every forwarded request, and a frozen dataclass's __init__ costs three
 # times as much (one object.__setattr__ per field). Nothing changes it after it is made.
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, init=False)
 class ForwardingContext:
-    """What the gateway knows about a request, to tell the upstream."""
+    """What the gateway knows about a request, to tell the upstream. (Made for every forwarded
+    request: its ``__init__`` is written out, to be compiled with the module.)"""
 
     peer: str
     proto: str
@@ -92,6 +93,25 @@ class ForwardingContext:
     claims: Claims | None
     authorization: str | None = None
     claims_to_headers: ClaimHeaders = ()  # the route's; the token's issuer adds its own
+
+    def __init__(
+        self,
+        *,
+        peer: str,
+        proto: str,
+        host: str | None,
+        request_id: str,
+        claims: Claims | None,
+        authorization: str | None = None,
+        claims_to_headers: ClaimHeaders = (),
+    ) -> None:
+        self.peer = peer
+        self.proto = proto
+        self.host = host
+        self.request_id = request_id
+        self.claims = claims
+        self.authorization = authorization
+        self.claims_to_headers = claims_to_headers
 
 
 def forwarding_context(

@@ -78,8 +78,9 @@ class Step:
 
 # The facts and outcomes are not frozen: they are made for every request, and a frozen
 # dataclass's __init__ costs three times as much (one object.__setattr__ per field). Nothing
-# changes one after it is made.
-@dataclass(slots=True, kw_only=True)
+# changes one after it is made. Their __init__ methods are written out: the ones dataclasses
+# would write are Python, run for every request, where these are compiled with the module.
+@dataclass(slots=True, init=False)
 class RequestFacts:
     """What the door knows about a request before deciding; never the body."""
 
@@ -92,8 +93,29 @@ class RequestFacts:
     version: tuple[int, int] = (1, 1)  # the request's HTTP version
     peer: str = ""  # the client's address (behind trusted proxies, the one they name)
 
+    def __init__(
+        self,
+        *,
+        method: str,
+        raw_target: str,
+        authorization: tuple[str, ...] = (),
+        content_length: int | None = None,
+        host: str | None = None,
+        headers: Collection[tuple[str, str]] = (),
+        version: tuple[int, int] = (1, 1),
+        peer: str = "",
+    ) -> None:
+        self.method = method
+        self.raw_target = raw_target
+        self.authorization = authorization
+        self.content_length = content_length
+        self.host = host
+        self.headers = headers
+        self.version = version
+        self.peer = peer
 
-@dataclass(slots=True, kw_only=True)
+
+@dataclass(slots=True, init=False)
 class Forward:
     """Send the request to ``upstream``: the route allows it, or is in report mode.
 
@@ -113,6 +135,29 @@ class Forward:
     # A WebSocket handshake to tunnel (the route has `websocket`); None: a plain request.
     websocket: Upgrade | None = None
 
+    def __init__(
+        self,
+        *,
+        target: CanonicalTarget,
+        route: Route,
+        upstream: Upstream,
+        result: AuthResult,
+        claims: Claims | None = None,
+        would_refuse: Refusal | None = None,
+        steps: tuple[Step, ...] = (),
+        limit_headers: dict[str, str] | None = None,
+        websocket: Upgrade | None = None,
+    ) -> None:
+        self.target = target
+        self.route = route
+        self.upstream = upstream
+        self.result = result
+        self.claims = claims
+        self.would_refuse = would_refuse
+        self.steps = steps
+        self.limit_headers = limit_headers
+        self.websocket = websocket
+
     @property
     def status(self) -> int:
         """200 for "forwarded" (the upstream's own status is not known here); 101 for a
@@ -125,7 +170,7 @@ class Forward:
         return self.would_refuse.reason if self.would_refuse is not None else None
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, init=False)
 class Refuse:
     """Answer with ``refusal``; nothing reaches an upstream.
 
@@ -139,6 +184,23 @@ class Refuse:
     upstream: Upstream | None = None
     claims: Claims | None = None
     steps: tuple[Step, ...] = ()
+
+    def __init__(
+        self,
+        *,
+        refusal: Refusal,
+        target: CanonicalTarget | None = None,
+        route: Route | None = None,
+        upstream: Upstream | None = None,
+        claims: Claims | None = None,
+        steps: tuple[Step, ...] = (),
+    ) -> None:
+        self.refusal = refusal
+        self.target = target
+        self.route = route
+        self.upstream = upstream
+        self.claims = claims
+        self.steps = steps
 
     @property
     def result(self) -> AuthResult:

@@ -42,9 +42,13 @@ _DENIED = AuthResult.DENIED.value
 _WOULD_DENY = AuthResult.WOULD_DENY.value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RequestRecord:
-    """What happened to one request so far; the door fills it in, `Accounting` logs it."""
+    """What happened to one request so far; the door fills it in, `Accounting` logs it.
+
+    Its ``__init__`` is written out: the one dataclasses would write is Python, run for every
+    request, where this one is compiled with the module (`setup.py`).
+    """
 
     request_id: str
     path: str | None = None
@@ -65,6 +69,40 @@ class RequestRecord:
     cors_origin_allowed: bool | None = None
     trace_id: str | None = None  # the server span's, with tracing on (gateway.server.tracing)
     span_id: str | None = None
+
+    def __init__(
+        self,
+        request_id: str,
+        *,
+        path: str | None = None,
+        route: str | None = None,
+        upstream: str | None = None,
+        upstream_ns: int | None = None,
+        request_bytes: int = 0,
+        response_bytes: int = 0,
+        upstream_failure: str | None = None,
+        auth_result: str = "denied",
+        auth_reason: str | None = None,
+        user_id: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.path = path
+        self.route = route
+        self.upstream = upstream
+        self.upstream_ns = upstream_ns
+        self.request_bytes = request_bytes
+        self.response_bytes = response_bytes
+        self.upstream_failure = upstream_failure
+        self.auth_result = auth_result
+        self.auth_reason = auth_reason
+        self.user_id = user_id
+        self.client_id = client_id
+        self.websocket_close_code = None
+        self.websocket_close_reason = None
+        self.cors_origin_allowed = None
+        self.trace_id = None
+        self.span_id = None
 
     def refused(self, refusal: Refusal, *, keep_auth: bool = False) -> Refusal:
         """Note a refusal (``keep_auth`` for failures after the door let it in)."""

@@ -68,14 +68,27 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _CLIENT_GONE = (ConnectionError, aiohttp.ClientConnectionError)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ProxyOutcome:
-    """What the forwarder did, for the access log."""
+    """What the forwarder did, for the access log. (Made for every forwarded request: its
+    ``__init__`` is written out, to be compiled with the module.)"""
 
     response: web.StreamResponse | Whole  # a Whole is for the door to write
     upstream_ns: int
     request_bytes: int
     response_bytes: int
+
+    def __init__(
+        self,
+        response: web.StreamResponse | Whole,
+        upstream_ns: int,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None:
+        self.response = response
+        self.upstream_ns = upstream_ns
+        self.request_bytes = request_bytes
+        self.response_bytes = response_bytes
 
 
 @dataclass(slots=True)
