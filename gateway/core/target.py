@@ -65,12 +65,20 @@ class TargetError(ValueError):
         self.problem = problem
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CanonicalTarget:
-    """A request target split into its canonical path and its query exactly as sent."""
+    """A request target split into its canonical path and its query exactly as sent.
+
+    Made for every request: its ``__init__`` is written out, to be compiled with the module
+    (the one dataclasses writes is Python), and sets the frozen fields as that one does.
+    """
 
     path: str
     query: str | None
+
+    def __init__(self, path: str, query: str | None) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "query", query)
 
     def __str__(self) -> str:
         return self.path if self.query is None else f"{self.path}?{self.query}"

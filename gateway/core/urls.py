@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import yarl
 
@@ -53,12 +53,18 @@ def https_or_loopback(url: yarl.URL, *, allow_insecure_http: bool = False) -> bo
     return url.scheme == "http" and (allow_insecure_http or is_loopback(url))
 
 
-class UpstreamTarget(NamedTuple):
+@dataclass(frozen=True, slots=True, init=False)
+class UpstreamTarget:
     """Where a forwarded request goes: the upstream's origin, and the path and query the
-    upstream receives, exactly as written on its request line."""
+    upstream receives, exactly as written on its request line. (Made for every forwarded
+    request: its ``__init__`` is written out, to be compiled with the module.)"""
 
     origin: Origin
     path_qs: str
+
+    def __init__(self, origin: Origin, path_qs: str) -> None:
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "path_qs", path_qs)
 
     @property
     def path(self) -> str:

@@ -16,7 +16,8 @@ from gateway.core.headers import ForwardingContext
 from gateway.core.models import Route, Upstream
 from gateway.core.outcomes import AuthResult, Forward, Refuse, RequestFacts
 from gateway.core.refusals import not_found
-from gateway.core.target import canonicalize
+from gateway.core.target import CanonicalTarget, canonicalize
+from gateway.core.urls import UpstreamTarget
 from gateway.server.access import RequestRecord
 from gateway.server.upstream import ProxyOutcome
 
@@ -65,6 +66,8 @@ CASES: list[tuple[type[Any], dict[str, Any], dict[str, Any], set[str]]] = [
         {"authorization": "Bearer t", "claims_to_headers": (("X-Tenant", "tenant"),)},
         set(),
     ),
+    (CanonicalTarget, {"path": "/orders/1", "query": None}, {}, set()),
+    (UpstreamTarget, {"origin": UPSTREAM.origin, "path_qs": "/orders/1?x=1"}, {}, set()),
     (
         ProxyOutcome,
         {"response": web.Response(), "upstream_ns": 1, "request_bytes": 2, "response_bytes": 3},
@@ -91,3 +94,13 @@ def test_every_field_given_is_kept(
     made = cls(**needed, **others)
     for name, value in {**needed, **others}.items():
         assert getattr(made, name) == value, name
+
+
+def test_the_targets_stay_frozen() -> None:
+    target = CanonicalTarget("/orders/1", "x=1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        target.path = "/admin"  # type: ignore[misc]
+    assert hash(target) == hash(CanonicalTarget("/orders/1", "x=1"))
+    upstream_target = UpstreamTarget(UPSTREAM.origin, "/orders/1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        upstream_target.path_qs = "/admin"  # type: ignore[misc]
