@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.server.access import AccessEntry, RequestRecord, access_record
-from gateway.server.logs import batch_lines, configure, get_logger, write_line
+from gateway.server.logs import (
+    batch_lines,
+    configure,
+    get_logger,
+    rfc3339,
+    rfc3339_ns,
+    write_line,
+)
 
 # The contract's access fields, the gateway's own moved under gateway.* (ECS, issue 15), and the
 # two every line carries.
@@ -254,3 +261,20 @@ def test_other_events_and_the_end_of_batching_write_what_is_pending_first() -> N
     assert [event.get("http.request.id", event["event.action"]) for event in events] == [
         "first", "pending", "stopped", "last",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("nanoseconds", "text"),
+    [
+        (0, "1970-01-01T00:00:00.000Z"),
+        (1_700_000_000_123_456_789, "2023-11-14T22:13:20.123Z"),
+        (1_700_000_000_999_999_999, "2023-11-14T22:13:20.999Z"),
+        (1_700_000_001_007_000_000, "2023-11-14T22:13:21.007Z"),
+    ],
+)
+def test_timestamps_are_rfc3339_utc_with_milliseconds(nanoseconds: int, text: str) -> None:
+    assert rfc3339_ns(nanoseconds) == text
+    moment = datetime.fromtimestamp(nanoseconds // 1_000_000_000, UTC).replace(
+        microsecond=nanoseconds // 1000 % 1_000_000
+    )
+    assert rfc3339(moment) == text
