@@ -169,6 +169,17 @@ def test_the_build_stage_compiles_the_request_path_or_fails() -> None:
     assert not any("gcc" in item.arguments for item in final_stage())
 
 
+def test_the_image_installs_the_faster_event_loop() -> None:
+    """The build stage installs the gateway with its `fast` extra (uvloop), which `gateway run
+    --loop auto`, the image's default, then uses."""
+    parsed = instructions()
+    build = [item for item in parsed if item.stage < max(item.stage for item in parsed)]
+    installs = [
+        item.arguments for item in build if item.keyword == "RUN" and "pip" in item.arguments
+    ]
+    assert any(re.search(r"pip install '?\.\[fast\]'?", arguments) for arguments in installs)
+
+
 def test_final_user_is_numeric_and_not_root() -> None:
     """The image runs as a numeric uid:gid, neither of them 0, so runAsNonRoot can verify it."""
     uid, gid = runtime_user()
