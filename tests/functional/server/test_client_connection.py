@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 from aiohttp import web
 
 from gateway.server.aiohttp_overrides import HANDLER, GatewayRunner
@@ -71,12 +72,13 @@ async def test_pipelined_requests_are_answered_in_order_on_one_connection(
     assert upstream.connections == 1
 
 
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
 async def test_a_body_the_upstream_answered_before_is_never_read_as_a_request(
-    gateway: GatewayFactory, tokens: TokenFactory
+    gateway: GatewayFactory, tokens: TokenFactory, framing: str
 ) -> None:
     """An upstream that answers a POST before reading its body: the client gets the answer,
-    then the connection ends, so the rest of the body (here a whole request with a good token)
-    is never parsed as the connection's next request."""
+    then the connection ends, so the rest of the body (here a whole request with a good token,
+    in a Content-Length body or in a chunk) is never parsed as the connection's next request."""
     token = tokens.good()
 
     async def serve(
@@ -88,19 +90,23 @@ async def test_a_body_the_upstream_answered_before_is_never_read_as_a_request(
 
     smuggled = http_request("GET", "/raw/smuggled", [("Authorization", f"Bearer {token}")])
     start = b"x" * 1000
+    if framing == "chunked":
+        framed = [("Transfer-Encoding", "chunked")]
+        first = b"%x\r\n%s\r\n" % (len(start), start)
+        rest = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
+    else:
+        framed = [("Content-Length", str(len(start) + len(smuggled)))]
+        first, rest = start, smuggled
     async with raw_upstream(serve) as upstream:
         client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
         reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
         try:
-            headers = [
-                ("Authorization", f"Bearer {token}"),
-                ("Content-Length", str(len(start) + len(smuggled))),
-            ]
-            writer.write(http_request("POST", "/raw/upload", headers, start))
+            headers = [("Authorization", f"Bearer {token}"), *framed]
+            writer.write(http_request("POST", "/raw/upload", headers, first))
             head, body = await asyncio.wait_for(_read_answer(reader), RAW_TIMEOUT)
             assert (head.split(b" ")[1], body) == (b"200", b"early")
             with contextlib.suppress(ConnectionError):
-                writer.write(smuggled)
+                writer.write(rest)
                 await writer.drain()
             with contextlib.suppress(ConnectionError):
                 assert await asyncio.wait_for(reader.read(), RAW_TIMEOUT) == b""
