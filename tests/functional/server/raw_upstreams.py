@@ -10,7 +10,16 @@ from dataclasses import dataclass, field
 
 from tests.raw import Client, http_request
 
-__all__ = ["RawUpstream", "Serve", "ok", "raw_get", "raw_get_or_cut", "raw_status", "raw_upstream"]
+__all__ = [
+    "RawUpstream",
+    "Serve",
+    "answering",
+    "ok",
+    "raw_get",
+    "raw_get_or_cut",
+    "raw_status",
+    "raw_upstream",
+]
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "RawUpstream"], Awaitable[None]]
 
@@ -70,6 +79,20 @@ async def raw_upstream(serve: Serve) -> AsyncIterator[RawUpstream]:
 
 def ok(body: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def answering(answer: bytes) -> Serve:
+    """A `Serve` that writes ``answer`` once a request's head has come, for every request on
+    the connection (a body is never read)."""
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
+    ) -> None:
+        while await up.read_head(reader):
+            writer.write(answer)
+            await writer.drain()
+
+    return serve
 
 
 async def raw_get(

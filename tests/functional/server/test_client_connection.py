@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.server.aiohttp_overrides import HANDLER, GatewayRunner
 from tests.conftest import GatewayFactory
-from tests.functional.server.raw_upstreams import RawUpstream, ok, raw_upstream
+from tests.functional.server.raw_upstreams import RawUpstream, answering, ok, raw_upstream
 from tests.raw import RAW_TIMEOUT, http_request
 from tests.support import TokenFactory
 
@@ -80,14 +80,6 @@ async def test_a_body_the_upstream_answered_before_is_never_read_as_a_request(
     then the connection ends, so the rest of the body (here a whole request with a good token,
     in a Content-Length body or in a chunk) is never parsed as the connection's next request."""
     token = tokens.good()
-
-    async def serve(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
-    ) -> None:
-        while await up.read_head(reader):
-            writer.write(ok(b"early"))
-            await writer.drain()
-
     smuggled = http_request("GET", "/raw/smuggled", [("Authorization", f"Bearer {token}")])
     start = b"x" * 1000
     if framing == "chunked":
@@ -97,7 +89,7 @@ async def test_a_body_the_upstream_answered_before_is_never_read_as_a_request(
     else:
         framed = [("Content-Length", str(len(start) + len(smuggled)))]
         first, rest = start, smuggled
-    async with raw_upstream(serve) as upstream:
+    async with raw_upstream(answering(ok(b"early"))) as upstream:
         client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
         reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
         try:

@@ -17,7 +17,7 @@ import pytest
 from pytest_aiohttp import AiohttpServer
 
 from tests.conftest import GatewayFactory, LogCapture
-from tests.functional.server.raw_upstreams import RawUpstream, ok, raw_upstream
+from tests.functional.server.raw_upstreams import RawUpstream, answering, ok, raw_upstream
 from tests.functional.server.ws_support import WebSocketUpstream, access_lines, websocket_routes
 from tests.raw import http_request
 from tests.support import TokenFactory
@@ -36,14 +36,6 @@ BODY = b"x" * 60_000  # read whole (at most 64 KiB), then written in one piece
 PIPELINED = 400  # 24 MB of answers: more than loopback's socket buffers hold
 
 
-async def _answer_every_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
-) -> None:
-    while await up.read_head(reader):
-        writer.write(ok(BODY))
-        await writer.drain()
-
-
 @pytest.mark.parametrize("leaves", ["reset", "close"])
 @pytest.mark.parametrize(
     "answer",
@@ -59,7 +51,7 @@ async def test_a_client_that_leaves_while_answers_wait_for_it_leaves_no_cycle(
     transport passes its high-water mark and the handler waits in aiohttp's drain when the
     client leaves. A route with CORS answers through a `web.Response` (``send_whole``), one
     without from the upstream's bytes (``wire.send``): two different drains."""
-    async with raw_upstream(_answer_every_request) as upstream:
+    async with raw_upstream(answering(ok(BODY))) as upstream:
         routes = ROUTES.replace("RAW_URL", upstream.url).replace("CORS", answer)
         client = await gateway(routes=routes)
         assert client.server.host is not None

@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import GatewayFactory, LogCapture
 from tests.functional.server.raw_upstreams import (
     RawUpstream,
+    answering,
     ok,
     raw_get,
     raw_get_or_cut,
@@ -562,15 +563,7 @@ async def test_upstream_receives_no_header_the_client_did_not_send(
 ) -> None:
     """The request head names only the client's headers and the gateway's documented ones, with
     Host as the upstream URL's host:port."""
-
-    async def serve(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: RawUpstream
-    ) -> None:
-        while await up.read_head(reader):
-            writer.write(ok(b"ok"))
-            await writer.drain()
-
-    async with raw_upstream(serve) as upstream:
+    async with raw_upstream(answering(ok(b"ok"))) as upstream:
         client = await gateway(routes=ROUTES.replace("RAW_URL", upstream.url))
         head, _ = await raw_get(client, "/raw/x?q=1", tokens.good())
         assert head.startswith(b"HTTP/1.1 200")
