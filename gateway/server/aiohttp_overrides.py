@@ -79,7 +79,6 @@ PRIVATE_SHAPES: tuple[tuple[str, str, str], ...] = (
     ("RequestHandler", "_keepalive_handle", "the keep-alive timer, one per connection"),
     ("RequestHandler", "_next_keepalive_close_time", "when that timer closes the connection"),
     ("RequestHandler", "_process_keepalive", "that timer's callback"),
-    ("RequestHandler", "_lingering_time", "how long an unread request body is read and dropped"),
     ("RequestHandler", "_logging_enabled", "whether aiohttp's access log wants a start time"),
     ("RequestHandler", "_parser", "freed a slot by message_consumed for each request taken"),
     ("RequestHandler", "_buffer_paused", "reading paused while parsed requests queue up"),
@@ -141,8 +140,9 @@ def missing_shapes(owners: Mapping[str, object]) -> list[str]:
     }
     for name, parameters in expected.items():
         method = getattr(owners["RequestHandler"], name, None)
-        taken = [] if method is None else list(inspect.signature(method).parameters)
-        if method is not None and taken[: len(parameters)] != parameters:
+        if method is None:
+            continue  # reported as missing above
+        if list(inspect.signature(method).parameters)[: len(parameters)] != parameters:
             missing.append(f"RequestHandler.{name} (its parameters changed)")
     return missing
 

@@ -8,7 +8,6 @@ It reaches into aiohttp's private parts, like `gateway.server.aiohttp_overrides`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -42,8 +41,10 @@ class GatewayConnection(RequestHandler):
     task of its own, which on Python 3.11 (no eager tasks) costs a task, a turn of the event loop
     and two WeakSet updates per request: 14 % of a refusal's instructions on asyncio's loop, 4 %
     on uvloop's. This one awaits the handler in the connection's own task, and otherwise keeps
-    aiohttp's loop: parser errors answered by `handle_error`, the keep-alive timer, an unread
-    request body read and dropped for ``lingering_time`` before the connection is reused. (The
+    aiohttp's loop (parser errors answered by `handle_error`, the keep-alive timer) but one
+    part: it never lingers. A connection whose request body the answer left unread is closed
+    once the answer is out, never read on (the gateway ran aiohttp with ``lingering_time=0``
+    already; the door closes such connections itself, and this is the loop's backstop). (The
     task gave each request a fresh copy of the context variables; the gateway keeps no request
     state in context variables.)
     """
@@ -127,8 +128,8 @@ class GatewayConnection(RequestHandler):
                 if reset:
                     break
                 self._keepalive = bool(response.keep_alive)
-                if not payload.is_eof():
-                    await self._linger(payload)
+                if not payload.is_eof():  # the rest of the body would be read as a request
+                    self.close()
                 payload.set_exception(web_protocol._PAYLOAD_ACCESS_ERROR)
             except asyncio.CancelledError:
                 self.force_close()
@@ -175,18 +176,6 @@ class GatewayConnection(RequestHandler):
         assert task is not None  # this runs in the connection's task
         writer = StreamWriter(self, self._loop)
         return self._request_factory(message, payload, self, writer, task), handler
-
-    async def _linger(self, payload: StreamReader) -> None:
-        """Read and drop what is left of a request body the answer did not need (an upstream
-        can answer before reading it), for up to ``lingering_time``, so that the connection can
-        serve its next request; closed if the body does not end by then."""
-        if not self._force_close and self._lingering_time:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._lingering_time):
-                    while not payload.is_eof():
-                        await payload.readany()
-        if not payload.is_eof() and not self._force_close:
-            self.close()
 
     def _arm_keepalive(self) -> None:
         """Close the connection if no next request starts within the keep-alive timeout (one
