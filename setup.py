@@ -57,6 +57,7 @@ COMPILED = [
             "hot_metrics",
             "logs",
             "ratelimit",
+            "requests",
             "upstream",
             "upstream_conn",
             "upstream_pool",

@@ -27,6 +27,7 @@ from aiohttp.http_writer import StreamWriter
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.server.connection import GatewayConnection
+from gateway.server.requests import RequestFactory, check_prefilled
 from gateway.server.shapes import PrivateShapeChanged
 from gateway.server.tracebacks import drop_tracebacks
 from gateway.server.wire import serialize_head
@@ -94,8 +95,7 @@ PRIVATE_SHAPES: tuple[tuple[str, str, str], ...] = (
     ("web_protocol", "_PAYLOAD_ACCESS_ERROR", "set on a body once its request is answered"),
     ("StreamWriter", "output_size", "whether a response has started on the connection"),
     ("Server", "request_handler", "replaced by the door (the low-level handler)"),
-    ("Server", "request_factory", "replaced by Server._make_request (plain BaseRequest)"),
-    ("Server", "_make_request", "builds a plain BaseRequest, without the application's state"),
+    ("Server", "request_factory", "replaced by requests.RequestFactory (plain BaseRequest)"),
     ("helpers", "rfc822_formatted_time", "the Date field, as aiohttp writes it"),
     ("helpers", "must_be_empty_body", "whether a whole response is sent without its body"),
     ("helpers", "should_remove_content_length", "whether its Content-Length is dropped"),
@@ -226,9 +226,10 @@ class GatewayRunner(web.AppRunner):
         handler = self.app.get(HANDLER)
         if handler is not None:
             # Override: `Server.request_handler` and `request_factory` are read by each new
-            # connection; `Server._make_request` builds a plain BaseRequest.
+            # connection. The factory builds a plain BaseRequest, its properties known at once.
+            check_prefilled()
             server.request_handler = handler
-            server.request_factory = server._make_request
+            server.request_factory = RequestFactory(server._loop)
         return server
 
 

@@ -61,4 +61,5 @@ async def test_parser_rejection_is_json_and_never_echoes(
     (line,) = log_capture.events("access")
     assert line["http.response.status_code"] == 400
     assert line["gateway.auth.reason"] == "unparseable_request"
+    assert line["client.ip"] == "127.0.0.1"  # the request factory's, as for any request
     assert recorder.requests == []
