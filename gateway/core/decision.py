@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.core.authenticator import Authenticator
-from gateway.core.bearer import extract_bearer, query_has_access_token
+from gateway.core.bearer import bearer_token, extract_bearer, query_has_access_token
 from gateway.core.cors import PreflightRequest, answer_preflight, preflight_request
 from gateway.core.errors import AuthError, InsufficientScope, MalformedCredentials
 from gateway.core.models import AuthMode, Route, RouteMode, RoutesConfig, Upstream
@@ -276,12 +276,13 @@ class Decider:
         """Credentials, token, scopes: the verified claims (if any) and the refusal (if any)."""
         try:
             authorization = _credentials(route, request.authorization, websocket)
-            token = extract_bearer(
-                authorization, token_in_query=query_has_access_token(target.query)
-            )
-        except AuthError as exc:  # MissingCredentials, MalformedCredentials
+        except AuthError as exc:  # MalformedCredentials: a token in two places
             steps.note(StepName.CREDENTIALS, StepOutcome.FAILED, exc.reason)
             return None, exc
+        token = bearer_token(authorization, token_in_query=query_has_access_token(target.query))
+        if isinstance(token, AuthError):  # MissingCredentials, MalformedCredentials
+            steps.note(StepName.CREDENTIALS, StepOutcome.FAILED, token.reason)
+            return None, token
         steps.note(StepName.CREDENTIALS, StepOutcome.PASSED)
         try:
             # Decisions never read the payload: the same claims, cached or not, and nothing big.
