@@ -6,12 +6,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from gateway.core import target as target_module
 from gateway.core.target import (
     CanonicalTarget,
     TargetError,
     TargetProblem,
     canonicalize,
     canonicalize_path,
+    host_name,
 )
 
 CANONICAL = [
@@ -238,3 +240,55 @@ def test_canonical_form_is_a_fixed_point(raw: str) -> None:
     segments = result.split("/")
     assert "." not in segments
     assert ".." not in segments
+
+
+_TARGET_LIKE = st.tuples(_PATH_LIKE, st.none() | st.text(max_size=10)).map(
+    lambda parts: parts[0] if parts[1] is None else f"{parts[0]}?{parts[1]}"
+)
+
+
+@given(raw=st.one_of(st.text(), _TARGET_LIKE))
+def test_a_kept_target_is_the_one_worked_out_afresh(raw: str) -> None:
+    """The second answer for a target (kept from the first) is the first's, refusals included:
+    a refused target is never kept, and raises the same problem again."""
+    first, second = _canonical_or_problem(raw), _canonical_or_problem(raw)
+    target_module._targets.clear()
+    assert first == second == _canonical_or_problem(raw)
+
+
+def _canonical_or_problem(raw: str) -> CanonicalTarget | TargetProblem:
+    try:
+        return canonicalize(raw)
+    except TargetError as refused:
+        return refused.problem
+
+
+@given(host=st.one_of(st.text(max_size=30), st.from_regex(target_module._HOST, fullmatch=True)))
+def test_a_kept_host_name_is_the_one_worked_out_afresh(host: str) -> None:
+    first = host_name(host)
+    second = host_name(host)
+    target_module._host_names.clear()
+    assert first == second == host_name(host)
+
+
+def test_kept_values_are_bounded_in_count_and_length() -> None:
+    """A client sending ever new targets and hosts grows the kept values only to the bound, and
+    a long value, or a refused one, is never kept."""
+    target_module._targets.clear()
+    target_module._host_names.clear()
+    for number in range(3 * target_module._KEPT_MAX):
+        canonicalize(f"/orders/{number}?q={number}")
+        host_name(f"host-{number}.test:8080")
+        assert len(target_module._targets) <= target_module._KEPT_MAX
+        assert len(target_module._host_names) <= target_module._KEPT_MAX
+    target_module._targets.clear()
+    target_module._host_names.clear()
+    long_path = "/" + "a" * target_module._KEPT_LENGTH
+    assert canonicalize(long_path).path == long_path
+    long_host = "h" * 248 + ".test:65535"  # 259 characters, the longest a Host may be
+    assert host_name(long_host) == "h" * 248 + ".test"
+    with pytest.raises(TargetError):
+        canonicalize("/a/../../b")
+    assert host_name("a@b") is None
+    assert target_module._targets == {}
+    assert target_module._host_names == {}
