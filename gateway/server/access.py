@@ -131,7 +131,9 @@ class RequestRecord:
         if claims is not None:
             self.user_id = claims.subject
             self.client_id = claims.client_id
-        self.auth_result = decision.result.value
+        # `_value_` (the documented sunder name) is the member's own attribute, where `.value`
+        # is a Python-level property call through enum's descriptor: about 1 % of a refusal.
+        self.auth_result = decision.result._value_
         self.auth_reason = decision.reason
 
     def finish_proxy(self, outcome: ProxyOutcome) -> None:

@@ -12,6 +12,7 @@ import ast
 import io
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,32 @@ def test_the_access_line_has_the_catalogue_order_and_types() -> None:
     assert tuple(fields) == ACCESS_FIELDS
     assert log_line_problems(fields) == []
     assert fields["ecs.version"] == ECS_VERSION
+
+
+def test_every_access_field_carries_the_requests_own_value() -> None:
+    """Each field of a fully noted request holds that request's value (the line starts from a
+    template: a field left out would keep the template's null)."""
+    record = RequestRecord(
+        request_id="rid", path="/p", route="/r", upstream="up", upstream_ns=11,
+        request_bytes=12, response_bytes=13, auth_result="allowed", auth_reason="why",
+        user_id="alice", client_id="cli",
+    )  # fmt: skip
+    record.trace_id, record.span_id = "t" * 32, "s" * 16
+    fields = record.access_fields(
+        timestamp="2026-01-02T03:04:05.678Z", duration_ns=14, client_ip="10.0.0.1",
+        method="PATCH", status=201, user_agent="ua",
+    )  # fmt: skip
+    assert fields == {
+        "@timestamp": "2026-01-02T03:04:05.678Z", "log.level": "info",
+        "event.action": "access", "ecs.version": ECS_VERSION, "process.pid": os.getpid(),
+        "http.request.id": "rid", "client.ip": "10.0.0.1", "http.request.method": "PATCH",
+        "url.path": "/p", "gateway.route": "/r", "http.response.status_code": 201,
+        "event.duration": 14, "gateway.upstream.name": "up", "gateway.upstream.duration": 11,
+        "http.request.body.bytes": 12, "http.response.body.bytes": 13,
+        "user_agent.original": "ua", "user.id": "alice", "gateway.client.id": "cli",
+        "gateway.auth.result": "allowed", "gateway.auth.reason": "why",
+        "trace.id": "t" * 32, "span.id": "s" * 16,
+    }  # fmt: skip
 
 
 def test_structlog_and_standard_library_lines_carry_the_common_fields() -> None:
