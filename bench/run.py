@@ -4,8 +4,10 @@ Python implementation and the Node peer (fastify), in one run, on loopback.
     python bench/run.py                # 10 s per case, 3 repeats (about 27 minutes)
     python bench/run.py --quick        # 1 s per case, 1 repeat, no warm-up; checks statuses
 
-wrk and the nginx upstream share core 0; the proxy under test gets core 1 (taskset). Every
-number comes from wrk (keep-alive connections); the gateway's peak RSS from /proc.
+wrk and the nginx upstream share core 0; the proxies wait on core 1 (taskset), each idle but
+for the one under test. Each case is run on every target back to back before the next case,
+so that a target and its peer are measured within seconds of each other (`measure_interleaved`).
+Every number comes from wrk (keep-alive connections); the gateway's peak RSS from /proc.
 
 The Node peer (`node-fastify`, bench/node/gateway.mjs) needs node and its pinned packages
 (`npm ci --prefix bench/node`); without them that target is skipped and the report says why.
@@ -29,7 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -359,71 +361,94 @@ def _url(case: Case, port: int, upload_port: int | None) -> str:
     return f"http://127.0.0.1:{case_port}{case.path}"
 
 
-def measure_target(
-    target: str,
-    port: int,
-    tokens: dict[str, str],
-    args: argparse.Namespace,
-    upload_port: int | None = None,
-    pid: int | None = None,
-) -> list[Result]:
-    results: list[Result] = []
-    if args.targets and target not in args.targets.split(","):
-        return results
-    warmup = args.warmup
-    chosen = [
-        case
-        for case in CASES
-        if not (args.cases and case.name not in args.cases.split(","))
-        and (case.only is None or target in case.only)
-        and (target not in TRACED or case.only is not None)
-    ]
-    expected_for = {case.name: case.expected if target in AUTH_TARGETS else 200 for case in chosen}
-    by_case: dict[str, Result] = {}
-    for case in chosen:
-        result = by_case[case.name] = Result(target, case.name)
-        expected = expected_for[case.name]
-        status = check_once(_url(case, port, upload_port), case, tokens.get(case.token, ""))
-        if status != expected:
-            result.statuses_ok = False
-            result.detail = f"first request answered {status}, expected {expected}"
-    if warmup > 0 and chosen:  # untimed, once a target, for all: node's JIT takes ~10 s to settle
-        case = chosen[0]
-        token = tokens.get(case.token, "")
-        run_wrk(_url(case, port, upload_port), case, token, seconds=warmup,
-                connections=args.connections, count=False)  # fmt: skip
-    # Repeats outermost: every case is measured once per round, so slow drift of the machine
-    # (this is often a VM) falls on all cases alike instead of on whichever ran last.
-    for _ in range(args.repeats):
-        for case in chosen:
-            result, expected = by_case[case.name], expected_for[case.name]
-            peak_known = pid is not None and reset_peak_rss(pid)
-            rps, p50, p99, requests, non2xx, statuses = run_wrk(
-                _url(case, port, upload_port), case, tokens.get(case.token, ""),
-                seconds=args.duration, connections=args.connections, count=args.quick,
-            )  # fmt: skip
-            if peak_known and pid is not None:
-                peak = peak_rss_mib(pid)
-                result.peak_rss_mib = max(result.peak_rss_mib or 0.0, peak)
-            result.rps.append(rps)
-            result.p50_ms.append(p50)
-            result.p99_ms.append(p99)
-            size = LARGE_BYTES if case.name == "1mib_response" else case.body_bytes
-            if case.bulk:
-                result.mib_s.append(rps * size / 1024**2)
-            wrong = non2xx if expected < 300 else requests - non2xx
-            if args.quick and statuses and set(statuses) != {expected}:
-                wrong = sum(n for s, n in statuses.items() if s != expected)
-            if wrong:
+class TargetRun:
+    """One target's cases, checked and warmed up, measured a case at a time (`measure`) so that
+    `main` can run every target's turn at one case before moving to the next."""
+
+    def __init__(
+        self,
+        target: str,
+        port: int,
+        tokens: dict[str, str],
+        args: argparse.Namespace,
+        upload_port: int | None = None,
+        pid: int | None = None,
+    ) -> None:
+        self.target, self.port, self.tokens, self.args = target, port, tokens, args
+        self.upload_port, self.pid = upload_port, pid
+        self.cases = [
+            case
+            for case in CASES
+            if not (args.cases and case.name not in args.cases.split(","))
+            and (case.only is None or target in case.only)
+            and (target not in TRACED or case.only is not None)
+        ]
+        self.expected = {
+            case.name: case.expected if target in AUTH_TARGETS else 200 for case in self.cases
+        }
+        self.results = {case.name: Result(target, case.name) for case in self.cases}
+        for case in self.cases:
+            status = check_once(self._url(case), case, tokens.get(case.token, ""))
+            expected = self.expected[case.name]
+            if status != expected:
+                result = self.results[case.name]
                 result.statuses_ok = False
-                result.detail = f"{wrong} of {requests} requests did not answer {expected}"
-    for case in chosen:
-        result = by_case[case.name]
-        results.append(result)
-        print(f"  {target:16} {case.name:14} {statistics.median(result.rps):10.0f} req/s"
-              f"{'' if result.statuses_ok else '  STATUS MISMATCH: ' + result.detail}",
-              file=sys.stderr, flush=True)  # fmt: skip
-    return results
+                result.detail = f"first request answered {status}, expected {expected}"
+        # Untimed, once a target, for all its cases: node's JIT takes ~10 s to settle.
+        if args.warmup > 0 and self.cases:
+            case = self.cases[0]
+            run_wrk(self._url(case), case, tokens.get(case.token, ""), seconds=args.warmup,
+                    connections=args.connections, count=False)  # fmt: skip
+
+    def _url(self, case: Case) -> str:
+        return _url(case, self.port, self.upload_port)
+
+    def measure(self, case: Case) -> None:
+        """One timed run of ``case``, if this target runs it."""
+        if case.name not in self.results:
+            return
+        args = self.args
+        result, expected = self.results[case.name], self.expected[case.name]
+        pid = self.pid
+        peak_known = pid is not None and reset_peak_rss(pid)
+        rps, p50, p99, requests, non2xx, statuses = run_wrk(
+            self._url(case), case, self.tokens.get(case.token, ""),
+            seconds=args.duration, connections=args.connections, count=args.quick,
+        )  # fmt: skip
+        if peak_known and pid is not None:
+            result.peak_rss_mib = max(result.peak_rss_mib or 0.0, peak_rss_mib(pid))
+        result.rps.append(rps)
+        result.p50_ms.append(p50)
+        result.p99_ms.append(p99)
+        size = LARGE_BYTES if case.name == "1mib_response" else case.body_bytes
+        if case.bulk:
+            result.mib_s.append(rps * size / 1024**2)
+        wrong = non2xx if expected < 300 else requests - non2xx
+        if args.quick and statuses and set(statuses) != {expected}:
+            wrong = sum(n for s, n in statuses.items() if s != expected)
+        if wrong:
+            result.statuses_ok = False
+            result.detail = f"{wrong} of {requests} requests did not answer {expected}"
+
+    def finish(self) -> list[Result]:
+        for case in self.cases:
+            result = self.results[case.name]
+            print(f"  {self.target:16} {case.name:14} {statistics.median(result.rps):10.0f} req/s"
+                  f"{'' if result.statuses_ok else '  STATUS MISMATCH: ' + result.detail}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        return [self.results[case.name] for case in self.cases]
+
+
+def measure_interleaved(runs: list[TargetRun], repeats: int) -> list[Result]:
+    """Every target's turn at a case, back to back, before the next case; the repeats
+    outermost. The machine is often a VM whose speed drifts by more than the differences
+    measured, over minutes: measured this way, a target and its peer see the same moment of
+    it for each case, and a ratio between them compares like with like."""
+    for _ in range(repeats):
+        for case in CASES:
+            for run in runs:
+                run.measure(case)
+    return [result for run in runs for result in run.finish()]
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -474,16 +499,24 @@ def main() -> int:
             if args.soak or args.scaling:
                 return extra_mode(workdir, tokens, args)
             print("direct: wrk -> nginx upstream / upload sink (core 0)", file=sys.stderr)
-            all_results += measure_target("direct", upstream_port, tokens, args, sink_port)
-            for target, command, port in targets(workdir, nginx, upstream_port, sink_port):
-                if args.targets and target not in args.targets.split(","):
-                    continue
-                if target == NODE_PEER and (why := node_peer_missing()):
-                    skipped[target] = why
-                    print(f"  {target:16} SKIPPED: {why}", file=sys.stderr, flush=True)
-                    continue
-                with process(command, port) as proc:
-                    all_results += measure_target(target, port, tokens, args, pid=proc.pid)
+            runs = []
+            if not args.targets or "direct" in args.targets.split(","):
+                runs.append(TargetRun("direct", upstream_port, tokens, args, sink_port))
+            procs: dict[str, subprocess.Popen[bytes]] = {}
+            with ExitStack() as running:
+                # Every proxy started, checked and warmed up first; all wait on core 1, idle but
+                # for the one being measured.
+                for target, command, port in targets(workdir, nginx, upstream_port, sink_port):
+                    if args.targets and target not in args.targets.split(","):
+                        continue
+                    if target == NODE_PEER and (why := node_peer_missing()):
+                        skipped[target] = why
+                        print(f"  {target:16} SKIPPED: {why}", file=sys.stderr, flush=True)
+                        continue
+                    proc = procs[target] = running.enter_context(process(command, port))
+                    runs.append(TargetRun(target, port, tokens, args, pid=proc.pid))
+                all_results += measure_interleaved(runs, args.repeats)
+                for target, proc in procs.items():
                     rss[target] = peak_rss_mib(proc.pid)
     report(all_results, rss, args, skipped)
     if args.json:
