@@ -34,6 +34,7 @@ from gateway.server.aiohttp_overrides import (
 )
 from gateway.server.drain import CUT_GRACE, InFlight
 from gateway.server.handler import Door, Policy
+from gateway.server.heap_trim import HeapTrim
 from gateway.server.key_events import LoggedKeyEvents
 from gateway.server.logs import batch_lines, get_logger
 from gateway.server.metrics import CONTENT_TYPE, Metrics
@@ -425,11 +426,15 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     batch_lines(loop)
+    trim: HeapTrim | None = None
     try:
         await server.start()
         settle_heap()
+        trim = HeapTrim.start(loop)
         await stop.wait()
     finally:
+        if trim is not None:
+            trim.cancel()
         await server.stop()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
