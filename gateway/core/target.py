@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import TypeVar
 
 __all__ = [
     "CanonicalTarget",
@@ -98,6 +99,7 @@ _KEPT_MAX = 1024
 _KEPT_LENGTH = 256
 _host_names: dict[str, str] = {}
 _targets: dict[str, CanonicalTarget] = {}
+_Kept = TypeVar("_Kept")
 
 
 def host_name(host: str) -> str | None:
@@ -110,10 +112,7 @@ def host_name(host: str) -> str | None:
     if match is None:
         return None
     name = match.group("host")
-    if len(host) <= _KEPT_LENGTH:
-        if len(_host_names) >= _KEPT_MAX:
-            _host_names.clear()
-        _host_names[host] = name
+    _keep(_host_names, host, name)
     return name
 
 
@@ -135,11 +134,16 @@ def canonicalize(raw_target: str) -> CanonicalTarget:
     if sep and any(ch in _QUERY_FORBIDDEN or ord(ch) > 0x7E for ch in query):
         raise TargetError(TargetProblem.BAD_CHARACTER)
     target = CanonicalTarget(canonicalize_path(raw_path), query if sep else None)
-    if len(raw_target) <= _KEPT_LENGTH:
-        if len(_targets) >= _KEPT_MAX:
-            _targets.clear()
-        _targets[raw_target] = target
+    _keep(_targets, raw_target, target)
     return target
+
+
+def _keep(kept: dict[str, _Kept], text: str, answer: _Kept) -> None:
+    """Keep ``answer`` for ``text`` within the bounds (emptying ``kept`` when it is full)."""
+    if len(text) <= _KEPT_LENGTH:
+        if len(kept) >= _KEPT_MAX:
+            kept.clear()
+        kept[text] = answer
 
 
 def canonicalize_path(raw_path: str) -> str:
