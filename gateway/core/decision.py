@@ -59,6 +59,7 @@ from gateway.core.ratelimit import (
     Counter,
     LimitBackendError,
     LimitKey,
+    MemoryCounter,
     OnBackendError,
     RateLimit,
     limit_headers,
@@ -250,9 +251,13 @@ class Decider:
         """Count the request in its bucket: the response's RateLimit fields, a refusal (429, or
         503 when the counters are unreachable and the route fails closed), or None (unreachable
         counters, failing open: no fields to give)."""
-        assert self.counter is not None
+        counter = self.counter
+        assert counter is not None
         try:
-            verdict = await self.counter.take(limit.prefix + value, limit)
+            if isinstance(counter, MemoryCounter):  # in this process: no coroutine to await
+                verdict = counter.take_now(limit.prefix + value, limit)
+            else:
+                verdict = await counter.take(limit.prefix + value, limit)
         except LimitBackendError as exc:
             if limit.on_backend_error is OnBackendError.DENY:
                 steps.note(StepName.RATE_LIMIT, StepOutcome.FAILED, "rate_limit_unavailable")

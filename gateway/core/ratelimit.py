@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Final, Protocol, final
 
 __all__ = [
     "THROTTLED_TOKEN_REASONS",
@@ -57,7 +57,7 @@ THROTTLED_TOKEN_REASONS = frozenset({
 
 # Float tolerance for "exactly at the boundary": a request arriving when the bucket has just
 # refilled one token is allowed, whatever the rounding of ``period / quota``.
-_EPSILON = 1e-9
+_EPSILON: Final = 1e-9
 
 
 class LimitKey(enum.Enum):
@@ -137,17 +137,30 @@ class RateLimit:
         return f"{self.rate}, burst {self.burst}, per {self.key.value}"
 
 
-class Verdict(NamedTuple):
-    """What one bucket said about one request (a tuple: it is made on every limited request).
+@final
+class Verdict:
+    """What one bucket said about one request.
 
     ``remaining``: requests still allowed right now; ``retry_after``: seconds until the next
     one is (0 when allowed); ``reset``: seconds until the bucket is full again.
+
+    A plain class, not a NamedTuple: one is made on every limited request, and the compiled
+    build makes a plain class natively, where a NamedTuple's constructor is interpreted Python.
     """
 
-    allowed: bool
-    remaining: int
-    retry_after: float
-    reset: float
+    __slots__ = ("allowed", "remaining", "reset", "retry_after")
+
+    def __init__(self, allowed: bool, remaining: int, retry_after: float, reset: float) -> None:
+        self.allowed = allowed
+        self.remaining = remaining
+        self.retry_after = retry_after
+        self.reset = reset
+
+    def __repr__(self) -> str:
+        return (
+            f"Verdict(allowed={self.allowed}, remaining={self.remaining}, "
+            f"retry_after={self.retry_after}, reset={self.reset})"
+        )
 
 
 def gcra(tat: float | None, now: float, interval: float, burst: int) -> tuple[Verdict, float]:

@@ -24,8 +24,6 @@ default reason phrases, ``_eof_sent``, ``_keep_alive`` and the writer's ``output
 
 from __future__ import annotations
 
-import functools
-import operator
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -135,20 +133,37 @@ def wire_for(refusal: Refusal) -> RefusalWire:
 def added_fields(added: Sequence[tuple[str, str]]) -> bytes:
     """Fields the gateway sets on an answer (HSTS, RateLimit), serialized as in any head
     (`serialize_head`: a CR or LF in a name or value is refused)."""
-    return _field_lines(added) if added else b""
+    return _added(added)[0] if added else b""
+
+
+def _added(added: Sequence[tuple[str, str]]) -> tuple[bytes, tuple[bytes, ...]]:
+    """``added``'s lines, and its names in lower case (the upstream's fields they replace).
+
+    Each field's pair is kept by its name and value: a limited route's values repeat (its
+    remaining quota and reset are small numbers), and serializing costs more than the lookup.
+    Bounded, emptied when full; only the gateway's own fields come here, never a client's or an
+    upstream's."""
+    lines = []
+    names = []
+    for field in added:
+        kept = _kept_fields.get(field)
+        if kept is None:
+            kept = (_field_lines((field,)), field[0].lower().encode())
+            if len(_kept_fields) >= _MAX_KEPT_FIELDS:
+                _kept_fields.clear()
+            _kept_fields[field] = kept
+        lines.append(kept[0])
+        names.append(kept[1])
+    return b"".join(lines), tuple(names)
+
+
+_kept_fields: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_MAX_KEPT_FIELDS = 1024
 
 
 def _field_lines(fields: Iterable[tuple[str, str]]) -> bytes:
     """``name: value`` lines, each with its CR LF (a head without its status line and end)."""
     return serialize_head("", fields)[len(_END) : -len(_END)]
-
-
-_NAME = operator.itemgetter(0)
-
-
-@functools.lru_cache(maxsize=64)  # the door's own names and each limited route's: bounded
-def _lower_names(names: tuple[str, ...]) -> frozenset[bytes]:
-    return frozenset(name.lower().encode() for name in names)
 
 
 # The upstream's fields never passed on as they came: hop-by-hop ones, and Content-Length (the
@@ -179,7 +194,7 @@ def whole_answer(
         line = b"HTTP/1.0 %d %s\r\n"
     else:
         return None
-    replaced = _lower_names(tuple(map(_NAME, added))) if added else ()
+    extra, replaced = _added(added) if added else (b"", ())
     parts = [line % (status, reason or REASON_PHRASES.get(status, "").encode())]
     defaulted: set[bytes] = set()
     for name, value in raw:
@@ -193,8 +208,8 @@ def whole_answer(
         if lower in _DEFAULTED:
             defaulted.add(lower)
         parts.append(b"%s: %s\r\n" % (name, value))
-    if added:
-        parts.append(added_fields(added))
+    if extra:
+        parts.append(extra)
     return Whole(
         status, b"".join(parts), body, typed=_CONTENT_TYPE in defaulted or not body,
         date=_DATE not in defaulted, server=_SERVER_FIELD not in defaulted,

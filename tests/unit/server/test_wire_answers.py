@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from gateway.core.headers import response_headers
+from gateway.server import wire
 from gateway.server.aiohttp_overrides import send_whole
 from gateway.server.wire import send, whole_answer
 from tests.unit.server.differential import (
@@ -161,6 +162,46 @@ def test_a_field_the_gateway_sets_is_left_to_the_web_response() -> None:
     raw = [(b"Content-Length", b"1")]
     assert whole_answer((1, 1), 200, b"OK", raw, b"x", ADDED["hsts"]) is not None
     assert whole_answer((2, 0), 200, b"OK", raw, b"x", ()) is None
+
+
+@pytest.mark.parametrize(
+    "spelling", [b"RateLimit-Remaining", b"ratelimit-remaining", b"RATELIMIT-REMAINING"]
+)
+def test_an_upstream_field_a_limit_sets_is_left_to_the_web_response(spelling: bytes) -> None:
+    """The names of the kept added fields are matched in any case, from the first request on
+    and after they were kept."""
+    raw = [(spelling, b"1"), (b"Content-Length", b"1")]
+    for _ in range(2):
+        assert whole_answer((1, 1), 200, b"OK", raw, b"x", ADDED["limits"]) is None
+    whole = whole_answer((1, 1), 200, b"OK", [(b"Content-Length", b"1")], b"x", ADDED["limits"])
+    assert whole is not None
+    assert whole.head.endswith(
+        b"RateLimit-Limit: 10\r\nRateLimit-Remaining: 9\r\nRateLimit-Reset: 1\r\n"
+    )
+
+
+def test_the_kept_added_fields_stay_bounded_and_right() -> None:
+    """Past the bound the keep is emptied and filled again: every answer keeps its own values,
+    in order, and the keep never holds more than the bound."""
+    bound = wire._MAX_KEPT_FIELDS
+    raw = [(b"Content-Length", b"1")]
+    for remaining in range(bound * 2 + 3):
+        added = (("RateLimit-Policy", '"ip";q=100;w=1'), ("RateLimit", f'"ip";r={remaining};t=1'))
+        whole = whole_answer((1, 1), 200, b"OK", raw, b"x", added)
+        assert whole is not None
+        assert whole.head.endswith(
+            b'RateLimit-Policy: "ip";q=100;w=1\r\nRateLimit: "ip";r=%d;t=1\r\n' % remaining
+        )
+        assert len(wire._kept_fields) <= bound
+
+
+def test_a_refused_added_field_is_never_kept() -> None:
+    """A field with a line break raises every time: it is refused before it could be kept."""
+    field = ("RateLimit", '"ip";r=1;t=1\r\nSet-Cookie: a=b')
+    for _ in range(2):
+        with pytest.raises(ValueError, match="control character"):
+            whole_answer((1, 1), 200, b"OK", [(b"Content-Length", b"1")], b"x", (field,))
+    assert field not in wire._kept_fields
 
 
 @pytest.mark.parametrize(
