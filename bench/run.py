@@ -6,7 +6,8 @@ Python implementation and the Node peer (fastify), in one run, on loopback.
 
 wrk and the nginx upstream share core 0; the proxies wait on core 1 (taskset), each idle but
 for the one under test. Each case is run on every target back to back before the next case,
-so that a target and its peer are measured within seconds of each other (`measure_interleaved`).
+so that a target and its peer are measured within seconds of each other, every other repeat in
+reverse order (`schedule`).
 Every number comes from wrk (keep-alive connections); the gateway's peak RSS from /proc.
 
 The Node peer (`node-fastify`, bench/node/gateway.mjs) needs node and its pinned packages
@@ -30,16 +31,18 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from gateway_build import build_name, stale_build
 
 from gateway.tools import keygen as keytools
 
+T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LARGE_BYTES = 1024 * 1024
@@ -440,15 +443,29 @@ class TargetRun:
         return [self.results[case.name] for case in self.cases]
 
 
+def schedule(cases: Sequence[Case], runs: Sequence[T], repeats: int) -> Iterator[tuple[Case, T]]:
+    """The order of the timed runs: every target's turn at a case, back to back, before the
+    next case; the repeats outermost; every other repeat in reverse, cases and targets both.
+
+    Why the reverse: on the VMs this runs on, of two runs back to back the second was the
+    slower one. Read against ``rs256`` run just before it, the never-hit limit kept 87-92 % of
+    its req/s; run just before it instead, 95-106 %, where the instructions it costs put it at
+    96 %. Over two repeats each pair is measured once in each order (ABBA), and a drift that is
+    steady over a repeat cancels out of the medians."""
+    for repeat in range(repeats):
+        forwards = repeat % 2 == 0
+        for case in cases if forwards else reversed(cases):
+            for run in runs if forwards else reversed(runs):
+                yield case, run
+
+
 def measure_interleaved(runs: list[TargetRun], repeats: int) -> list[Result]:
-    """Every target's turn at a case, back to back, before the next case; the repeats
-    outermost. The machine is often a VM whose speed drifts by more than the differences
-    measured, over minutes: measured this way, a target and its peer see the same moment of
-    it for each case, and a ratio between them compares like with like."""
-    for _ in range(repeats):
-        for case in CASES:
-            for run in runs:
-                run.measure(case)
+    """Every timed run in `schedule`'s order. The machine is often a VM whose speed drifts by
+    more than the differences measured, over minutes: measured this way, a target and its peer
+    see the same moment of it for each case, and a ratio between them compares like with
+    like."""
+    for case, run in schedule(CASES, runs, repeats):
+        run.measure(case)
     return [result for run in runs for result in run.finish()]
 
 
