@@ -21,9 +21,9 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY gateway ./gateway
-# With the `fast` extra: uvloop, the event loop `gateway run --loop auto` picks when installed
+# With its dependencies, uvloop among them: the event loop `gateway run --loop auto` picks
 # (README, Performance: the same build answers more with it, the 401 about a quarter more).
-RUN /opt/venv/bin/pip install '.[fast]' && /opt/venv/bin/pip uninstall --yes pip
+RUN /opt/venv/bin/pip install . && /opt/venv/bin/pip uninstall --yes pip
 
 # Runtime stage: the interpreter, the venv, the default config; nothing else.
 FROM python:3.11-slim AS runtime

@@ -15,7 +15,7 @@ if [ -n "${CI:-}" ]; then
     apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
   fi
 fi
-.venv/bin/python -m pip install --quiet -e '.[test,fast]'
+.venv/bin/python -m pip install --quiet -e '.[test]'
 # The benchmark's --quick run needs wrk and nginx (Debian packages); CI installs them.
 missing_bench_tools=no
 command -v wrk >/dev/null || missing_bench_tools=yes

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,12 +18,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from packaging.requirements import Requirement
 
 from gateway.config import Config, load
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = ROOT / "pyproject.toml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 CONFIG_DIR = "/etc/gateway"
@@ -170,14 +173,28 @@ def test_the_build_stage_compiles_the_request_path_or_fails() -> None:
 
 
 def test_the_image_installs_the_faster_event_loop() -> None:
-    """The build stage installs the gateway with its `fast` extra (uvloop), which `gateway run
-    --loop auto`, the image's default, then uses."""
+    """The build stage installs the gateway with its dependencies, and uvloop is one of them on
+    the image's platform (Linux, CPython): `gateway run --loop auto`, the image's default, then
+    uses it."""
     parsed = instructions()
     build = [item for item in parsed if item.stage < max(item.stage for item in parsed)]
     installs = [
         item.arguments for item in build if item.keyword == "RUN" and "pip" in item.arguments
     ]
-    assert any(re.search(r"pip install '?\.\[fast\]'?", arguments) for arguments in installs)
+    assert any(
+        re.search(r"pip install '?\.(\[[a-z,]*\])?'?( |$)", arguments) for arguments in installs
+    )
+    linux = {"sys_platform": "linux", "platform_python_implementation": "CPython"}
+    windows = {**linux, "sys_platform": "win32"}
+    uvloop = [
+        requirement
+        for requirement in map(
+            Requirement, tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+        )
+        if requirement.name == "uvloop"
+    ]
+    assert [req.marker is None or req.marker.evaluate(linux) for req in uvloop] == [True]
+    assert [req.marker is not None and req.marker.evaluate(windows) for req in uvloop] == [False]
 
 
 def test_final_user_is_numeric_and_not_root() -> None:
