@@ -170,6 +170,14 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def whole_run_peak(results: Sequence[Result], target: str, since_last_reset: float) -> float:
+    """The target's peak RSS over its whole run. Each timed run starts the VmHWM again
+    (`reset_peak_rss`), so the one read at the end covers only the last case's run and what
+    followed; the peaks of the earlier ones are in their results."""
+    peaks = [r.peak_rss_mib for r in results if r.target == target and r.peak_rss_mib is not None]
+    return max([since_last_reset, *peaks])
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Start the process's VmHWM again from its current RSS (Linux >= 4.0: clear_refs 5)."""
     try:
@@ -535,7 +543,7 @@ def main() -> int:
                     runs.append(TargetRun(target, port, tokens, args, pid=proc.pid))
                 all_results += measure_interleaved(runs, args.repeats)
                 for target, proc in procs.items():
-                    rss[target] = peak_rss_mib(proc.pid)
+                    rss[target] = whole_run_peak(all_results, target, peak_rss_mib(proc.pid))
     report(all_results, rss, args, skipped)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in all_results], indent=1))
@@ -671,7 +679,8 @@ def report(
               f"| {med(r.p50_ms):.2f} | {med(r.p99_ms):.2f} | {mib} | {ratio_d:.2f} "
               f"| {ratio_p:.2f} | {'' if ratio_n is None else f'{ratio_n:.2f}'} "
               f"| {'ok' if r.statuses_ok else 'MISMATCH'} |")  # fmt: skip
-    print("\nPeak RSS (MiB): " + ", ".join(f"{t} {v:.0f}" for t, v in rss.items()))
+    print("\nPeak RSS over each target's whole run (MiB): "
+          + ", ".join(f"{t} {v:.0f}" for t, v in rss.items()))  # fmt: skip
     downloads = [r for r in results if r.case == "1mib_response" and r.peak_rss_mib is not None]
     if downloads:
         print(f"\nPeak RSS during the 1 MiB downloads ({args.connections} at once; MiB, the peak "

@@ -1,5 +1,5 @@
-"""The benchmark's order of timed runs (`bench/run.py`'s `schedule`): pure, so tested here
-without wrk or a server."""
+"""The benchmark's pure parts (`bench/run.py`): the order of its timed runs (`schedule`) and
+its whole-run peak RSS (`whole_run_peak`), tested here without wrk or a server."""
 
 from __future__ import annotations
 
@@ -42,3 +42,24 @@ def test_every_other_repeat_runs_in_reverse() -> None:
         cases = [order[i][0] for i in positions]
         assert cases[: len(names)] == names
         assert cases[len(names) :] == names[::-1]
+
+
+def _result(target: str, case: str, peak: float | None) -> object:
+    result = bench.Result(target, case)
+    result.peak_rss_mib = peak
+    return result
+
+
+def test_the_whole_run_peak_is_the_highest_of_every_case() -> None:
+    """Each timed run starts the VmHWM again, so the one read at the end covers the last case
+    only: the uploads' peak, measured earlier, must still be the whole run's."""
+    results = [
+        _result("gateway-uvloop", "10mib_upload", 82.9),
+        _result("gateway-uvloop", "1mib_response", 71.5),
+        _result("gateway-uvloop", "rs256", 60.1),
+        _result("gateway-asyncio", "10mib_upload", 99.0),
+        _result("node-fastify", "rs256", None),
+    ]
+    assert bench.whole_run_peak(results, "gateway-uvloop", 66.0) == 82.9
+    assert bench.whole_run_peak(results, "gateway-uvloop", 90.0) == 90.0
+    assert bench.whole_run_peak(results, "node-fastify", 128.0) == 128.0
