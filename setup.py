@@ -36,6 +36,7 @@ COMPILED = [
             "clientip",
             "decision",
             "headers",
+            "keep",
             "methods",
             "models",
             "outcomes",

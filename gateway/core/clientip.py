@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gateway.core.keep import keep
+
 __all__ = ["ClientIpHeader", "Network", "TrustedProxies", "client_ip", "parse_network"]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -55,10 +57,7 @@ class TrustedProxies:
         verdict = None
         if address is not None:
             verdict = (str(address), any(address in network for network in self.networks))
-        if len(seen) >= _SEEN_MAX:
-            seen.clear()
-        seen[text] = verdict
-        return verdict
+        return keep(seen, text, verdict, _SEEN_MAX)
 
 
 _SEEN_MAX = 4096

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from gateway.core.cors import PREFLIGHT_VARY
 from gateway.core.errors import AuthError, InsufficientScope, KeysUnavailable
+from gateway.core.keep import keep
 from gateway.core.target import TargetError
 
 __all__ = [
@@ -144,9 +145,7 @@ def from_auth_error(exc: AuthError, resource_metadata: str | None = None) -> Ref
     key = (exc.status, exc.bearer_error, exc.description, exc.reason, scopes, resource_metadata)
     refusal = _challenges.get(key)
     if refusal is None:
-        if len(_challenges) >= _MAX_CHALLENGES:
-            _challenges.clear()
-        refusal = _challenges[key] = _challenge(exc, resource_metadata)
+        refusal = keep(_challenges, key, _challenge(exc, resource_metadata), _MAX_CHALLENGES)
     return refusal
 
 

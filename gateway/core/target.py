@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import TypeVar
 
+from gateway.core.keep import keep
+
 __all__ = [
     "CanonicalTarget",
     "TargetError",
@@ -139,11 +141,9 @@ def canonicalize(raw_target: str) -> CanonicalTarget:
 
 
 def _keep(kept: dict[str, _Kept], text: str, answer: _Kept) -> None:
-    """Keep ``answer`` for ``text`` within the bounds (emptying ``kept`` when it is full)."""
+    """Keep ``answer`` for ``text`` unless the text is too long to be worth it."""
     if len(text) <= _KEPT_LENGTH:
-        if len(kept) >= _KEPT_MAX:
-            kept.clear()
-        kept[text] = answer
+        keep(kept, text, answer, _KEPT_MAX)
 
 
 def canonicalize_path(raw_path: str) -> str:

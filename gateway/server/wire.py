@@ -33,6 +33,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.web_response import REASON_PHRASES
 
 from gateway.core.headers import HOP_BY_HOP_BYTES
+from gateway.core.keep import keep
 from gateway.core.refusals import Refusal
 from gateway.server.render import PLAIN_ID, render
 from gateway.server.tracebacks import drop_tracebacks
@@ -124,9 +125,7 @@ def wire_for(refusal: Refusal) -> RefusalWire:
     refusal alive so that its id cannot be reused while the entry lasts."""
     wire = _wires.get(id(refusal))
     if wire is None or wire.refusal is not refusal:
-        if len(_wires) >= _MAX_WIRES:
-            _wires.clear()
-        wire = _wires[id(refusal)] = RefusalWire(refusal)
+        wire = keep(_wires, id(refusal), RefusalWire(refusal), _MAX_WIRES)
     return wire
 
 
@@ -148,10 +147,8 @@ def _added(added: Sequence[tuple[str, str]]) -> tuple[bytes, tuple[bytes, ...]]:
     for field in added:
         kept = _kept_fields.get(field)
         if kept is None:
-            kept = (_field_lines((field,)), field[0].lower().encode())
-            if len(_kept_fields) >= _MAX_KEPT_FIELDS:
-                _kept_fields.clear()
-            _kept_fields[field] = kept
+            line = _field_lines((field,))
+            kept = keep(_kept_fields, field, (line, field[0].lower().encode()), _MAX_KEPT_FIELDS)
         lines.append(kept[0])
         names.append(kept[1])
     return b"".join(lines), tuple(names)
