@@ -218,3 +218,28 @@ def test_a_refused_added_field_is_never_kept(field: tuple[str, str]) -> None:
             whole_answer((1, 1), 200, b"OK", raw, b"x", (kept, field))
     assert field not in wire._kept_fields
     assert kept in wire._kept_fields
+
+
+@pytest.mark.parametrize(
+    "connection", [b"close, X-Secret", b"X-Secret", b"keep-alive, Keep-Alive, X-A", b"upgrade"]
+)
+def test_a_connection_field_that_names_fields_is_left_to_the_web_response(
+    connection: bytes,
+) -> None:
+    """The fields the upstream's Connection names are dropped by `response_headers`, wherever
+    they stand; here only Connection values that name none (keep-alive, close) are taken."""
+    raw = [(b"X-Secret", b"s"), (b"Connection", connection), (b"Content-Length", b"1")]
+    assert whole_answer((1, 1), 200, b"OK", raw, b"x", ()) is None
+    for plain in (b"keep-alive", b"Close", b"close, keep-alive"):
+        raw = [(b"Connection", plain), (b"Content-Length", b"1")]
+        assert whole_answer((1, 1), 200, b"OK", raw, b"x", ()) is not None
+
+
+def test_bytes_that_are_not_utf8_are_kept() -> None:
+    """obs-text (RFC 9110 5.5) in a value or the reason reaches the client as it came;
+    aiohttp's serializer would drop it from a decoded value."""
+    raw = [(b"X-Legacy", b"caf\xe9 ok"), (b"Content-Length", b"1")]
+    whole = whole_answer((1, 1), 200, b"Tr\xe8s Bien", raw, b"x", ())
+    assert whole is not None
+    assert whole.head.startswith(b"HTTP/1.1 200 Tr\xe8s Bien\r\n")
+    assert b"\r\nX-Legacy: caf\xe9 ok\r\n" in whole.head
